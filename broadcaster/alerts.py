@@ -1,0 +1,352 @@
+"""Alerts and their lifecycle.
+
+    draft -> awaiting_approval -> approved -> dispatching -> done
+      ^            |  (reject)
+      +------------+
+    any live state -> cancelled;  past `expires_at` -> expired
+
+Every move is one guarded UPDATE (`WHERE status IN (<allowed>)`), so two people acting on
+the same alert at once cannot both win: the loser gets Conflict. Four eyes: an alert is
+approved by an approver (or admin) who is not its author.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from broadcaster import audit
+from broadcaster.db import utcnow
+from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
+from broadcaster.models import (
+    FALLBACK_LANGUAGE,
+    Alert,
+    AlertContent,
+    AlertStatus,
+    CapStatus,
+    District,
+    Language,
+    Operator,
+    Role,
+    Severity,
+    Topic,
+    Urgency,
+)
+from broadcaster.operators import actor_of, require_role
+from broadcaster.reference import resolve_slugs
+from broadcaster.settings import Settings
+from channels import Channel
+
+E = TypeVar("E", bound=StrEnum)
+
+TITLE_MAX = 200
+BODY_MAX = 2000
+
+S = AlertStatus
+LIVE = frozenset({S.DRAFT, S.AWAITING_APPROVAL, S.APPROVED, S.DISPATCHING})
+
+
+class Move(StrEnum):
+    SUBMIT = "submit"
+    APPROVE = "approve"
+    REJECT = "reject"
+    START_DISPATCH = "start_dispatch"
+    FINISH = "finish"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+
+
+# move -> (states it may start from, state it ends in)
+MOVES: dict[Move, tuple[frozenset[AlertStatus], AlertStatus]] = {
+    Move.SUBMIT: (frozenset({S.DRAFT}), S.AWAITING_APPROVAL),
+    Move.APPROVE: (frozenset({S.AWAITING_APPROVAL}), S.APPROVED),
+    Move.REJECT: (frozenset({S.AWAITING_APPROVAL}), S.DRAFT),
+    Move.START_DISPATCH: (frozenset({S.APPROVED}), S.DISPATCHING),
+    Move.FINISH: (frozenset({S.DISPATCHING}), S.DONE),
+    Move.CANCEL: (LIVE, S.CANCELLED),
+    Move.EXPIRE: (LIVE, S.EXPIRED),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDraft:
+    """What an operator writes. `contents` maps a language to (title, body); Polish is
+    required, as the text every resident without a translation receives."""
+
+    topic: str
+    severity: str
+    urgency: str
+    channels: Sequence[str]
+    contents: Mapping[str, tuple[str, str]]
+    districts: Sequence[str] = ()
+    whole_city: bool = False
+    cap_status: str = CapStatus.ACTUAL
+    send_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    topic_id: int
+    district_ids: list[int]
+    whole_city: bool
+    severity: Severity
+    urgency: Urgency
+    cap_status: CapStatus
+    channels: list[str]
+    contents: dict[str, tuple[str, str]]
+    send_at: datetime | None
+    expires_at: datetime
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _enum(kind: type[E], value: object, field_name: str) -> E:
+    try:
+        return kind(str(value))
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise InvalidInput(field_name, f"must be one of {choices}") from None
+
+
+def _aware(value: datetime | None, field_name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput(field_name, "needs a time zone")
+    return value
+
+
+def _check_draft(*, session: Session, settings: Settings, draft: AlertDraft, now: datetime) -> _Checked:
+    """Validate everything before anything is written; the first problem names its field."""
+    topic_id = resolve_slugs(session=session, model=Topic, slugs=[draft.topic], field="topic")[0]
+    if draft.whole_city:
+        if draft.districts:
+            raise InvalidInput("districts", "must be empty for a whole-city alert")
+        district_ids: list[int] = []
+    else:
+        if not draft.districts:
+            raise InvalidInput("districts", "name at least one district, or target the whole city")
+        district_ids = resolve_slugs(session=session, model=District, slugs=draft.districts,
+                                     field="districts")
+    severity = _enum(Severity, draft.severity, "severity")
+    urgency = _enum(Urgency, draft.urgency, "urgency")
+    cap_status = _enum(CapStatus, draft.cap_status, "cap_status")
+    if not draft.channels:
+        raise InvalidInput("channels", "name at least one channel")
+    channels = list(dict.fromkeys(_enum(Channel, c, "channels").value for c in draft.channels))
+
+    contents: dict[str, tuple[str, str]] = {}
+    for language, (title, body) in draft.contents.items():
+        lang = _enum(Language, language, "contents")
+        title, body = (title or "").strip(), (body or "").strip()
+        if not title:
+            raise InvalidInput(f"contents.{lang}.title", "is required")
+        if len(title) > TITLE_MAX:
+            raise InvalidInput(f"contents.{lang}.title", f"is longer than {TITLE_MAX} characters")
+        if not body:
+            raise InvalidInput(f"contents.{lang}.body", "is required")
+        if len(body) > BODY_MAX:
+            raise InvalidInput(f"contents.{lang}.body", f"is longer than {BODY_MAX} characters")
+        contents[lang.value] = (title, body)
+    if FALLBACK_LANGUAGE not in contents:
+        raise InvalidInput(f"contents.{FALLBACK_LANGUAGE}", "a Polish text is required")
+
+    send_at = _aware(draft.send_at, "send_at")
+    expires_at = _aware(draft.expires_at, "expires_at")
+    if send_at is not None and send_at <= now:
+        raise InvalidInput("send_at", "is in the past")
+    start = send_at or now
+    if expires_at is None:
+        expires_at = start + timedelta(hours=settings.default_alert_lifetime_hours)
+    elif expires_at <= start:
+        raise InvalidInput("expires_at", "must be later than send_at" if send_at else "is in the past")
+    return _Checked(
+        topic_id=topic_id, district_ids=district_ids, whole_city=draft.whole_city,
+        severity=severity, urgency=urgency, cap_status=cap_status, channels=channels,
+        contents=contents, send_at=send_at, expires_at=expires_at,
+        summary={
+            "topic": draft.topic,
+            "districts": "*" if draft.whole_city else sorted(set(draft.districts)),
+            "severity": severity.value, "urgency": urgency.value, "cap_status": cap_status.value,
+            "channels": channels, "languages": sorted(contents),
+            "send_at": send_at.isoformat() if send_at else None,
+            "expires_at": expires_at.isoformat(),
+        },
+    )
+
+
+def _apply(alert: Alert, checked: _Checked, session: Session) -> None:
+    alert.topic_id = checked.topic_id
+    alert.whole_city = checked.whole_city
+    alert.severity = checked.severity
+    alert.urgency = checked.urgency
+    alert.cap_status = checked.cap_status
+    alert.channels = checked.channels
+    alert.send_at = checked.send_at
+    alert.expires_at = checked.expires_at
+    alert.contents = [
+        AlertContent(language=lang, title=title, body=body)
+        for lang, (title, body) in sorted(checked.contents.items())
+    ]
+    alert.districts = [session.get_one(District, district_id) for district_id in checked.district_ids]
+
+
+def create_alert(*, session: Session, settings: Settings, author: Operator, draft: AlertDraft) -> Alert:
+    require_role(author, Role.OPERATOR, Role.ADMIN)
+    checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
+    alert = Alert(author_id=author.id, status=AlertStatus.DRAFT)
+    _apply(alert, checked, session)
+    session.add(alert)
+    session.flush()
+    audit.record(session=session, actor=actor_of(author), action="alert.created",
+                 object_type="alert", object_id=alert.id, payload=checked.summary)
+    return alert
+
+
+def get_alert(*, session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound("alert", alert_id)
+    return alert
+
+
+def edit_draft(
+    *, session: Session, settings: Settings, editor: Operator, alert_id: int, draft: AlertDraft
+) -> Alert:
+    """Replace a draft's content and targeting; only its author (or an admin) may."""
+    require_role(editor, Role.OPERATOR, Role.ADMIN)
+    alert = get_alert(session=session, alert_id=alert_id)
+    if editor.role is not Role.ADMIN and alert.author_id != editor.id:
+        raise Forbidden("only the author edits a draft")
+    if alert.status is not AlertStatus.DRAFT:
+        raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be edited")
+    checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
+    _apply(alert, checked, session)
+    session.flush()
+    audit.record(session=session, actor=actor_of(editor), action="alert.edited",
+                 object_type="alert", object_id=alert.id, payload=checked.summary)
+    return alert
+
+
+def transition(
+    *,
+    session: Session,
+    alert: Alert,
+    move: Move,
+    actor: str,
+    values: Mapping[str, Any] | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> Alert:
+    """Make `move` with one guarded UPDATE, audit it, and refresh `alert`."""
+    sources, target = MOVES[move]
+    result = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.status.in_(sources))
+        .values(status=target, **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(alert)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"alert {alert.id} is {alert.status}: cannot {move.value} it")
+    audit.record(session=session, actor=actor, action=f"alert.{move.value}", object_type="alert",
+                 object_id=alert.id, payload={"status": target.value, **(payload or {})})
+    return alert
+
+
+def submit_alert(*, session: Session, actor: Operator, alert_id: int) -> Alert:
+    require_role(actor, Role.OPERATOR, Role.ADMIN)
+    alert = get_alert(session=session, alert_id=alert_id)
+    if actor.role is not Role.ADMIN and alert.author_id != actor.id:
+        raise Forbidden("only the author submits a draft")
+    now = utcnow()
+    if alert.expires_at <= now:
+        raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
+    if alert.send_at is not None and alert.send_at <= now:
+        raise InvalidInput("send_at", "is in the past; edit the schedule first")
+    return transition(session=session, alert=alert, move=Move.SUBMIT, actor=actor_of(actor),
+                      values={"submitted_at": now, "status_reason": None})
+
+
+def approve_alert(*, session: Session, approver: Operator, alert_id: int) -> Alert:
+    """Four eyes: an approver other than the author lets the alert go."""
+    require_role(approver, Role.APPROVER, Role.ADMIN)
+    alert = get_alert(session=session, alert_id=alert_id)
+    if alert.author_id == approver.id:
+        raise Forbidden("the author cannot approve their own alert: a second person must")
+    now = utcnow()
+    if alert.status in LIVE and alert.expires_at <= now:
+        raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
+    return transition(session=session, alert=alert, move=Move.APPROVE, actor=actor_of(approver),
+                      values={"approved_at": now, "approver_id": approver.id})
+
+
+def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason: str) -> Alert:
+    """Send an alert back to its author as a draft, with the reason."""
+    require_role(approver, Role.APPROVER, Role.ADMIN)
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "say why the alert is rejected")
+    alert = get_alert(session=session, alert_id=alert_id)
+    if alert.author_id == approver.id:
+        raise Forbidden("the author cannot review their own alert")
+    return transition(session=session, alert=alert, move=Move.REJECT, actor=actor_of(approver),
+                      values={"status_reason": reason.strip(), "submitted_at": None})
+
+
+def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: str) -> Alert:
+    """Stop an alert in any live state; a dispatch in progress stops its pending messages."""
+    require_role(actor, Role.OPERATOR, Role.APPROVER, Role.ADMIN)
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "say why the alert is cancelled")
+    alert = get_alert(session=session, alert_id=alert_id)
+    return transition(session=session, alert=alert, move=Move.CANCEL, actor=actor_of(actor),
+                      values={"cancelled_at": utcnow(), "cancelled_by_id": actor.id,
+                              "status_reason": reason.strip()})
+
+
+def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[int]:
+    """Mark every live alert past its expiry as expired; returns their ids."""
+    moment = now or utcnow()
+    sources, _ = MOVES[Move.EXPIRE]
+    due = session.scalars(
+        select(Alert).where(Alert.status.in_(sources), Alert.expires_at <= moment).order_by(Alert.id)
+    ).all()
+    expired = []
+    for alert in due:
+        try:
+            transition(session=session, alert=alert, move=Move.EXPIRE, actor="system:expiry",
+                       values={"finished_at": moment})
+        except Conflict:
+            continue  # moved on meanwhile (finished or cancelled): nothing to expire
+        expired.append(alert.id)
+    return expired
+
+
+def describe_alert(alert: Alert) -> dict[str, Any]:
+    """A plain, JSON-ready view of an alert for the CLI and the API."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": alert.id,
+        "status": alert.status,
+        "topic": alert.topic.slug,
+        "districts": "*" if alert.whole_city else [d.slug for d in alert.districts],
+        "severity": alert.severity,
+        "urgency": alert.urgency,
+        "cap_status": alert.cap_status,
+        "channels": list(alert.channels),
+        "contents": {c.language: {"title": c.title, "body": c.body} for c in alert.contents},
+        "author_id": alert.author_id,
+        "approver_id": alert.approver_id,
+        "send_at": iso(alert.send_at),
+        "expires_at": iso(alert.expires_at),
+        "created_at": iso(alert.created_at),
+        "submitted_at": iso(alert.submitted_at),
+        "approved_at": iso(alert.approved_at),
+        "cancelled_at": iso(alert.cancelled_at),
+        "status_reason": alert.status_reason,
+    }

@@ -1,0 +1,300 @@
+"""The `broadcaster` command line.
+
+Exit codes: 0 done; 2 bad input or unknown object (the message names the field or
+setting); 3 not allowed (role, four-eyes rule); 4 the object's state forbids it (an alert
+already cancelled, expired, ...); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster import alerts, audit, operators, population, reference, schema
+from broadcaster.db import make_engine, make_sessionmaker
+from broadcaster.errors import BroadcasterError, Conflict, Forbidden, InvalidInput, NotFound
+from broadcaster.settings import Settings, SettingsError, load_settings
+from broadcaster.targeting import count_audience
+
+WARSAW = ZoneInfo("Europe/Warsaw")
+EXIT_CODES: dict[type[BroadcasterError], int] = {InvalidInput: 2, NotFound: 2, Forbidden: 3, Conflict: 4}
+
+
+class CliError(click.ClickException):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class BroadcasterGroup(click.Group):
+    """Turns our domain errors into a one-line message and a meaningful exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BroadcasterError as error:
+            code = next((c for kind, c in EXIT_CODES.items() if isinstance(error, kind)), 1)
+            raise CliError(str(error), code) from None
+
+
+class App:
+    """What every command needs: the settings, and the database built from them lazily."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.sessions() as session, session.begin():
+            yield session
+
+
+class WarsawTime(click.ParamType):
+    """An ISO 8601 date-time; without an offset it is read as Warsaw local time."""
+
+    name = "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a date-time like 2026-12-01T18:00", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=WARSAW)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=BroadcasterGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Warszawski System Powiadomień: targeted alerts for Warsaw's residents."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise CliError(f"setting {error}", 2) from None
+    ctx.obj = App(settings)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+@main.command()
+@pass_app
+def migrate(app: App) -> None:
+    """Create or upgrade the database schema."""
+    schema.upgrade(app.engine)
+    click.echo(f"database at {app.engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@main.command()
+@pass_app
+def seed(app: App) -> None:
+    """Insert or refresh the reference data: districts and topics."""
+    with app.transaction() as session:
+        new_districts, new_topics = reference.seed_reference_data(session=session)
+    click.echo(f"reference data: {len(reference.DISTRICTS)} districts ({new_districts} new), "
+               f"{len(reference.TOPICS)} topics ({new_topics} new)")
+
+
+@main.command("seed-demo")
+@click.option("--subscribers", "count", type=click.IntRange(1, 5_000_000), default=20_000,
+              show_default=True, help="How many synthetic residents to add.")
+@click.option("--seed", "random_seed", type=int, default=2024, show_default=True)
+@pass_app
+def seed_demo(app: App, count: int, random_seed: int) -> None:
+    """Add a synthetic population spread over the districts (COPY on PostgreSQL)."""
+    with app.engine.begin() as connection, click.progressbar(
+        length=count, label="residents", file=sys.stderr
+    ) as bar:
+        report = population.seed_population(connection=connection, count=count, seed=random_seed,
+                                            progress=bar.update)
+    click.echo(f"added {report.subscribers} subscribers, {report.contact_points} contact points, "
+               f"{report.subscriptions} subscriptions")
+
+
+@main.group(cls=BroadcasterGroup)
+def operator() -> None:
+    """Staff accounts."""
+
+
+@operator.command("add")
+@click.argument("username")
+@click.option("--role", required=True, help="operator, approver, auditor or admin")
+@click.option("--name", "display_name", required=True)
+@pass_app
+def operator_add(app: App, username: str, role: str, display_name: str) -> None:
+    """Create a staff account."""
+    with app.transaction() as session:
+        created = operators.create_operator(session=session, username=username, role=role,
+                                            display_name=display_name, created_by="system:cli")
+        click.echo(f"operator {created.username} ({created.role}) has id {created.id}")
+
+
+@main.group(cls=BroadcasterGroup)
+def alert() -> None:
+    """Write, submit, approve, reject, cancel and inspect alerts."""
+
+
+def _as_option(function: Any) -> Any:
+    return click.option("--as", "username", required=True, envvar="WSP_CLI_OPERATOR",
+                        help="The staff member acting (username).")(function)
+
+
+@alert.command("create")
+@_as_option
+@click.option("--topic", required=True, help="Topic slug, e.g. weather-warning.")
+@click.option("--district", "districts", multiple=True, help="District slug; repeat for more.")
+@click.option("--whole-city", is_flag=True, help="Target every district.")
+@click.option("--severity", required=True, help="CAP severity: Extreme, Severe, Moderate, Minor.")
+@click.option("--urgency", required=True, help="CAP urgency: Immediate, Expected, Future, Past.")
+@click.option("--channel", "channels", multiple=True, required=True, help="sms, push or email.")
+@click.option("--cap-status", default="Actual", show_default=True, help="Actual, Exercise or Test.")
+@click.option("--title-pl", required=True)
+@click.option("--body-pl", required=True)
+@click.option("--title-en")
+@click.option("--body-en")
+@click.option("--title-uk")
+@click.option("--body-uk")
+@click.option("--send-at", type=WarsawTime(), help="Send no earlier than this (default: on approval).")
+@click.option("--expires-at", type=WarsawTime(), help="Stop trying after this.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def alert_create(app: App, username: str, **options: Any) -> None:
+    """Write a draft alert."""
+    contents: dict[str, tuple[str, str]] = {}
+    for language in ("pl", "en", "uk"):
+        title, body = options.pop(f"title_{language}"), options.pop(f"body_{language}")
+        if title is None and body is None:
+            continue
+        if not title or not body:
+            missing = "title" if not title else "body"
+            raise InvalidInput(f"contents.{language}.{missing}", "give both a title and a body")
+        contents[language] = (title, body)
+    as_json = options.pop("as_json")
+    draft = alerts.AlertDraft(
+        topic=options["topic"], districts=options["districts"], whole_city=options["whole_city"],
+        severity=options["severity"], urgency=options["urgency"], channels=options["channels"],
+        cap_status=options["cap_status"], contents=contents, send_at=options["send_at"],
+        expires_at=options["expires_at"],
+    )
+    with app.transaction() as session:
+        author = operators.get_operator(session=session, username=username)
+        created = alerts.create_alert(session=session, settings=app.settings, author=author, draft=draft)
+        view = alerts.describe_alert(created)
+    _echo_json(view) if as_json else click.echo(f"alert {view['id']} created as a draft")
+
+
+def _move(app: App, username: str, action: str, alert_id: int, **kwargs: Any) -> None:
+    with app.transaction() as session:
+        actor = operators.get_operator(session=session, username=username)
+        if action == "submit":
+            moved = alerts.submit_alert(session=session, actor=actor, alert_id=alert_id)
+        elif action == "approve":
+            moved = alerts.approve_alert(session=session, approver=actor, alert_id=alert_id)
+        elif action == "reject":
+            moved = alerts.reject_alert(session=session, approver=actor, alert_id=alert_id, **kwargs)
+        else:
+            moved = alerts.cancel_alert(session=session, actor=actor, alert_id=alert_id, **kwargs)
+        click.echo(f"alert {moved.id} is now {moved.status}")
+
+
+@alert.command("submit")
+@click.argument("alert_id", type=int)
+@_as_option
+@pass_app
+def alert_submit(app: App, alert_id: int, username: str) -> None:
+    """Send a draft for approval."""
+    _move(app, username, "submit", alert_id)
+
+
+@alert.command("approve")
+@click.argument("alert_id", type=int)
+@_as_option
+@pass_app
+def alert_approve(app: App, alert_id: int, username: str) -> None:
+    """Approve an alert written by somebody else."""
+    _move(app, username, "approve", alert_id)
+
+
+@alert.command("reject")
+@click.argument("alert_id", type=int)
+@_as_option
+@click.option("--reason", required=True)
+@pass_app
+def alert_reject(app: App, alert_id: int, username: str, reason: str) -> None:
+    """Send an alert back to its author."""
+    _move(app, username, "reject", alert_id, reason=reason)
+
+
+@alert.command("cancel")
+@click.argument("alert_id", type=int)
+@_as_option
+@click.option("--reason", required=True)
+@pass_app
+def alert_cancel(app: App, alert_id: int, username: str, reason: str) -> None:
+    """Cancel an alert in any live state."""
+    _move(app, username, "cancel", alert_id, reason=reason)
+
+
+@alert.command("show")
+@click.argument("alert_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def alert_show(app: App, alert_id: int, as_json: bool) -> None:
+    """An alert, its state and its audience per channel."""
+    with app.transaction() as session:
+        found = alerts.get_alert(session=session, alert_id=alert_id)
+        view = alerts.describe_alert(found)
+        view["audience"] = count_audience(session=session, alert=found)
+    if as_json:
+        _echo_json(view)
+        return
+    click.echo(f"alert {view['id']}: {view['status']}  [{view['cap_status']}]")
+    click.echo(f"  {view['severity']} / {view['urgency']}  topic {view['topic']}  "
+               f"districts {view['districts'] if view['districts'] == '*' else ', '.join(view['districts'])}")
+    for language, content in view["contents"].items():
+        click.echo(f"  [{language}] {content['title']}: {content['body']}")
+    click.echo(f"  channels {', '.join(view['channels'])}; send at {view['send_at'] or 'approval'}; "
+               f"expires {view['expires_at']}")
+    audience = view["audience"]
+    click.echo("  audience: " + (", ".join(f"{k} {v}" for k, v in sorted(audience.items())) or "nobody"))
+    if view["status_reason"]:
+        click.echo(f"  reason: {view['status_reason']}")
+
+
+@main.group(cls=BroadcasterGroup, name="audit")
+def audit_group() -> None:
+    """The audit trail."""
+
+
+@audit_group.command("verify")
+@pass_app
+def audit_verify(app: App) -> None:
+    """Check the whole hash chain; exit 1 and name the first broken record if it is not intact."""
+    with app.transaction() as session:
+        verdict = audit.verify_chain(session=session)
+    click.echo(verdict.describe())
+    if not verdict.intact:
+        raise SystemExit(1)

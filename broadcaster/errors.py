@@ -1,0 +1,34 @@
+"""Errors that the faces (CLI, API) turn into answers for people."""
+
+from __future__ import annotations
+
+
+class BroadcasterError(Exception):
+    """Base of every error we raise on purpose."""
+
+
+class InvalidInput(BroadcasterError):
+    """Input refused before anything was written; `field` names what was wrong.
+
+    The CLI answers exit code 2 and the API 422, both naming the field.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(BroadcasterError):
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"{kind} {key!s} not found")
+        self.kind = kind
+        self.key = key
+
+
+class Forbidden(BroadcasterError):
+    """The actor may not do this (wrong role, or the four-eyes rule)."""
+
+
+class Conflict(BroadcasterError):
+    """The object is not in a state that allows this (an alert already cancelled, ...)."""

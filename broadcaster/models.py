@@ -1,0 +1,270 @@
+"""Tables of the broadcaster domain: reference data, staff, alerts, deliveries, audit.
+
+The delivery table is the one that grows to millions of rows: it carries a foreign key to
+its alert only. Contact points and subscribers are never deleted (erasure empties them and
+keeps the pseudonymous row), so the references hold by construction, and a COPY of a
+million rows does not pay a per-row check for each of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from broadcaster.db import Base, UTCDateTime, utcnow
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid), not a BIGINT one.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _values(enum: type[StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum)
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class AlertStatus(StrEnum):
+    DRAFT = "draft"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    DISPATCHING = "dispatching"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class Severity(StrEnum):
+    """CAP 1.2 <severity>."""
+
+    EXTREME = "Extreme"
+    SEVERE = "Severe"
+    MODERATE = "Moderate"
+    MINOR = "Minor"
+    UNKNOWN = "Unknown"
+
+
+class Urgency(StrEnum):
+    """CAP 1.2 <urgency>."""
+
+    IMMEDIATE = "Immediate"
+    EXPECTED = "Expected"
+    FUTURE = "Future"
+    PAST = "Past"
+    UNKNOWN = "Unknown"
+
+
+class CapStatus(StrEnum):
+    """CAP 1.2 <status> as far as a sent alert goes: a real one, or a drill that only
+    reaches the test audience."""
+
+    ACTUAL = "Actual"
+    EXERCISE = "Exercise"
+    TEST = "Test"
+
+
+class Language(StrEnum):
+    PL = "pl"
+    EN = "en"
+    UK = "uk"
+
+
+FALLBACK_LANGUAGE = Language.PL
+
+
+class DeliveryStatus(StrEnum):
+    """The states of one message; DeliveryStateMachine owns every move between them."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class District(Base):
+    __tablename__ = "districts"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    slug: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    residents: Mapped[int] = mapped_column(Integer)
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    slug: Mapped[str] = mapped_column(String(32), unique=True)
+    name_pl: Mapped[str] = mapped_column(String(80))
+    name_en: Mapped[str] = mapped_column(String(80))
+    name_uk: Mapped[str] = mapped_column(String(80))
+
+
+class Operator(Base):
+    """A member of staff: writes, approves or audits alerts, or administers the system."""
+
+    __tablename__ = "operators"
+    __table_args__ = (CheckConstraint(f"role IN ({_values(Role)})", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[Role] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(AlertStatus)})", name="status"),
+        CheckConstraint(f"severity IN ({_values(Severity)})", name="severity"),
+        CheckConstraint(f"urgency IN ({_values(Urgency)})", name="urgency"),
+        CheckConstraint(f"cap_status IN ({_values(CapStatus)})", name="cap_status"),
+        CheckConstraint("send_at IS NULL OR send_at < expires_at", name="schedule"),
+        Index("ix_alerts_status_send_at", "status", "send_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[AlertStatus] = mapped_column(String(20), default=AlertStatus.DRAFT)
+    author_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    whole_city: Mapped[bool] = mapped_column(Boolean, default=False)
+    severity: Mapped[Severity] = mapped_column(String(10))
+    urgency: Mapped[Urgency] = mapped_column(String(10))
+    cap_status: Mapped[CapStatus] = mapped_column(String(10), default=CapStatus.ACTUAL)
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approver_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+
+    topic: Mapped[Topic] = relationship(lazy="joined")
+    contents: Mapped[list[AlertContent]] = relationship(
+        cascade="all, delete-orphan", order_by="AlertContent.language"
+    )
+    districts: Mapped[list[District]] = relationship(
+        secondary="alert_districts", order_by="District.id"
+    )
+
+    def content_for(self, language: str) -> AlertContent:
+        """The text in `language`, or in Polish when the alert has no such translation."""
+        by_language = {content.language: content for content in self.contents}
+        return by_language.get(language) or by_language[FALLBACK_LANGUAGE]
+
+
+class AlertContent(Base):
+    __tablename__ = "alert_contents"
+    __table_args__ = (CheckConstraint(f"language IN ({_values(Language)})", name="language"),)
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    language: Mapped[str] = mapped_column(String(2), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+
+
+class AlertDistrict(Base):
+    __tablename__ = "alert_districts"
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), primary_key=True)
+
+
+class Delivery(Base):
+    """One message of one alert to one contact point; its status follows DeliveryStateMachine."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # Contact point first: it also serves a resident's own delivery history.
+        UniqueConstraint("contact_point_id", "alert_id"),
+        Index("ix_deliveries_alert_id_status", "alert_id", "status"),
+        CheckConstraint(f"status IN ({_values(DeliveryStatus)})", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    subscriber_id: Mapped[int] = mapped_column(Integer)
+    contact_point_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(8))
+    language: Mapped[str] = mapped_column(String(2))
+    status: Mapped[DeliveryStatus] = mapped_column(String(10), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """One record of the append-only, hash-chained audit trail.
+
+    `payload` is the canonical JSON text that was hashed, kept byte for byte (a JSON
+    column could reorder keys). It never holds personal data: people appear by id only.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "occurred_at": self.occurred_at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "payload": self.payload,
+            "hash": self.hash,
+        }
+
+
+class AuditHead(Base):
+    """The single row that holds the chain's tip; updating it serialises appenders."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,179 @@
+"""Settings: one immutable object, read from environment variables once at start-up.
+
+Every value has a development default, so `make demo` needs nothing but the checkout: a
+SQLite file under ./var/ and Celery's SQLAlchemy transport on SQLite (no server). Outside
+development the defaults that are secrets are refused. A malformed value, or an unknown
+variable with our `WSP_` prefix (a typo would otherwise be ignored silently), stops the
+program with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PREFIX = "WSP_"
+DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseModel):
+    """What the whole system is configured with. Frozen: build a new one to change it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = Field(default=DEVELOPMENT_SECRET, min_length=16)
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Verification of contact points.
+    verification_code_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    verification_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    # Alerts.
+    default_alert_lifetime_hours: int = Field(default=24, ge=1, le=24 * 14)
+
+    # SMSAPI.pl
+    smsapi_token: str = ""
+    smsapi_url: str = "https://api.smsapi.pl/"
+    smsapi_sender: str = Field(default="Warszawa", min_length=1, max_length=11)
+    sms_max_parts: int = Field(default=3, ge=1, le=10)
+
+    # Firebase Cloud Messaging
+    fcm_credentials_file: Path | None = None
+    fcm_project_id: str = ""
+
+    # SMTP
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Port = 1025
+    smtp_security: SmtpSecurity = SmtpSecurity.NONE
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Powiadomienia Warszawa <powiadomienia@um.warszawa.pl>"
+    smtp_pool_size: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("database_url", "broker_url", "redis_url", "smsapi_url", "public_base_url")
+    @classmethod
+    def _no_surrounding_space(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("must not start or end with white space")
+        return value
+
+    @field_validator("smsapi_url")
+    @classmethod
+    def _smsapi_url_shape(cls, value: str) -> str:
+        # smsapi-client appends paths ("sms.do") to the domain: without the slash the
+        # request goes to ".../plsms.do".
+        if not value.startswith(("http://", "https://")) or not value.endswith("/"):
+            raise ValueError("must be an http(s) URL ending with '/'")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("fcm_credentials_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            with value.open("rb") as handle:
+                handle.read(1)
+        except OSError as error:
+            raise ValueError(f"cannot read {value}: {error.strerror}") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_defaults(cls, values: dict[str, Any]) -> dict[str, Any]:
+        data_dir = values.get("data_dir") or "var"
+        values.setdefault("database_url", f"sqlite:///{data_dir}/broadcaster.db")
+        values.setdefault("broker_url", f"sqla+sqlite:///{data_dir}/broker.db")
+        return values
+
+    @model_validator(mode="after")
+    def _secrets_outside_development(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if self.secret_key == DEVELOPMENT_SECRET:
+                raise SettingsError(f"{PREFIX}SECRET_KEY", "the development default is refused in production")
+            if not self.smsapi_token:
+                raise SettingsError(f"{PREFIX}SMSAPI_TOKEN", "required in production")
+            if self.fcm_credentials_file is None:
+                raise SettingsError(f"{PREFIX}FCM_CREDENTIALS_FILE", "required in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _variable_for(field: str) -> str:
+    if field in {"database_url", "broker_url"}:
+        return field.upper()
+    return f"{PREFIX}{field.upper()}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `environ` (default: the process environment).
+
+    Raises SettingsError naming the first variable that is unknown or malformed.
+    """
+    source = dict(os.environ if environ is None else environ)
+    known = {_variable_for(name) for name in Settings.model_fields}
+    unknown = sorted(k for k in source if k.startswith(PREFIX) and k not in known)
+    if unknown:
+        raise SettingsError(unknown[0], "unknown setting (is it misspelt?)")
+    values = {
+        name: source[_variable_for(name)]
+        for name in Settings.model_fields
+        if source.get(_variable_for(name), "") != ""
+    }
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        raise SettingsError(_variable_for(field), first["msg"]) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return load_settings()

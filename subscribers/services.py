@@ -1,0 +1,326 @@
+"""What residents do: subscribe, change preferences, unsubscribe, export and erase.
+
+Every function validates all of its input before it writes anything, and names the
+offending field; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import time
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from broadcaster import audit
+from broadcaster.db import utcnow
+from broadcaster.errors import InvalidInput, NotFound
+from broadcaster.models import Delivery, District, Language, Topic
+from broadcaster.reference import resolve_slugs
+from broadcaster.settings import Settings
+from channels import Channel
+from subscribers.contacts import normalise_address, parse_channel
+from subscribers.models import ContactPoint, Subscriber, Subscription, VerificationCode
+from subscribers.verification import issue_code
+
+ALL_DISTRICTS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily window of local time in which non-urgent alerts wait."""
+
+    start: time
+    end: time
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    subscriber: Subscriber
+    # Contact point id -> the one-time code to send to it.
+    codes: dict[int, str]
+
+
+def parse_language(value: object, *, field: str = "language") -> Language:
+    try:
+        return Language(str(value))
+    except ValueError:
+        choices = ", ".join(language.value for language in Language)
+        raise InvalidInput(field, f"must be one of {choices}") from None
+
+
+def parse_quiet_hours(start: object, end: object, *, field: str = "quiet_hours") -> QuietHours | None:
+    """Both ends as HH:MM, or neither."""
+    if start in (None, "") and end in (None, ""):
+        return None
+    parsed = []
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, time):
+            parsed.append(value)
+            continue
+        try:
+            parsed.append(time.fromisoformat(str(value)))
+        except ValueError:
+            raise InvalidInput(f"{field}.{name}", "must be a time as HH:MM") from None
+    if parsed[0] == parsed[1]:
+        raise InvalidInput(f"{field}.end", "must differ from the start")
+    return QuietHours(parsed[0], parsed[1])
+
+
+def _subscription_pairs(
+    *, session: Session, topics: Iterable[str], districts: Iterable[str]
+) -> list[tuple[int, int]]:
+    topic_ids = resolve_slugs(session=session, model=Topic, slugs=topics, field="topics")
+    district_slugs = list(districts)
+    if district_slugs == [ALL_DISTRICTS]:
+        district_ids = list(session.scalars(select(District.id).order_by(District.id)))
+    else:
+        district_ids = resolve_slugs(
+            session=session, model=District, slugs=district_slugs, field="districts"
+        )
+    return [(topic, district) for topic in topic_ids for district in district_ids]
+
+
+def subscribe(
+    *,
+    session: Session,
+    settings: Settings,
+    contacts: Sequence[tuple[str, str]],
+    topics: Iterable[str],
+    districts: Iterable[str],
+    language: str = "pl",
+    quiet_hours: QuietHours | None = None,
+    test_audience: bool = False,
+) -> NewSubscription:
+    """Register a resident with unverified contact points and return a code for each.
+
+    `contacts` holds (channel, address) pairs; `districts` may be ["*"] for the whole city.
+    """
+    lang = parse_language(language)
+    if not contacts:
+        raise InvalidInput("contacts", "must name at least one phone, e-mail or device")
+    normalised: list[tuple[Channel, str]] = []
+    for index, (channel, raw) in enumerate(contacts):
+        kind = parse_channel(channel, field=f"contacts[{index}].channel")
+        address = normalise_address(kind, raw, field=f"contacts[{index}].address")
+        if (kind, address) in normalised:
+            raise InvalidInput(f"contacts[{index}].address", "is given twice")
+        normalised.append((kind, address))
+    pairs = _subscription_pairs(session=session, topics=topics, districts=districts)
+    for index, (kind, address) in enumerate(normalised):
+        taken = session.scalar(
+            select(ContactPoint.id).where(ContactPoint.channel == kind, ContactPoint.address == address)
+        )
+        if taken is not None:
+            raise InvalidInput(f"contacts[{index}].address",
+                               "is already registered; use the manage link sent to it")
+
+    subscriber = Subscriber(
+        language=lang,
+        quiet_from=quiet_hours.start if quiet_hours else None,
+        quiet_until=quiet_hours.end if quiet_hours else None,
+        test_audience=test_audience,
+    )
+    subscriber.contact_points = [ContactPoint(channel=kind, address=address) for kind, address in normalised]
+    subscriber.subscriptions = [Subscription(topic_id=t, district_id=d) for t, d in pairs]
+    session.add(subscriber)
+    session.flush()
+    audit.record(
+        session=session, actor=f"subscriber:{subscriber.id}", action="subscriber.created",
+        object_type="subscriber", object_id=subscriber.id,
+        payload={"channels": [kind.value for kind, _ in normalised], "subscriptions": len(pairs),
+                 "language": lang.value},
+    )
+    codes = {
+        point.id: issue_code(session=session, settings=settings, contact_point=point)
+        for point in subscriber.contact_points
+    }
+    return NewSubscription(subscriber=subscriber, codes=codes)
+
+
+def get_subscriber(*, session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.erased_at is not None:
+        raise NotFound("subscriber", subscriber_id)
+    return subscriber
+
+
+def set_subscriptions(
+    *, session: Session, subscriber: Subscriber, topics: Iterable[str], districts: Iterable[str]
+) -> int:
+    """Replace the subscriber's topics x districts; returns how many pairs they now hold."""
+    pairs = _subscription_pairs(session=session, topics=topics, districts=districts)
+    subscriber.subscriptions = [Subscription(topic_id=t, district_id=d) for t, d in pairs]
+    session.flush()
+    audit.record(session=session, actor=f"subscriber:{subscriber.id}", action="subscriber.subscriptions_set",
+                 object_type="subscriber", object_id=subscriber.id, payload={"subscriptions": len(pairs)})
+    return len(pairs)
+
+
+def set_preferences(
+    *,
+    session: Session,
+    subscriber: Subscriber,
+    language: str | None = None,
+    channels: Iterable[str] | None = None,
+    quiet_hours: QuietHours | None | bool = False,
+) -> None:
+    """Change language, the channels wanted, or quiet hours (None clears them; False keeps).
+
+    A channel is wanted or not per contact point: a phone stays registered (and answers
+    STOP/START) while the resident does not want SMS.
+    """
+    changes: dict[str, Any] = {}
+    lang = parse_language(language) if language is not None else None
+    wanted: set[Channel] | None = None
+    if channels is not None:
+        wanted = {parse_channel(c, field="channels") for c in channels}
+        if not wanted:
+            raise InvalidInput("channels", "must keep at least one channel (or unsubscribe)")
+        held = {Channel(point.channel) for point in subscriber.contact_points if point.address}
+        missing = wanted - held
+        if missing:
+            raise InvalidInput("channels", f"no contact point for {sorted(missing)[0]}")
+    if lang is not None:
+        subscriber.language = lang
+        changes["language"] = lang.value
+    if wanted is not None:
+        for point in subscriber.contact_points:
+            point.wanted = Channel(point.channel) in wanted
+        changes["channels"] = sorted(wanted)
+    if quiet_hours is not False:
+        hours = quiet_hours if isinstance(quiet_hours, QuietHours) else None
+        subscriber.quiet_from = hours.start if hours else None
+        subscriber.quiet_until = hours.end if hours else None
+        changes["quiet_hours"] = [hours.start.isoformat(), hours.end.isoformat()] if hours else None
+    session.flush()
+    audit.record(session=session, actor=f"subscriber:{subscriber.id}", action="subscriber.preferences_set",
+                 object_type="subscriber", object_id=subscriber.id, payload=changes)
+
+
+def _find_contact(*, session: Session, channel: str, address: str) -> ContactPoint | None:
+    kind = parse_channel(channel)
+    normal = normalise_address(kind, address)
+    return session.scalar(
+        select(ContactPoint).where(ContactPoint.channel == kind, ContactPoint.address == normal)
+    )
+
+
+def unsubscribe_contact(*, session: Session, channel: str, address: str, via: str) -> ContactPoint | None:
+    """Stop every alert to one contact point (an unsubscribe link, an SMS STOP, ...).
+
+    Returns the contact point, or None when the address is not registered: the caller
+    answers the same either way, so nobody learns who is subscribed.
+    """
+    point = _find_contact(session=session, channel=channel, address=address)
+    if point is None:
+        return None
+    if point.unsubscribed_at is None:
+        point.unsubscribed_at = utcnow()
+        session.flush()
+        audit.record(session=session, actor=f"subscriber:{point.subscriber_id}", action="contact.unsubscribed",
+                     object_type="contact_point", object_id=point.id,
+                     payload={"channel": point.channel, "via": via})
+    return point
+
+
+def resubscribe_contact(*, session: Session, channel: str, address: str, via: str) -> ContactPoint | None:
+    """Undo an unsubscribe (an SMS START); only a contact point proven before comes back."""
+    point = _find_contact(session=session, channel=channel, address=address)
+    if point is None or point.verified_at is None:
+        return None
+    if point.unsubscribed_at is not None:
+        point.unsubscribed_at = None
+        session.flush()
+        audit.record(session=session, actor=f"subscriber:{point.subscriber_id}", action="contact.resubscribed",
+                     object_type="contact_point", object_id=point.id,
+                     payload={"channel": point.channel, "via": via})
+    return point
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if value is not None else None
+
+
+def export_subscriber(*, session: Session, subscriber_id: int) -> dict[str, Any]:
+    """Everything we hold about one resident, as JSON-ready data (GDPR art. 15 and 20)."""
+    subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
+    topics = dict(session.execute(select(Topic.id, Topic.slug)).tuples())
+    districts = dict(session.execute(select(District.id, District.slug)).tuples())
+    point_ids = [point.id for point in subscriber.contact_points]
+    deliveries = session.execute(
+        select(Delivery.alert_id, Delivery.channel, Delivery.contact_point_id, Delivery.status,
+               Delivery.created_at, Delivery.sent_at, Delivery.finished_at)
+        .where(Delivery.contact_point_id.in_(point_ids))
+        .order_by(Delivery.created_at)
+    ).all() if point_ids else []
+    return {
+        "subscriber": {
+            "id": subscriber.id,
+            "language": subscriber.language,
+            "quiet_hours": (
+                {"start": subscriber.quiet_from.isoformat(), "end": subscriber.quiet_until.isoformat()}
+                if subscriber.quiet_from and subscriber.quiet_until else None
+            ),
+            "test_audience": subscriber.test_audience,
+            "created_at": _iso(subscriber.created_at),
+        },
+        "contact_points": [
+            {
+                "id": point.id,
+                "channel": point.channel,
+                "address": point.address,
+                "wanted": point.wanted,
+                "verified_at": _iso(point.verified_at),
+                "unsubscribed_at": _iso(point.unsubscribed_at),
+                "disabled_at": _iso(point.disabled_at),
+                "disabled_reason": point.disabled_reason,
+                "created_at": _iso(point.created_at),
+            }
+            for point in subscriber.contact_points
+        ],
+        "subscriptions": [
+            {"topic": topics[s.topic_id], "district": districts[s.district_id]}
+            for s in subscriber.subscriptions
+        ],
+        "deliveries": [
+            {
+                "alert_id": row.alert_id,
+                "channel": row.channel,
+                "contact_point_id": row.contact_point_id,
+                "status": row.status,
+                "created_at": _iso(row.created_at),
+                "sent_at": _iso(row.sent_at),
+                "finished_at": _iso(row.finished_at),
+            }
+            for row in deliveries
+        ],
+    }
+
+
+def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> None:
+    """Remove a resident's personal data (GDPR art. 17).
+
+    Addresses, codes, subscriptions and preferences go; the subscriber and contact point
+    rows stay, empty, so that delivery history keeps counting them under their ids alone.
+    """
+    subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
+    now = utcnow()
+    point_ids = [point.id for point in subscriber.contact_points]
+    session.execute(delete(VerificationCode).where(VerificationCode.contact_point_id.in_(point_ids)))
+    session.execute(
+        update(ContactPoint)
+        .where(ContactPoint.id.in_(point_ids))
+        .values(address=None, wanted=False, disabled_at=now, disabled_reason="erased")
+    )
+    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber.id)
+        .values(erased_at=now, quiet_from=None, quiet_until=None, test_audience=False)
+    )
+    session.expire(subscriber)
+    audit.record(session=session, actor=actor, action="subscriber.erased", object_type="subscriber",
+                 object_id=subscriber.id, payload={"contact_points": len(point_ids)})
