@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -140,12 +140,19 @@ class Verification:
 
 def verify_chain(*, session: Session, batch_size: int = 5000) -> Verification:
     """Walk the whole chain in order (streamed) and name the first broken record."""
+    result = session.execute(
+        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
+    )
+    try:
+        return _walk(session, result.scalars())
+    finally:
+        result.close()  # a verdict found early leaves the server-side cursor open
+
+
+def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
     expected_seq = 1
     prev_hash = GENESIS_HASH
-    rows = session.execute(
-        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
-    ).scalars()
-    for event in rows:
+    for event in events:
         if event.seq != expected_seq:
             problem = (
                 f"record seq {expected_seq} is missing"

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -35,6 +36,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def _values(enum: type[StrEnum]) -> str:
     return ", ".join(f"'{member.value}'" for member in enum)
+
+
+def enum_column(enum: type[StrEnum], length: int) -> Enum:
+    """A VARCHAR holding the enum's values, read back as members; the CHECK constraints
+    are declared on each table by name."""
+    return Enum(enum, native_enum=False, create_constraint=False, length=length,
+                values_callable=lambda kind: [member.value for member in kind])
 
 
 class Role(StrEnum):
@@ -131,7 +139,7 @@ class Operator(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(120))
-    role: Mapped[Role] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(enum_column(Role, 16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -148,13 +156,13 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[AlertStatus] = mapped_column(String(20), default=AlertStatus.DRAFT)
+    status: Mapped[AlertStatus] = mapped_column(enum_column(AlertStatus, 20), default=AlertStatus.DRAFT)
     author_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     whole_city: Mapped[bool] = mapped_column(Boolean, default=False)
-    severity: Mapped[Severity] = mapped_column(String(10))
-    urgency: Mapped[Urgency] = mapped_column(String(10))
-    cap_status: Mapped[CapStatus] = mapped_column(String(10), default=CapStatus.ACTUAL)
+    severity: Mapped[Severity] = mapped_column(enum_column(Severity, 10))
+    urgency: Mapped[Urgency] = mapped_column(enum_column(Urgency, 10))
+    cap_status: Mapped[CapStatus] = mapped_column(enum_column(CapStatus, 10), default=CapStatus.ACTUAL)
     channels: Mapped[list[str]] = mapped_column(JSON)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -216,7 +224,9 @@ class Delivery(Base):
     contact_point_id: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(8))
     language: Mapped[str] = mapped_column(String(2))
-    status: Mapped[DeliveryStatus] = mapped_column(String(10), default=DeliveryStatus.PENDING)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        enum_column(DeliveryStatus, 10), default=DeliveryStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(64))

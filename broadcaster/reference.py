@@ -120,7 +120,7 @@ def resolve_slugs(
     wanted = list(dict.fromkeys(slugs))
     if not wanted:
         raise InvalidInput(field, "must not be empty")
-    known = dict(session.execute(select(model.slug, model.id).where(model.slug.in_(wanted))).tuples())
+    known = dict(session.execute(select(model.slug, model.id).where(model.slug.in_(wanted))).all())
     for slug in wanted:
         if slug not in known:
             kind = "district" if model is District else "topic"

@@ -80,14 +80,15 @@ def stream_audience(
     result = session.execute(
         audience_query(alert).execution_options(stream_results=True, yield_per=batch_size)
     )
-    for partition in result.partitions(batch_size):
-        yield [AudienceMember(*row) for row in partition]
+    try:
+        for partition in result.partitions(batch_size):
+            yield [AudienceMember(*row) for row in partition]
+    finally:
+        result.close()  # also when the consumer stops early: free the server-side cursor
 
 
 def count_audience(*, session: Session, alert: Alert) -> dict[str, int]:
     """How many contact points the alert reaches, per channel."""
     inner = audience_query(alert).subquery()
-    rows = session.execute(
-        select(inner.c.channel, func.count()).group_by(inner.c.channel)
-    ).tuples()
-    return dict(rows)
+    rows = session.execute(select(inner.c.channel, func.count()).group_by(inner.c.channel)).all()
+    return {channel: count for channel, count in rows}

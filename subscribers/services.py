@@ -247,8 +247,8 @@ def _iso(value: Any) -> Any:
 def export_subscriber(*, session: Session, subscriber_id: int) -> dict[str, Any]:
     """Everything we hold about one resident, as JSON-ready data (GDPR art. 15 and 20)."""
     subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
-    topics = dict(session.execute(select(Topic.id, Topic.slug)).tuples())
-    districts = dict(session.execute(select(District.id, District.slug)).tuples())
+    topics = dict(session.execute(select(Topic.id, Topic.slug)).all())
+    districts = dict(session.execute(select(District.id, District.slug)).all())
     point_ids = [point.id for point in subscriber.contact_points]
     deliveries = session.execute(
         select(Delivery.alert_id, Delivery.channel, Delivery.contact_point_id, Delivery.status,

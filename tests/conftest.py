@@ -1,0 +1,156 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), settings, people.
+
+Every integration test runs once on SQLite and once on PostgreSQL. Each test gets a clean
+database: SQLite a fresh copy of a migrated file; PostgreSQL one database per test worker,
+emptied (reference data kept) before each test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster import operators, schema
+from broadcaster.db import Base, make_engine, make_sessionmaker
+from broadcaster.models import Operator
+from broadcaster.reference import seed_reference_data
+from broadcaster.settings import Settings, load_settings
+from subscribers import services as subscriber_services
+from subscribers.models import Subscriber
+from subscribers.verification import CodeCheck, check_code
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WSP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REFERENCE_TABLES = {"districts", "topics", "audit_head"}
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    with make_sessionmaker(engine).begin() as session:
+        seed_reference_data(session=session)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"wsp_test_{_worker()}"
+    admin = make_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    with make_sessionmaker(engine).begin() as session:
+        seed_reference_data(session=session)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_postgres(engine: Engine) -> None:
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in REFERENCE_TABLES]
+    with engine.begin() as connection:
+        # The audit table refuses TRUNCATE by trigger; a test reset is the one exception.
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        connection.execute(text("UPDATE audit_head SET seq = 0, hash = :h"), {"h": "0" * 64})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "broadcaster.db"
+        shutil.copy(template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    _empty_postgres(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> sessionmaker[Session]:
+    """A session factory; tests open `with db.begin() as session:` like the faces do."""
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({"WSP_ENV": "test", "WSP_DATA_DIR": str(tmp_path),
+                          "WSP_SECRET_KEY": "test-secret-key-0123456789"})
+
+
+@dataclass
+class Staff:
+    author: Operator
+    second_author: Operator
+    approver: Operator
+    auditor: Operator
+    admin: Operator
+
+
+@pytest.fixture
+def staff(db: sessionmaker[Session]) -> Staff:
+    with db.begin() as session:
+        people = {
+            name: operators.create_operator(session=session, username=name, role=role,
+                                            display_name=name.title(), created_by="system:test")
+            for name, role in [("anna", "operator"), ("bartek", "operator"), ("celina", "approver"),
+                               ("dorota", "auditor"), ("edward", "admin")]
+        }
+    return Staff(people["anna"], people["bartek"], people["celina"], people["dorota"], people["edward"])
+
+
+def add_resident(
+    session: Session,
+    settings: Settings,
+    *,
+    contacts: list[tuple[str, str]],
+    topics: list[str],
+    districts: list[str],
+    verify: bool = True,
+    language: str = "pl",
+    test_audience: bool = False,
+) -> Subscriber:
+    """A resident who subscribed and, unless told otherwise, typed in every code sent."""
+    created = subscriber_services.subscribe(
+        session=session, settings=settings, contacts=contacts, topics=topics,
+        districts=districts, language=language, test_audience=test_audience,
+    )
+    if verify:
+        for point in created.subscriber.contact_points:
+            result = check_code(session=session, settings=settings, contact_point=point,
+                                code=created.codes[point.id])
+            assert result is CodeCheck.VERIFIED
+    return created.subscriber

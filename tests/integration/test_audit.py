@@ -1,0 +1,134 @@
+"""The audit trail: append-only in the database, and a verifier that names the break."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster import audit
+
+
+def write_events(db: sessionmaker[Session], count: int) -> None:
+    for number in range(count):
+        with db.begin() as session:
+            audit.record(session=session, actor="operator:1", action="alert.created",
+                         object_type="alert", object_id=number, payload={"n": number, "topic": "health"})
+
+
+@contextmanager
+def as_database_owner(engine: Engine) -> Iterator[Connection]:
+    """What someone with the owner's rights could do: get past the append-only triggers."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+        yield connection
+
+
+def verdict(db: sessionmaker[Session]) -> audit.Verification:
+    with db() as session:
+        return audit.verify_chain(session=session, batch_size=2)
+
+
+def test_an_untouched_chain_is_intact(db: sessionmaker[Session]) -> None:
+    write_events(db, 5)
+    result = verdict(db)
+    assert result.intact and result.checked == 5
+    assert result.describe() == "intact: 5 records"
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_events SET actor = 'operator:2' WHERE seq = 2",
+    "DELETE FROM audit_events WHERE seq = 2",
+])
+def test_the_database_refuses_changes(db: sessionmaker[Session], engine: Engine, statement: str) -> None:
+    write_events(db, 3)
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(statement))
+    assert verdict(db).intact
+
+
+def test_postgres_refuses_truncate(db: sessionmaker[Session], engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no TRUNCATE")
+    write_events(db, 1)
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("TRUNCATE audit_events"))
+
+
+def test_an_edited_record_is_named(db: sessionmaker[Session], engine: Engine) -> None:
+    write_events(db, 5)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET payload = :p WHERE seq = 3"), {"p": '{"n":99}'})
+    result = verdict(db)
+    assert not result.intact
+    assert result.broken_seq == 3
+    assert "changed" in (result.problem or "")
+    assert result.describe().startswith("broken at record seq 3 (id ")
+
+
+def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(db: sessionmaker[Session], engine: Engine) -> None:
+    write_events(db, 4)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET hash = :h WHERE seq = 2"), {"h": "f" * 64})
+    result = verdict(db)
+    assert (result.intact, result.broken_seq) == (False, 2)
+
+
+def test_a_deleted_record_is_named(db: sessionmaker[Session], engine: Engine) -> None:
+    write_events(db, 5)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+    result = verdict(db)
+    assert (result.intact, result.broken_seq) == (False, 3)
+    assert "missing" in (result.problem or "")
+
+
+def test_reordered_records_are_named(db: sessionmaker[Session], engine: Engine) -> None:
+    write_events(db, 5)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET seq = -1 WHERE seq = 2"))
+        connection.execute(text("UPDATE audit_events SET seq = 2 WHERE seq = 3"))
+        connection.execute(text("UPDATE audit_events SET seq = 3 WHERE seq = -1"))
+    result = verdict(db)
+    assert (result.intact, result.broken_seq) == (False, 2)
+
+
+def test_records_cut_off_the_end_are_noticed(db: sessionmaker[Session], engine: Engine) -> None:
+    write_events(db, 5)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq >= 4"))
+    result = verdict(db)
+    assert (result.intact, result.broken_seq, result.checked) == (False, 4, 3)
+    assert "removed from the end" in (result.problem or "")
+
+
+def test_personal_data_never_enters_the_chain(db: sessionmaker[Session]) -> None:
+    with db.begin() as session, pytest.raises(ValueError, match="personal data"):
+        audit.record(session=session, actor="subscriber:1", action="contact.added",
+                     object_type="contact_point", object_id=1, payload={"email": "jan@example.com"})
+
+
+def test_concurrent_writers_never_fork_the_chain(db: sessionmaker[Session]) -> None:
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            write_events(db, 15)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    result = verdict(db)
+    assert result.intact and result.checked == 60

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from broadcaster.settings import Environment, SettingsError, SmtpSecurity, load_settings
+
+
+def test_defaults_need_no_server(tmp_path: Path) -> None:
+    settings = load_settings({"WSP_DATA_DIR": str(tmp_path)})
+    assert settings.env is Environment.DEVELOPMENT
+    assert settings.database_url == f"sqlite:///{tmp_path}/broadcaster.db"
+    assert settings.broker_url == f"sqla+sqlite:///{tmp_path}/broker.db"
+    assert settings.smtp_security is SmtpSecurity.NONE
+    assert settings.is_sqlite
+
+
+def test_values_come_from_the_environment() -> None:
+    settings = load_settings({
+        "DATABASE_URL": "postgresql://db/wsp",
+        "BROKER_URL": "redis://127.0.0.1:6379/1",
+        "WSP_SMS_MAX_PARTS": "4",
+        "WSP_SMTP_SECURITY": "starttls",
+        "WSP_PUBLIC_BASE_URL": "https://powiadomienia.um.warszawa.pl/",
+    })
+    assert settings.database_url == "postgresql://db/wsp"
+    assert settings.broker_url == "redis://127.0.0.1:6379/1"
+    assert settings.sms_max_parts == 4
+    assert settings.smtp_security is SmtpSecurity.STARTTLS
+    assert settings.public_base_url == "https://powiadomienia.um.warszawa.pl"
+    assert not settings.is_sqlite
+
+
+def test_settings_are_immutable() -> None:
+    settings = load_settings({})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.sms_max_parts = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable", "fragment"),
+    [
+        ({"WSP_SMS_MAX_PART": "3"}, "WSP_SMS_MAX_PART", "unknown setting"),
+        ({"WSP_SMS_MAX_PARTS": "eleven"}, "WSP_SMS_MAX_PARTS", "integer"),
+        ({"WSP_SMS_MAX_PARTS": "11"}, "WSP_SMS_MAX_PARTS", "less than or equal to 10"),
+        ({"WSP_SMTP_PORT": "70000"}, "WSP_SMTP_PORT", "65535"),
+        ({"WSP_ENV": "staging"}, "WSP_ENV", "development"),
+        ({"WSP_SMTP_SECURITY": "ssl"}, "WSP_SMTP_SECURITY", "starttls"),
+        ({"WSP_SMSAPI_URL": "http://127.0.0.1:9000/api"}, "WSP_SMSAPI_URL", "ending with '/'"),
+        ({"DATABASE_URL": " sqlite:///x.db"}, "DATABASE_URL", "white space"),
+        ({"WSP_SECRET_KEY": "short"}, "WSP_SECRET_KEY", "at least 16"),
+        ({"WSP_FCM_CREDENTIALS_FILE": "/nonexistent/sa.json"}, "WSP_FCM_CREDENTIALS_FILE", "cannot read"),
+    ],
+)
+def test_bad_values_name_the_variable(environ: dict[str, str], variable: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+    assert caught.value.variable == variable
+    assert fragment in str(caught.value)
+    assert str(caught.value).startswith(variable)
+
+
+def test_production_refuses_development_secrets(tmp_path: Path) -> None:
+    credentials = tmp_path / "sa.json"
+    credentials.write_text("{}")
+    base = {"WSP_ENV": "production", "WSP_SMSAPI_TOKEN": "t", "WSP_FCM_CREDENTIALS_FILE": str(credentials)}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(base)
+    assert caught.value.variable == "WSP_SECRET_KEY"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length", "WSP_SMSAPI_TOKEN": ""})
+    assert caught.value.variable == "WSP_SMSAPI_TOKEN"
+    settings = load_settings({**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length"})
+    assert settings.env is Environment.PRODUCTION
