@@ -120,7 +120,9 @@ def _aware(value: datetime | None, field_name: str) -> datetime | None:
     return value
 
 
-def _check_draft(*, session: Session, settings: Settings, draft: AlertDraft, now: datetime) -> _Checked:
+def _check_draft(
+    *, session: Session, settings: Settings, draft: AlertDraft, now: datetime
+) -> _Checked:
     """Validate everything before anything is written; the first problem names its field."""
     topic_id = resolve_slugs(session=session, model=Topic, slugs=[draft.topic], field="topic")[0]
     if draft.whole_city:
@@ -130,8 +132,9 @@ def _check_draft(*, session: Session, settings: Settings, draft: AlertDraft, now
     else:
         if not draft.districts:
             raise InvalidInput("districts", "name at least one district, or target the whole city")
-        district_ids = resolve_slugs(session=session, model=District, slugs=draft.districts,
-                                     field="districts")
+        district_ids = resolve_slugs(
+            session=session, model=District, slugs=draft.districts, field="districts"
+        )
     severity = _enum(Severity, draft.severity, "severity")
     urgency = _enum(Urgency, draft.urgency, "urgency")
     cap_status = _enum(CapStatus, draft.cap_status, "cap_status")
@@ -163,16 +166,28 @@ def _check_draft(*, session: Session, settings: Settings, draft: AlertDraft, now
     if expires_at is None:
         expires_at = start + timedelta(hours=settings.default_alert_lifetime_hours)
     elif expires_at <= start:
-        raise InvalidInput("expires_at", "must be later than send_at" if send_at else "is in the past")
+        raise InvalidInput(
+            "expires_at", "must be later than send_at" if send_at else "is in the past"
+        )
     return _Checked(
-        topic_id=topic_id, district_ids=district_ids, whole_city=draft.whole_city,
-        severity=severity, urgency=urgency, cap_status=cap_status, channels=channels,
-        contents=contents, send_at=send_at, expires_at=expires_at,
+        topic_id=topic_id,
+        district_ids=district_ids,
+        whole_city=draft.whole_city,
+        severity=severity,
+        urgency=urgency,
+        cap_status=cap_status,
+        channels=channels,
+        contents=contents,
+        send_at=send_at,
+        expires_at=expires_at,
         summary={
             "topic": draft.topic,
             "districts": "*" if draft.whole_city else sorted(set(draft.districts)),
-            "severity": severity.value, "urgency": urgency.value, "cap_status": cap_status.value,
-            "channels": channels, "languages": sorted(contents),
+            "severity": severity.value,
+            "urgency": urgency.value,
+            "cap_status": cap_status.value,
+            "channels": channels,
+            "languages": sorted(contents),
             "send_at": send_at.isoformat() if send_at else None,
             "expires_at": expires_at.isoformat(),
         },
@@ -192,18 +207,28 @@ def _apply(alert: Alert, checked: _Checked, session: Session) -> None:
         AlertContent(language=lang, title=title, body=body)
         for lang, (title, body) in sorted(checked.contents.items())
     ]
-    alert.districts = [session.get_one(District, district_id) for district_id in checked.district_ids]
+    alert.districts = [
+        session.get_one(District, district_id) for district_id in checked.district_ids
+    ]
 
 
-def create_alert(*, session: Session, settings: Settings, author: Operator, draft: AlertDraft) -> Alert:
+def create_alert(
+    *, session: Session, settings: Settings, author: Operator, draft: AlertDraft
+) -> Alert:
     require_role(author, Role.OPERATOR, Role.ADMIN)
     checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     alert = Alert(author_id=author.id, status=AlertStatus.DRAFT)
     _apply(alert, checked, session)
     session.add(alert)
     session.flush()
-    audit.record(session=session, actor=actor_of(author), action="alert.created",
-                 object_type="alert", object_id=alert.id, payload=checked.summary)
+    audit.record(
+        session=session,
+        actor=actor_of(author),
+        action="alert.created",
+        object_type="alert",
+        object_id=alert.id,
+        payload=checked.summary,
+    )
     return alert
 
 
@@ -227,8 +252,14 @@ def edit_draft(
     checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     _apply(alert, checked, session)
     session.flush()
-    audit.record(session=session, actor=actor_of(editor), action="alert.edited",
-                 object_type="alert", object_id=alert.id, payload=checked.summary)
+    audit.record(
+        session=session,
+        actor=actor_of(editor),
+        action="alert.edited",
+        object_type="alert",
+        object_id=alert.id,
+        payload=checked.summary,
+    )
     return alert
 
 
@@ -252,8 +283,14 @@ def transition(
     session.refresh(alert)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"alert {alert.id} is {alert.status}: cannot {move.value} it")
-    audit.record(session=session, actor=actor, action=f"alert.{move.value}", object_type="alert",
-                 object_id=alert.id, payload={"status": target.value, **(payload or {})})
+    audit.record(
+        session=session,
+        actor=actor,
+        action=f"alert.{move.value}",
+        object_type="alert",
+        object_id=alert.id,
+        payload={"status": target.value, **(payload or {})},
+    )
     return alert
 
 
@@ -267,8 +304,13 @@ def submit_alert(*, session: Session, actor: Operator, alert_id: int) -> Alert:
         raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
     if alert.send_at is not None and alert.send_at <= now:
         raise InvalidInput("send_at", "is in the past; edit the schedule first")
-    return transition(session=session, alert=alert, move=Move.SUBMIT, actor=actor_of(actor),
-                      values={"submitted_at": now, "status_reason": None})
+    return transition(
+        session=session,
+        alert=alert,
+        move=Move.SUBMIT,
+        actor=actor_of(actor),
+        values={"submitted_at": now, "status_reason": None},
+    )
 
 
 def approve_alert(*, session: Session, approver: Operator, alert_id: int) -> Alert:
@@ -280,8 +322,13 @@ def approve_alert(*, session: Session, approver: Operator, alert_id: int) -> Ale
     now = utcnow()
     if alert.status in LIVE and alert.expires_at <= now:
         raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
-    return transition(session=session, alert=alert, move=Move.APPROVE, actor=actor_of(approver),
-                      values={"approved_at": now, "approver_id": approver.id})
+    return transition(
+        session=session,
+        alert=alert,
+        move=Move.APPROVE,
+        actor=actor_of(approver),
+        values={"approved_at": now, "approver_id": approver.id},
+    )
 
 
 def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason: str) -> Alert:
@@ -292,8 +339,13 @@ def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason:
     alert = get_alert(session=session, alert_id=alert_id)
     if alert.author_id == approver.id:
         raise Forbidden("the author cannot review their own alert")
-    return transition(session=session, alert=alert, move=Move.REJECT, actor=actor_of(approver),
-                      values={"status_reason": reason.strip(), "submitted_at": None})
+    return transition(
+        session=session,
+        alert=alert,
+        move=Move.REJECT,
+        actor=actor_of(approver),
+        values={"status_reason": reason.strip(), "submitted_at": None},
+    )
 
 
 def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: str) -> Alert:
@@ -302,9 +354,17 @@ def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: st
     if not reason or not reason.strip():
         raise InvalidInput("reason", "say why the alert is cancelled")
     alert = get_alert(session=session, alert_id=alert_id)
-    return transition(session=session, alert=alert, move=Move.CANCEL, actor=actor_of(actor),
-                      values={"cancelled_at": utcnow(), "cancelled_by_id": actor.id,
-                              "status_reason": reason.strip()})
+    return transition(
+        session=session,
+        alert=alert,
+        move=Move.CANCEL,
+        actor=actor_of(actor),
+        values={
+            "cancelled_at": utcnow(),
+            "cancelled_by_id": actor.id,
+            "status_reason": reason.strip(),
+        },
+    )
 
 
 def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[int]:
@@ -312,13 +372,20 @@ def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[
     moment = now or utcnow()
     sources, _ = MOVES[Move.EXPIRE]
     due = session.scalars(
-        select(Alert).where(Alert.status.in_(sources), Alert.expires_at <= moment).order_by(Alert.id)
+        select(Alert)
+        .where(Alert.status.in_(sources), Alert.expires_at <= moment)
+        .order_by(Alert.id)
     ).all()
     expired = []
     for alert in due:
         try:
-            transition(session=session, alert=alert, move=Move.EXPIRE, actor="system:expiry",
-                       values={"finished_at": moment})
+            transition(
+                session=session,
+                alert=alert,
+                move=Move.EXPIRE,
+                actor="system:expiry",
+                values={"finished_at": moment},
+            )
         except Conflict:
             continue  # moved on meanwhile (finished or cancelled): nothing to expire
         expired.append(alert.id)
@@ -327,6 +394,7 @@ def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[
 
 def describe_alert(alert: Alert) -> dict[str, Any]:
     """A plain, JSON-ready view of an alert for the CLI and the API."""
+
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 

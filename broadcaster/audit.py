@@ -21,9 +21,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import utcnow
@@ -34,8 +34,8 @@ HEAD_ID = 1
 # Keys that would smuggle personal data into the chain; refused, whatever their value.
 PERSONAL_KEYS = frozenset({"address", "phone", "email", "token", "code", "name", "password"})
 
-_events = AuditEvent.__table__
-_head = AuditHead.__table__
+_events = cast(Table, AuditEvent.__table__)
+_head = cast(Table, AuditHead.__table__)
 
 
 def canonical_json(payload: Mapping[str, Any]) -> str:
@@ -162,7 +162,10 @@ def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
             return Verification(False, expected_seq - 1, expected_seq, event.id, problem)
         if event.prev_hash != prev_hash:
             return Verification(
-                False, expected_seq - 1, event.seq, event.id,
+                False,
+                expected_seq - 1,
+                event.seq,
+                event.id,
                 "does not follow the previous record (moved, or a record before it was removed)",
             )
         recomputed = chain_hash(
@@ -176,8 +179,13 @@ def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
             payload=event.payload,
         )
         if recomputed != event.hash:
-            return Verification(False, expected_seq - 1, event.seq, event.id,
-                                "its content was changed after it was written")
+            return Verification(
+                False,
+                expected_seq - 1,
+                event.seq,
+                event.id,
+                "its content was changed after it was written",
+            )
         prev_hash = event.hash
         expected_seq += 1
     checked = expected_seq - 1
@@ -185,7 +193,12 @@ def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
         select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
     ).one()
     if head_seq != checked or head_hash != prev_hash:
-        return Verification(False, checked, checked + 1, None,
-                            f"the chain ends at seq {checked} but its tip says {head_seq}: "
-                            "records were removed from the end")
+        return Verification(
+            False,
+            checked,
+            checked + 1,
+            None,
+            f"the chain ends at seq {checked} but its tip says {head_seq}: "
+            "records were removed from the end",
+        )
     return Verification(True, checked)

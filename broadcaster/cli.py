@@ -27,13 +27,19 @@ from broadcaster.settings import Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
 
 WARSAW = ZoneInfo("Europe/Warsaw")
-EXIT_CODES: dict[type[BroadcasterError], int] = {InvalidInput: 2, NotFound: 2, Forbidden: 3, Conflict: 4}
+EXIT_CODES: dict[type[BroadcasterError], int] = {
+    InvalidInput: 2,
+    NotFound: 2,
+    Forbidden: 3,
+    Conflict: 4,
+}
 
 
 class CliError(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code on the class; ours varies with the error.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 class BroadcasterGroup(click.Group):
@@ -61,18 +67,24 @@ class App:
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self.sessions() as session, session.begin():
             yield session
 
 
-class WarsawTime(click.ParamType):
+class WarsawTime(click.ParamType[datetime, Any]):
     """An ISO 8601 date-time; without an offset it is read as Warsaw local time."""
 
     name = "datetime"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         if isinstance(value, datetime):
             return value
         try:
@@ -94,6 +106,7 @@ def main(ctx: click.Context) -> None:
     except SettingsError as error:
         raise CliError(f"setting {error}", 2) from None
     ctx.obj = App(settings)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _echo_json(data: Any) -> None:
@@ -114,24 +127,36 @@ def seed(app: App) -> None:
     """Insert or refresh the reference data: districts and topics."""
     with app.transaction() as session:
         new_districts, new_topics = reference.seed_reference_data(session=session)
-    click.echo(f"reference data: {len(reference.DISTRICTS)} districts ({new_districts} new), "
-               f"{len(reference.TOPICS)} topics ({new_topics} new)")
+    click.echo(
+        f"reference data: {len(reference.DISTRICTS)} districts ({new_districts} new), "
+        f"{len(reference.TOPICS)} topics ({new_topics} new)"
+    )
 
 
 @main.command("seed-demo")
-@click.option("--subscribers", "count", type=click.IntRange(1, 5_000_000), default=20_000,
-              show_default=True, help="How many synthetic residents to add.")
+@click.option(
+    "--subscribers",
+    "count",
+    type=click.IntRange(1, 5_000_000),
+    default=20_000,
+    show_default=True,
+    help="How many synthetic residents to add.",
+)
 @click.option("--seed", "random_seed", type=int, default=2024, show_default=True)
 @pass_app
 def seed_demo(app: App, count: int, random_seed: int) -> None:
     """Add a synthetic population spread over the districts (COPY on PostgreSQL)."""
-    with app.engine.begin() as connection, click.progressbar(
-        length=count, label="residents", file=sys.stderr
-    ) as bar:
-        report = population.seed_population(connection=connection, count=count, seed=random_seed,
-                                            progress=bar.update)
-    click.echo(f"added {report.subscribers} subscribers, {report.contact_points} contact points, "
-               f"{report.subscriptions} subscriptions")
+    with (
+        app.engine.begin() as connection,
+        click.progressbar(length=count, label="residents", file=sys.stderr) as bar,
+    ):
+        report = population.seed_population(
+            connection=connection, count=count, seed=random_seed, progress=bar.update
+        )
+    click.echo(
+        f"added {report.subscribers} subscribers, {report.contact_points} contact points, "
+        f"{report.subscriptions} subscriptions"
+    )
 
 
 @main.group(cls=BroadcasterGroup)
@@ -147,8 +172,13 @@ def operator() -> None:
 def operator_add(app: App, username: str, role: str, display_name: str) -> None:
     """Create a staff account."""
     with app.transaction() as session:
-        created = operators.create_operator(session=session, username=username, role=role,
-                                            display_name=display_name, created_by="system:cli")
+        created = operators.create_operator(
+            session=session,
+            username=username,
+            role=role,
+            display_name=display_name,
+            created_by="system:cli",
+        )
         click.echo(f"operator {created.username} ({created.role}) has id {created.id}")
 
 
@@ -158,8 +188,13 @@ def alert() -> None:
 
 
 def _as_option(function: Any) -> Any:
-    return click.option("--as", "username", required=True, envvar="WSP_CLI_OPERATOR",
-                        help="The staff member acting (username).")(function)
+    return click.option(
+        "--as",
+        "username",
+        required=True,
+        envvar="WSP_CLI_OPERATOR",
+        help="The staff member acting (username).",
+    )(function)
 
 
 @alert.command("create")
@@ -177,11 +212,13 @@ def _as_option(function: Any) -> Any:
 @click.option("--body-en")
 @click.option("--title-uk")
 @click.option("--body-uk")
-@click.option("--send-at", type=WarsawTime(), help="Send no earlier than this (default: on approval).")
+@click.option(
+    "--send-at", type=WarsawTime(), help="Send no earlier than this (default: on approval)."
+)
 @click.option("--expires-at", type=WarsawTime(), help="Stop trying after this.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def alert_create(app: App, username: str, **options: Any) -> None:
+def alert_create(app: App, /, username: str, **options: Any) -> None:
     """Write a draft alert."""
     contents: dict[str, tuple[str, str]] = {}
     for language in ("pl", "en", "uk"):
@@ -194,14 +231,22 @@ def alert_create(app: App, username: str, **options: Any) -> None:
         contents[language] = (title, body)
     as_json = options.pop("as_json")
     draft = alerts.AlertDraft(
-        topic=options["topic"], districts=options["districts"], whole_city=options["whole_city"],
-        severity=options["severity"], urgency=options["urgency"], channels=options["channels"],
-        cap_status=options["cap_status"], contents=contents, send_at=options["send_at"],
+        topic=options["topic"],
+        districts=options["districts"],
+        whole_city=options["whole_city"],
+        severity=options["severity"],
+        urgency=options["urgency"],
+        channels=options["channels"],
+        cap_status=options["cap_status"],
+        contents=contents,
+        send_at=options["send_at"],
         expires_at=options["expires_at"],
     )
     with app.transaction() as session:
         author = operators.get_operator(session=session, username=username)
-        created = alerts.create_alert(session=session, settings=app.settings, author=author, draft=draft)
+        created = alerts.create_alert(
+            session=session, settings=app.settings, author=author, draft=draft
+        )
         view = alerts.describe_alert(created)
     _echo_json(view) if as_json else click.echo(f"alert {view['id']} created as a draft")
 
@@ -214,7 +259,9 @@ def _move(app: App, username: str, action: str, alert_id: int, **kwargs: Any) ->
         elif action == "approve":
             moved = alerts.approve_alert(session=session, approver=actor, alert_id=alert_id)
         elif action == "reject":
-            moved = alerts.reject_alert(session=session, approver=actor, alert_id=alert_id, **kwargs)
+            moved = alerts.reject_alert(
+                session=session, approver=actor, alert_id=alert_id, **kwargs
+            )
         else:
             moved = alerts.cancel_alert(session=session, actor=actor, alert_id=alert_id, **kwargs)
         click.echo(f"alert {moved.id} is now {moved.status}")
@@ -272,14 +319,20 @@ def alert_show(app: App, alert_id: int, as_json: bool) -> None:
         _echo_json(view)
         return
     click.echo(f"alert {view['id']}: {view['status']}  [{view['cap_status']}]")
-    click.echo(f"  {view['severity']} / {view['urgency']}  topic {view['topic']}  "
-               f"districts {view['districts'] if view['districts'] == '*' else ', '.join(view['districts'])}")
+    districts = view["districts"] if view["districts"] == "*" else ", ".join(view["districts"])
+    click.echo(
+        f"  {view['severity']} / {view['urgency']}  topic {view['topic']}  districts {districts}"
+    )
     for language, content in view["contents"].items():
         click.echo(f"  [{language}] {content['title']}: {content['body']}")
-    click.echo(f"  channels {', '.join(view['channels'])}; send at {view['send_at'] or 'approval'}; "
-               f"expires {view['expires_at']}")
+    click.echo(
+        f"  channels {', '.join(view['channels'])}; send at {view['send_at'] or 'approval'}; "
+        f"expires {view['expires_at']}"
+    )
     audience = view["audience"]
-    click.echo("  audience: " + (", ".join(f"{k} {v}" for k, v in sorted(audience.items())) or "nobody"))
+    click.echo(
+        "  audience: " + (", ".join(f"{k} {v}" for k, v in sorted(audience.items())) or "nobody")
+    )
     if view["status_reason"]:
         click.echo(f"  reason: {view['status_reason']}")
 

@@ -18,16 +18,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import Update, bindparam, or_, update
+from sqlalchemy import Table, Update, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import utcnow
 from broadcaster.models import Delivery, DeliveryStatus
 
 D = DeliveryStatus
-_table = Delivery.__table__
+_table = cast(Table, Delivery.__table__)
 
 
 class DeliveryEvent(StrEnum):
@@ -96,7 +96,9 @@ class DeliveryStateMachine:
         if not rows:
             return 0
         statement, target = self._guarded(event)
-        statement = statement.where(_table.c.id == bindparam("b_id")).values(status=target, **values)
+        statement = statement.where(_table.c.id == bindparam("b_id")).values(
+            status=target, **values
+        )
         result = self.session.connection().execute(statement, rows)
         return int(result.rowcount)
 
@@ -122,20 +124,35 @@ class DeliveryStateMachine:
 
     def record_sent(self, outcomes: Iterable[Outcome], *, now: datetime | None = None) -> int:
         rows = [{"b_id": o.delivery_id, "b_provider_id": o.provider_id} for o in outcomes]
-        return self._per_row(DeliveryEvent.SENT, rows, provider_id=bindparam("b_provider_id"),
-                             sent_at=now or utcnow(), error_code=None)
+        return self._per_row(
+            DeliveryEvent.SENT,
+            rows,
+            provider_id=bindparam("b_provider_id"),
+            sent_at=now or utcnow(),
+            error_code=None,
+        )
 
     def record_temporary_failure(self, outcomes: Iterable[Outcome], *, retry_at: datetime) -> int:
         """Back to pending, to be claimed again no earlier than `retry_at`."""
         rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in outcomes]
-        return self._per_row(DeliveryEvent.TEMPORARY_FAILURE, rows,
-                             error_code=bindparam("b_error_code"), next_attempt_at=retry_at)
+        return self._per_row(
+            DeliveryEvent.TEMPORARY_FAILURE,
+            rows,
+            error_code=bindparam("b_error_code"),
+            next_attempt_at=retry_at,
+        )
 
-    def record_permanent_failure(self, outcomes: Iterable[Outcome], *, now: datetime | None = None) -> int:
+    def record_permanent_failure(
+        self, outcomes: Iterable[Outcome], *, now: datetime | None = None
+    ) -> int:
         """Final: a provider's permanent refusal, or a temporary one past the deadline."""
         rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in outcomes]
-        return self._per_row(DeliveryEvent.PERMANENT_FAILURE, rows,
-                             error_code=bindparam("b_error_code"), finished_at=now or utcnow())
+        return self._per_row(
+            DeliveryEvent.PERMANENT_FAILURE,
+            rows,
+            error_code=bindparam("b_error_code"),
+            finished_at=now or utcnow(),
+        )
 
     def suppress(
         self,
@@ -175,11 +192,16 @@ class DeliveryStateMachine:
             statement, target = self._guarded(DeliveryEvent.DELIVERED)
             moved += int(
                 self.session.connection()
-                .execute(statement.where(_table.c.id.in_(ids)).values(status=target, finished_at=moment))
+                .execute(
+                    statement.where(_table.c.id.in_(ids)).values(status=target, finished_at=moment)
+                )
                 .rowcount
             )
         rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in undelivered]
-        moved += self._per_row(DeliveryEvent.UNDELIVERED, rows,
-                               error_code=bindparam("b_error_code"), finished_at=moment)
+        moved += self._per_row(
+            DeliveryEvent.UNDELIVERED,
+            rows,
+            error_code=bindparam("b_error_code"),
+            finished_at=moment,
+        )
         return moved
-

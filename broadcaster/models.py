@@ -41,8 +41,13 @@ def _values(enum: type[StrEnum]) -> str:
 def enum_column(enum: type[StrEnum], length: int) -> Enum:
     """A VARCHAR holding the enum's values, read back as members; the CHECK constraints
     are declared on each table by name."""
-    return Enum(enum, native_enum=False, create_constraint=False, length=length,
-                values_callable=lambda kind: [member.value for member in kind])
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda kind: [member.value for member in kind],
+    )
 
 
 class Role(StrEnum):
@@ -156,13 +161,17 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[AlertStatus] = mapped_column(enum_column(AlertStatus, 20), default=AlertStatus.DRAFT)
+    status: Mapped[AlertStatus] = mapped_column(
+        enum_column(AlertStatus, 20), default=AlertStatus.DRAFT
+    )
     author_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     whole_city: Mapped[bool] = mapped_column(Boolean, default=False)
     severity: Mapped[Severity] = mapped_column(enum_column(Severity, 10))
     urgency: Mapped[Urgency] = mapped_column(enum_column(Urgency, 10))
-    cap_status: Mapped[CapStatus] = mapped_column(enum_column(CapStatus, 10), default=CapStatus.ACTUAL)
+    cap_status: Mapped[CapStatus] = mapped_column(
+        enum_column(CapStatus, 10), default=CapStatus.ACTUAL
+    )
     channels: Mapped[list[str]] = mapped_column(JSON)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -194,7 +203,9 @@ class AlertContent(Base):
     __tablename__ = "alert_contents"
     __table_args__ = (CheckConstraint(f"language IN ({_values(Language)})", name="language"),)
 
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
     language: Mapped[str] = mapped_column(String(2), primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
@@ -203,7 +214,9 @@ class AlertContent(Base):
 class AlertDistrict(Base):
     __tablename__ = "alert_districts"
 
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), primary_key=True)
 
 

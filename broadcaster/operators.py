@@ -43,8 +43,14 @@ def create_operator(
     operator = Operator(username=username, display_name=display_name.strip(), role=parsed_role)
     session.add(operator)
     session.flush()
-    audit.record(session=session, actor=created_by, action="operator.created",
-                 object_type="operator", object_id=operator.id, payload={"role": parsed_role.value})
+    audit.record(
+        session=session,
+        actor=created_by,
+        action="operator.created",
+        object_type="operator",
+        object_id=operator.id,
+        payload={"role": parsed_role.value},
+    )
     return operator
 
 

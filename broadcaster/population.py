@@ -19,9 +19,9 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Table, func, insert, select, text
 
 from broadcaster import audit
 from broadcaster.db import utcnow
@@ -35,15 +35,32 @@ LANGUAGES = (("pl", 0.92), ("uk", 0.05), ("en", 0.03))
 QUIET_WINDOWS = ((time(22, 0), time(7, 0)), (time(23, 0), time(6, 0)), (time(21, 30), time(6, 30)))
 # Chance that a resident follows each topic; weather warnings are the most wanted.
 TOPIC_INTEREST = {
-    "weather-warning": 0.70, "water-outage": 0.25, "heating-outage": 0.22, "power-outage": 0.25,
-    "gas-outage": 0.06, "public-transport": 0.30, "road-traffic": 0.18, "roadworks": 0.10,
-    "air-quality": 0.15, "public-safety": 0.22, "culture-events": 0.15, "health": 0.08,
+    "weather-warning": 0.70,
+    "water-outage": 0.25,
+    "heating-outage": 0.22,
+    "power-outage": 0.25,
+    "gas-outage": 0.06,
+    "public-transport": 0.30,
+    "road-traffic": 0.18,
+    "roadworks": 0.10,
+    "air-quality": 0.15,
+    "public-safety": 0.22,
+    "culture-events": 0.15,
+    "health": 0.08,
     "city-services": 0.10,
 }
 
 SUBSCRIBER_COLUMNS = ("id", "language", "quiet_from", "quiet_until", "test_audience", "created_at")
-CONTACT_COLUMNS = ("id", "subscriber_id", "channel", "address", "wanted", "verified_at",
-                   "unsubscribed_at", "created_at")
+CONTACT_COLUMNS = (
+    "id",
+    "subscriber_id",
+    "channel",
+    "address",
+    "wanted",
+    "verified_at",
+    "unsubscribed_at",
+    "created_at",
+)
 SUBSCRIPTION_COLUMNS = ("subscriber_id", "topic_id", "district_id")
 
 
@@ -65,7 +82,7 @@ def generate(
     *, count: int, first_subscriber_id: int, first_contact_id: int, seed: int, now: datetime
 ) -> Iterator[Chunk]:
     """Rows for `count` residents, in chunks of CHUNK subscribers."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, repeatable by seed
     district_ids = [d.id for d in DISTRICTS]
     district_weights = list(itertools.accumulate(d.residents for d in DISTRICTS))
     languages = [code for code, _ in LANGUAGES]
@@ -78,12 +95,22 @@ def generate(
     for subscriber_id in range(first_subscriber_id, first_subscriber_id + count):
         random_value = rng.random
         quiet = rng.choice(QUIET_WINDOWS) if random_value() < 0.2 else (None, None)
-        chunk.subscribers.append((
-            subscriber_id, rng.choices(languages, language_weights)[0], quiet[0], quiet[1],
-            random_value() < 0.002, now,
-        ))
+        chunk.subscribers.append(
+            (
+                subscriber_id,
+                rng.choices(languages, language_weights)[0],
+                quiet[0],
+                quiet[1],
+                random_value() < 0.002,
+                now,
+            )
+        )
 
-        has_phone, has_email, has_push = random_value() < 0.85, random_value() < 0.5, random_value() < 0.4
+        has_phone, has_email, has_push = (
+            random_value() < 0.85,
+            random_value() < 0.5,
+            random_value() < 0.4,
+        )
         if not (has_phone or has_email or has_push):
             has_phone = True
         addresses = []
@@ -97,8 +124,18 @@ def generate(
         for channel, address in addresses:
             verified = now if random_value() < 0.96 else None
             unsubscribed = now if random_value() < 0.01 else None
-            chunk.contacts.append((contact_id, subscriber_id, channel, address,
-                                   random_value() < 0.97, verified, unsubscribed, now))
+            chunk.contacts.append(
+                (
+                    contact_id,
+                    subscriber_id,
+                    channel,
+                    address,
+                    random_value() < 0.97,
+                    verified,
+                    unsubscribed,
+                    now,
+                )
+            )
             contact_id += 1
 
         topics = [topic for topic, chance in interests if random_value() < chance] or [weather]
@@ -146,8 +183,13 @@ def seed_population(
     first_subscriber, first_contact = _next_ids(connection)
     totals = [0, 0, 0]
     writer = _copy_writer(connection) if postgres else _executemany_writer(connection)
-    for chunk in generate(count=count, first_subscriber_id=first_subscriber,
-                          first_contact_id=first_contact, seed=seed, now=utcnow()):
+    for chunk in generate(
+        count=count,
+        first_subscriber_id=first_subscriber,
+        first_contact_id=first_contact,
+        seed=seed,
+        now=utcnow(),
+    ):
         writer("subscribers", SUBSCRIBER_COLUMNS, chunk.subscribers)
         writer("contact_points", CONTACT_COLUMNS, chunk.contacts)
         writer("subscriptions", SUBSCRIPTION_COLUMNS, chunk.subscriptions)
@@ -159,21 +201,33 @@ def seed_population(
     if postgres:
         _restore_foreign_keys(connection, foreign_keys)
         for table in ("subscribers", "contact_points"):
-            connection.execute(text(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 - fixed names
-                f"(SELECT max(id) FROM {table}))"
-            ))
+            connection.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 - fixed names
+                    f"(SELECT max(id) FROM {table}))"
+                )
+            )
         connection.execute(text("ANALYZE subscribers, contact_points, subscriptions"))
     report = SeedReport(*totals)
-    audit.record(session=connection, actor="system:seed-demo",
-                 action="population.seeded", object_type="population",
-                 object_id=f"{first_subscriber}-{first_subscriber + count - 1}",
-                 payload={"subscribers": report.subscribers, "contact_points": report.contact_points,
-                          "subscriptions": report.subscriptions, "seed": seed})
+    audit.record(
+        session=connection,
+        actor="system:seed-demo",
+        action="population.seeded",
+        object_type="population",
+        object_id=f"{first_subscriber}-{first_subscriber + count - 1}",
+        payload={
+            "subscribers": report.subscribers,
+            "contact_points": report.contact_points,
+            "subscriptions": report.subscriptions,
+            "seed": seed,
+        },
+    )
     return report
 
 
-def _drop_foreign_keys(connection: Connection, tables: tuple[str, ...]) -> list[tuple[str, str, str]]:
+def _drop_foreign_keys(
+    connection: Connection, tables: tuple[str, ...]
+) -> list[tuple[str, str, str]]:
     """Drop the tables' foreign keys for the load, returning how to put them back.
 
     PostgreSQL checks a foreign key row by row (4.4M subscriptions with three keys: 42 s
@@ -213,12 +267,15 @@ def _copy_writer(connection: Connection) -> Writer:
 
 
 def _executemany_writer(connection: Connection) -> Writer:
-    tables = {"subscribers": Subscriber.__table__, "contact_points": ContactPoint.__table__,
-              "subscriptions": Subscription.__table__}
+    tables = {
+        model.__tablename__: cast(Table, model.__table__)
+        for model in (Subscriber, ContactPoint, Subscription)
+    }
 
     def write(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            connection.execute(insert(tables[table]), [dict(zip(columns, row, strict=True)) for row in rows])
+            connection.execute(
+                insert(tables[table]), [dict(zip(columns, row, strict=True)) for row in rows]
+            )
 
     return write
-

@@ -55,29 +55,59 @@ DISTRICTS: tuple[DistrictInfo, ...] = (
 )
 
 TOPICS: tuple[TopicInfo, ...] = (
-    TopicInfo(1, "water-outage", "Przerwy w dostawie wody", "Water supply outages",
-              "Перебої з водопостачанням"),
-    TopicInfo(2, "heating-outage", "Przerwy w dostawie ciepła", "Heating outages",
-              "Перебої з опаленням"),
-    TopicInfo(3, "power-outage", "Przerwy w dostawie prądu", "Power outages",
-              "Відключення електроенергії"),
-    TopicInfo(4, "gas-outage", "Przerwy w dostawie gazu", "Gas supply outages",
-              "Перебої з газопостачанням"),
-    TopicInfo(5, "public-transport", "Komunikacja miejska", "Public transport",
-              "Громадський транспорт"),
-    TopicInfo(6, "road-traffic", "Utrudnienia w ruchu drogowym", "Road traffic disruptions",
-              "Ускладнення дорожнього руху"),
+    TopicInfo(
+        1,
+        "water-outage",
+        "Przerwy w dostawie wody",
+        "Water supply outages",
+        "Перебої з водопостачанням",
+    ),
+    TopicInfo(
+        2, "heating-outage", "Przerwy w dostawie ciepła", "Heating outages", "Перебої з опаленням"
+    ),
+    TopicInfo(
+        3, "power-outage", "Przerwy w dostawie prądu", "Power outages", "Відключення електроенергії"
+    ),
+    TopicInfo(
+        4,
+        "gas-outage",
+        "Przerwy w dostawie gazu",
+        "Gas supply outages",
+        "Перебої з газопостачанням",
+    ),
+    TopicInfo(
+        5, "public-transport", "Komunikacja miejska", "Public transport", "Громадський транспорт"
+    ),
+    TopicInfo(
+        6,
+        "road-traffic",
+        "Utrudnienia w ruchu drogowym",
+        "Road traffic disruptions",
+        "Ускладнення дорожнього руху",
+    ),
     TopicInfo(7, "roadworks", "Remonty i roboty drogowe", "Roadworks", "Дорожні роботи"),
-    TopicInfo(8, "weather-warning", "Ostrzeżenia meteorologiczne", "Weather warnings",
-              "Метеорологічні попередження"),
+    TopicInfo(
+        8,
+        "weather-warning",
+        "Ostrzeżenia meteorologiczne",
+        "Weather warnings",
+        "Метеорологічні попередження",
+    ),
     TopicInfo(9, "air-quality", "Jakość powietrza", "Air quality", "Якість повітря"),
-    TopicInfo(10, "public-safety", "Bezpieczeństwo publiczne", "Public safety",
-              "Громадська безпека"),
-    TopicInfo(11, "culture-events", "Kultura i wydarzenia", "Culture and events",
-              "Культура та події"),
+    TopicInfo(
+        10, "public-safety", "Bezpieczeństwo publiczne", "Public safety", "Громадська безпека"
+    ),
+    TopicInfo(
+        11, "culture-events", "Kultura i wydarzenia", "Culture and events", "Культура та події"
+    ),
     TopicInfo(12, "health", "Zdrowie", "Health", "Здоров'я"),
-    TopicInfo(13, "city-services", "Sprawy urzędowe i terminy", "City services and deadlines",
-              "Міські послуги та терміни"),
+    TopicInfo(
+        13,
+        "city-services",
+        "Sprawy urzędowe i terminy",
+        "City services and deadlines",
+        "Міські послуги та терміни",
+    ),
 )
 
 DISTRICT_BY_SLUG = {district.slug: district for district in DISTRICTS}
@@ -91,8 +121,9 @@ def seed_reference_data(*, session: Session) -> tuple[int, int]:
     for info in DISTRICTS:
         row = existing_districts.get(info.id)
         if row is None:
-            session.add(District(id=info.id, slug=info.slug, name=info.name,
-                                 residents=info.residents))
+            session.add(
+                District(id=info.id, slug=info.slug, name=info.name, residents=info.residents)
+            )
             new_districts += 1
         else:
             row.slug, row.name, row.residents = info.slug, info.name, info.residents
@@ -100,8 +131,15 @@ def seed_reference_data(*, session: Session) -> tuple[int, int]:
     for topic in TOPICS:
         existing = existing_topics.get(topic.id)
         if existing is None:
-            session.add(Topic(id=topic.id, slug=topic.slug, name_pl=topic.name_pl,
-                              name_en=topic.name_en, name_uk=topic.name_uk))
+            session.add(
+                Topic(
+                    id=topic.id,
+                    slug=topic.slug,
+                    name_pl=topic.name_pl,
+                    name_en=topic.name_en,
+                    name_uk=topic.name_uk,
+                )
+            )
             new_topics += 1
         else:
             existing.slug, existing.name_pl = topic.slug, topic.name_pl

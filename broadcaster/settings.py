@@ -132,7 +132,9 @@ class Settings(BaseModel):
     def _secrets_outside_development(self) -> Settings:
         if self.env is Environment.PRODUCTION:
             if self.secret_key == DEVELOPMENT_SECRET:
-                raise SettingsError(f"{PREFIX}SECRET_KEY", "the development default is refused in production")
+                raise SettingsError(
+                    f"{PREFIX}SECRET_KEY", "the development default is refused in production"
+                )
             if not self.smsapi_token:
                 raise SettingsError(f"{PREFIX}SMSAPI_TOKEN", "required in production")
             if self.fcm_credentials_file is None:

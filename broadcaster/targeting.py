@@ -35,7 +35,7 @@ class AudienceMember:
     quiet_until: time | None
 
 
-def audience_query(alert: Alert) -> Select[tuple[int, int, str, str, time | None, time | None]]:
+def audience_query(alert: Alert) -> Select[int, int, str, str, time | None, time | None]:
     """The SELECT of an alert's audience (also usable inside INSERT ... SELECT)."""
     subscription = select(Subscription.subscriber_id).where(
         Subscription.subscriber_id == ContactPoint.subscriber_id,
@@ -82,7 +82,10 @@ def stream_audience(
     )
     try:
         for partition in result.partitions(batch_size):
-            yield [AudienceMember(*row) for row in partition]
+            yield [
+                AudienceMember(point, subscriber, channel, language, quiet_from, quiet_until)
+                for point, subscriber, channel, language, quiet_from, quiet_until in partition
+            ]
     finally:
         result.close()  # also when the consumer stops early: free the server-side cursor
 

@@ -51,7 +51,9 @@ def parse_language(value: object, *, field: str = "language") -> Language:
         raise InvalidInput(field, f"must be one of {choices}") from None
 
 
-def parse_quiet_hours(start: object, end: object, *, field: str = "quiet_hours") -> QuietHours | None:
+def parse_quiet_hours(
+    start: object, end: object, *, field: str = "quiet_hours"
+) -> QuietHours | None:
     """Both ends as HH:MM, or neither."""
     if start in (None, "") and end in (None, ""):
         return None
@@ -111,11 +113,15 @@ def subscribe(
     pairs = _subscription_pairs(session=session, topics=topics, districts=districts)
     for index, (kind, address) in enumerate(normalised):
         taken = session.scalar(
-            select(ContactPoint.id).where(ContactPoint.channel == kind, ContactPoint.address == address)
+            select(ContactPoint.id).where(
+                ContactPoint.channel == kind, ContactPoint.address == address
+            )
         )
         if taken is not None:
-            raise InvalidInput(f"contacts[{index}].address",
-                               "is already registered; use the manage link sent to it")
+            raise InvalidInput(
+                f"contacts[{index}].address",
+                "is already registered; use the manage link sent to it",
+            )
 
     subscriber = Subscriber(
         language=lang,
@@ -123,15 +129,23 @@ def subscribe(
         quiet_until=quiet_hours.end if quiet_hours else None,
         test_audience=test_audience,
     )
-    subscriber.contact_points = [ContactPoint(channel=kind, address=address) for kind, address in normalised]
+    subscriber.contact_points = [
+        ContactPoint(channel=kind, address=address) for kind, address in normalised
+    ]
     subscriber.subscriptions = [Subscription(topic_id=t, district_id=d) for t, d in pairs]
     session.add(subscriber)
     session.flush()
     audit.record(
-        session=session, actor=f"subscriber:{subscriber.id}", action="subscriber.created",
-        object_type="subscriber", object_id=subscriber.id,
-        payload={"channels": [kind.value for kind, _ in normalised], "subscriptions": len(pairs),
-                 "language": lang.value},
+        session=session,
+        actor=f"subscriber:{subscriber.id}",
+        action="subscriber.created",
+        object_type="subscriber",
+        object_id=subscriber.id,
+        payload={
+            "channels": [kind.value for kind, _ in normalised],
+            "subscriptions": len(pairs),
+            "language": lang.value,
+        },
     )
     codes = {
         point.id: issue_code(session=session, settings=settings, contact_point=point)
@@ -154,8 +168,14 @@ def set_subscriptions(
     pairs = _subscription_pairs(session=session, topics=topics, districts=districts)
     subscriber.subscriptions = [Subscription(topic_id=t, district_id=d) for t, d in pairs]
     session.flush()
-    audit.record(session=session, actor=f"subscriber:{subscriber.id}", action="subscriber.subscriptions_set",
-                 object_type="subscriber", object_id=subscriber.id, payload={"subscriptions": len(pairs)})
+    audit.record(
+        session=session,
+        actor=f"subscriber:{subscriber.id}",
+        action="subscriber.subscriptions_set",
+        object_type="subscriber",
+        object_id=subscriber.id,
+        payload={"subscriptions": len(pairs)},
+    )
     return len(pairs)
 
 
@@ -165,7 +185,7 @@ def set_preferences(
     subscriber: Subscriber,
     language: str | None = None,
     channels: Iterable[str] | None = None,
-    quiet_hours: QuietHours | None | bool = False,
+    quiet_hours: QuietHours | bool | None = False,
 ) -> None:
     """Change language, the channels wanted, or quiet hours (None clears them; False keeps).
 
@@ -196,8 +216,14 @@ def set_preferences(
         subscriber.quiet_until = hours.end if hours else None
         changes["quiet_hours"] = [hours.start.isoformat(), hours.end.isoformat()] if hours else None
     session.flush()
-    audit.record(session=session, actor=f"subscriber:{subscriber.id}", action="subscriber.preferences_set",
-                 object_type="subscriber", object_id=subscriber.id, payload=changes)
+    audit.record(
+        session=session,
+        actor=f"subscriber:{subscriber.id}",
+        action="subscriber.preferences_set",
+        object_type="subscriber",
+        object_id=subscriber.id,
+        payload=changes,
+    )
 
 
 def _find_contact(*, session: Session, channel: str, address: str) -> ContactPoint | None:
@@ -208,7 +234,9 @@ def _find_contact(*, session: Session, channel: str, address: str) -> ContactPoi
     )
 
 
-def unsubscribe_contact(*, session: Session, channel: str, address: str, via: str) -> ContactPoint | None:
+def unsubscribe_contact(
+    *, session: Session, channel: str, address: str, via: str
+) -> ContactPoint | None:
     """Stop every alert to one contact point (an unsubscribe link, an SMS STOP, ...).
 
     Returns the contact point, or None when the address is not registered: the caller
@@ -220,13 +248,20 @@ def unsubscribe_contact(*, session: Session, channel: str, address: str, via: st
     if point.unsubscribed_at is None:
         point.unsubscribed_at = utcnow()
         session.flush()
-        audit.record(session=session, actor=f"subscriber:{point.subscriber_id}", action="contact.unsubscribed",
-                     object_type="contact_point", object_id=point.id,
-                     payload={"channel": point.channel, "via": via})
+        audit.record(
+            session=session,
+            actor=f"subscriber:{point.subscriber_id}",
+            action="contact.unsubscribed",
+            object_type="contact_point",
+            object_id=point.id,
+            payload={"channel": point.channel, "via": via},
+        )
     return point
 
 
-def resubscribe_contact(*, session: Session, channel: str, address: str, via: str) -> ContactPoint | None:
+def resubscribe_contact(
+    *, session: Session, channel: str, address: str, via: str
+) -> ContactPoint | None:
     """Undo an unsubscribe (an SMS START); only a contact point proven before comes back."""
     point = _find_contact(session=session, channel=channel, address=address)
     if point is None or point.verified_at is None:
@@ -234,9 +269,14 @@ def resubscribe_contact(*, session: Session, channel: str, address: str, via: st
     if point.unsubscribed_at is not None:
         point.unsubscribed_at = None
         session.flush()
-        audit.record(session=session, actor=f"subscriber:{point.subscriber_id}", action="contact.resubscribed",
-                     object_type="contact_point", object_id=point.id,
-                     payload={"channel": point.channel, "via": via})
+        audit.record(
+            session=session,
+            actor=f"subscriber:{point.subscriber_id}",
+            action="contact.resubscribed",
+            object_type="contact_point",
+            object_id=point.id,
+            payload={"channel": point.channel, "via": via},
+        )
     return point
 
 
@@ -250,19 +290,34 @@ def export_subscriber(*, session: Session, subscriber_id: int) -> dict[str, Any]
     topics = dict(session.execute(select(Topic.id, Topic.slug)).all())
     districts = dict(session.execute(select(District.id, District.slug)).all())
     point_ids = [point.id for point in subscriber.contact_points]
-    deliveries = session.execute(
-        select(Delivery.alert_id, Delivery.channel, Delivery.contact_point_id, Delivery.status,
-               Delivery.created_at, Delivery.sent_at, Delivery.finished_at)
-        .where(Delivery.contact_point_id.in_(point_ids))
-        .order_by(Delivery.created_at)
-    ).all() if point_ids else []
+    deliveries = (
+        session.execute(
+            select(
+                Delivery.alert_id,
+                Delivery.channel,
+                Delivery.contact_point_id,
+                Delivery.status,
+                Delivery.created_at,
+                Delivery.sent_at,
+                Delivery.finished_at,
+            )
+            .where(Delivery.contact_point_id.in_(point_ids))
+            .order_by(Delivery.created_at)
+        ).all()
+        if point_ids
+        else []
+    )
     return {
         "subscriber": {
             "id": subscriber.id,
             "language": subscriber.language,
             "quiet_hours": (
-                {"start": subscriber.quiet_from.isoformat(), "end": subscriber.quiet_until.isoformat()}
-                if subscriber.quiet_from and subscriber.quiet_until else None
+                {
+                    "start": subscriber.quiet_from.isoformat(),
+                    "end": subscriber.quiet_until.isoformat(),
+                }
+                if subscriber.quiet_from and subscriber.quiet_until
+                else None
             ),
             "test_audience": subscriber.test_audience,
             "created_at": _iso(subscriber.created_at),
@@ -309,7 +364,9 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
     subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
     now = utcnow()
     point_ids = [point.id for point in subscriber.contact_points]
-    session.execute(delete(VerificationCode).where(VerificationCode.contact_point_id.in_(point_ids)))
+    session.execute(
+        delete(VerificationCode).where(VerificationCode.contact_point_id.in_(point_ids))
+    )
     session.execute(
         update(ContactPoint)
         .where(ContactPoint.id.in_(point_ids))
@@ -322,5 +379,11 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
         .values(erased_at=now, quiet_from=None, quiet_until=None, test_audience=False)
     )
     session.expire(subscriber)
-    audit.record(session=session, actor=actor, action="subscriber.erased", object_type="subscriber",
-                 object_id=subscriber.id, payload={"contact_points": len(point_ids)})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="subscriber.erased",
+        object_type="subscriber",
+        object_id=subscriber.id,
+        payload={"contact_points": len(point_ids)},
+    )

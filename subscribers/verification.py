@@ -80,8 +80,10 @@ def check_code(
     now = utcnow()
     current = session.scalars(
         select(VerificationCode)
-        .where(VerificationCode.contact_point_id == contact_point.id,
-               VerificationCode.used_at.is_(None))
+        .where(
+            VerificationCode.contact_point_id == contact_point.id,
+            VerificationCode.used_at.is_(None),
+        )
         .order_by(VerificationCode.id.desc())
         .limit(1)
         .with_for_update()
@@ -99,15 +101,25 @@ def check_code(
         locked = current.attempts >= settings.verification_max_attempts
         if locked:
             current.locked_at = now
-        audit.record(session=session, actor=actor, action="contact.code_wrong",
-                     object_type="contact_point", object_id=contact_point.id,
-                     payload={"attempts": current.attempts, "locked": locked})
+        audit.record(
+            session=session,
+            actor=actor,
+            action="contact.code_wrong",
+            object_type="contact_point",
+            object_id=contact_point.id,
+            payload={"attempts": current.attempts, "locked": locked},
+        )
         return CodeCheck.LOCKED if locked else CodeCheck.WRONG
     current.used_at = now
     if contact_point.verified_at is None:
         contact_point.verified_at = now
     session.flush()
-    audit.record(session=session, actor=actor, action="contact.verified",
-                 object_type="contact_point", object_id=contact_point.id,
-                 payload={"channel": contact_point.channel})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="contact.verified",
+        object_type="contact_point",
+        object_id=contact_point.id,
+        payload={"channel": contact_point.channel},
+    )
     return CodeCheck.VERIFIED

@@ -107,8 +107,13 @@ def db(engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings({"WSP_ENV": "test", "WSP_DATA_DIR": str(tmp_path),
-                          "WSP_SECRET_KEY": "test-secret-key-0123456789"})
+    return load_settings(
+        {
+            "WSP_ENV": "test",
+            "WSP_DATA_DIR": str(tmp_path),
+            "WSP_SECRET_KEY": "test-secret-key-0123456789",
+        }
+    )
 
 
 @dataclass
@@ -124,12 +129,24 @@ class Staff:
 def staff(db: sessionmaker[Session]) -> Staff:
     with db.begin() as session:
         people = {
-            name: operators.create_operator(session=session, username=name, role=role,
-                                            display_name=name.title(), created_by="system:test")
-            for name, role in [("anna", "operator"), ("bartek", "operator"), ("celina", "approver"),
-                               ("dorota", "auditor"), ("edward", "admin")]
+            name: operators.create_operator(
+                session=session,
+                username=name,
+                role=role,
+                display_name=name.title(),
+                created_by="system:test",
+            )
+            for name, role in [
+                ("anna", "operator"),
+                ("bartek", "operator"),
+                ("celina", "approver"),
+                ("dorota", "auditor"),
+                ("edward", "admin"),
+            ]
         }
-    return Staff(people["anna"], people["bartek"], people["celina"], people["dorota"], people["edward"])
+    return Staff(
+        people["anna"], people["bartek"], people["celina"], people["dorota"], people["edward"]
+    )
 
 
 def add_resident(
@@ -145,12 +162,21 @@ def add_resident(
 ) -> Subscriber:
     """A resident who subscribed and, unless told otherwise, typed in every code sent."""
     created = subscriber_services.subscribe(
-        session=session, settings=settings, contacts=contacts, topics=topics,
-        districts=districts, language=language, test_audience=test_audience,
+        session=session,
+        settings=settings,
+        contacts=contacts,
+        topics=topics,
+        districts=districts,
+        language=language,
+        test_audience=test_audience,
     )
     if verify:
         for point in created.subscriber.contact_points:
-            result = check_code(session=session, settings=settings, contact_point=point,
-                                code=created.codes[point.id])
+            result = check_code(
+                session=session,
+                settings=settings,
+                contact_point=point,
+                code=created.codes[point.id],
+            )
             assert result is CodeCheck.VERIFIED
     return created.subscriber

@@ -15,8 +15,14 @@ from broadcaster import audit
 def write_events(db: sessionmaker[Session], count: int) -> None:
     for number in range(count):
         with db.begin() as session:
-            audit.record(session=session, actor="operator:1", action="alert.created",
-                         object_type="alert", object_id=number, payload={"n": number, "topic": "health"})
+            audit.record(
+                session=session,
+                actor="operator:1",
+                action="alert.created",
+                object_type="alert",
+                object_id=number,
+                payload={"n": number, "topic": "health"},
+            )
 
 
 @contextmanager
@@ -39,15 +45,21 @@ def verdict(db: sessionmaker[Session]) -> audit.Verification:
 def test_an_untouched_chain_is_intact(db: sessionmaker[Session]) -> None:
     write_events(db, 5)
     result = verdict(db)
-    assert result.intact and result.checked == 5
+    assert result.intact
+    assert result.checked == 5
     assert result.describe() == "intact: 5 records"
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_events SET actor = 'operator:2' WHERE seq = 2",
-    "DELETE FROM audit_events WHERE seq = 2",
-])
-def test_the_database_refuses_changes(db: sessionmaker[Session], engine: Engine, statement: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET actor = 'operator:2' WHERE seq = 2",
+        "DELETE FROM audit_events WHERE seq = 2",
+    ],
+)
+def test_the_database_refuses_changes(
+    db: sessionmaker[Session], engine: Engine, statement: str
+) -> None:
     write_events(db, 3)
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
         connection.execute(text(statement))
@@ -65,7 +77,9 @@ def test_postgres_refuses_truncate(db: sessionmaker[Session], engine: Engine) ->
 def test_an_edited_record_is_named(db: sessionmaker[Session], engine: Engine) -> None:
     write_events(db, 5)
     with as_database_owner(engine) as connection:
-        connection.execute(text("UPDATE audit_events SET payload = :p WHERE seq = 3"), {"p": '{"n":99}'})
+        connection.execute(
+            text("UPDATE audit_events SET payload = :p WHERE seq = 3"), {"p": '{"n":99}'}
+        )
     result = verdict(db)
     assert not result.intact
     assert result.broken_seq == 3
@@ -73,7 +87,9 @@ def test_an_edited_record_is_named(db: sessionmaker[Session], engine: Engine) ->
     assert result.describe().startswith("broken at record seq 3 (id ")
 
 
-def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(db: sessionmaker[Session], engine: Engine) -> None:
+def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
     write_events(db, 4)
     with as_database_owner(engine) as connection:
         connection.execute(text("UPDATE audit_events SET hash = :h WHERE seq = 2"), {"h": "f" * 64})
@@ -111,8 +127,14 @@ def test_records_cut_off_the_end_are_noticed(db: sessionmaker[Session], engine: 
 
 def test_personal_data_never_enters_the_chain(db: sessionmaker[Session]) -> None:
     with db.begin() as session, pytest.raises(ValueError, match="personal data"):
-        audit.record(session=session, actor="subscriber:1", action="contact.added",
-                     object_type="contact_point", object_id=1, payload={"email": "jan@example.com"})
+        audit.record(
+            session=session,
+            actor="subscriber:1",
+            action="contact.added",
+            object_type="contact_point",
+            object_id=1,
+            payload={"email": "jan@example.com"},
+        )
 
 
 def test_concurrent_writers_never_fork_the_chain(db: sessionmaker[Session]) -> None:
@@ -121,7 +143,7 @@ def test_concurrent_writers_never_fork_the_chain(db: sessionmaker[Session]) -> N
     def writer() -> None:
         try:
             write_events(db, 15)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=writer) for _ in range(4)]
@@ -131,4 +153,5 @@ def test_concurrent_writers_never_fork_the_chain(db: sessionmaker[Session]) -> N
         thread.join()
     assert errors == []
     result = verdict(db)
-    assert result.intact and result.checked == 60
+    assert result.intact
+    assert result.checked == 60

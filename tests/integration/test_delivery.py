@@ -15,23 +15,45 @@ D = DeliveryStatus
 
 
 def an_alert_id(session: Session, settings: Settings) -> int:
-    author = operators.create_operator(session=session, username=f"author{datetime.now(UTC).microsecond}",
-                                       role="operator", display_name="Author", created_by="system:test")
-    return alerts.create_alert(session=session, settings=settings, author=author, draft=weather_draft()).id
+    author = operators.create_operator(
+        session=session,
+        username=f"author{datetime.now(UTC).microsecond}",
+        role="operator",
+        display_name="Author",
+        created_by="system:test",
+    )
+    return alerts.create_alert(
+        session=session, settings=settings, author=author, draft=weather_draft()
+    ).id
 
 
 def seed_deliveries(session: Session, settings: Settings, count: int) -> tuple[int, list[int]]:
     alert_id = an_alert_id(session, settings)
-    session.execute(insert(Delivery), [
-        {"alert_id": alert_id, "subscriber_id": i, "contact_point_id": i, "channel": "sms", "language": "pl"}
-        for i in range(1, count + 1)
-    ])
-    ids = session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id).order_by(Delivery.id)).all()
+    session.execute(
+        insert(Delivery),
+        [
+            {
+                "alert_id": alert_id,
+                "subscriber_id": i,
+                "contact_point_id": i,
+                "channel": "sms",
+                "language": "pl",
+            }
+            for i in range(1, count + 1)
+        ],
+    )
+    ids = session.scalars(
+        select(Delivery.id).where(Delivery.alert_id == alert_id).order_by(Delivery.id)
+    ).all()
     return alert_id, list(ids)
 
 
 def statuses(session: Session, alert_id: int) -> dict[int, D]:
-    return dict(session.execute(select(Delivery.id, Delivery.status).where(Delivery.alert_id == alert_id)).all())
+    return dict(
+        session.execute(
+            select(Delivery.id, Delivery.status).where(Delivery.alert_id == alert_id)
+        ).all()
+    )
 
 
 def test_a_batch_is_claimed_once(db: sessionmaker[Session], settings: Settings) -> None:
@@ -47,25 +69,46 @@ def test_a_batch_is_claimed_once(db: sessionmaker[Session], settings: Settings) 
         assert {r.attempts for r in rows} == {1}
 
 
-def test_outcomes_move_only_rows_in_the_expected_state(db: sessionmaker[Session], settings: Settings) -> None:
+def test_outcomes_move_only_rows_in_the_expected_state(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
     with db.begin() as session:
         alert_id, ids = seed_deliveries(session, settings, 6)
         machine = DeliveryStateMachine(session)
         machine.claim(ids[:5])
-        sent = machine.record_sent([Outcome(ids[0], provider_id="sms-1"), Outcome(ids[1], provider_id="sms-2"),
-                                    Outcome(ids[5], provider_id="never-claimed")])
+        sent = machine.record_sent(
+            [
+                Outcome(ids[0], provider_id="sms-1"),
+                Outcome(ids[1], provider_id="sms-2"),
+                Outcome(ids[5], provider_id="never-claimed"),
+            ]
+        )
         assert sent == 2
         assert machine.record_permanent_failure([Outcome(ids[2], error_code="13")]) == 1
         retry_at = datetime.now(UTC) + timedelta(minutes=5)
-        assert machine.record_temporary_failure([Outcome(ids[3], error_code="503")], retry_at=retry_at) == 1
-        assert machine.record_receipts(delivered=[ids[0], ids[2]], undelivered=[Outcome(ids[1], error_code="405")]) == 2
+        assert (
+            machine.record_temporary_failure([Outcome(ids[3], error_code="503")], retry_at=retry_at)
+            == 1
+        )
+        assert (
+            machine.record_receipts(
+                delivered=[ids[0], ids[2]], undelivered=[Outcome(ids[1], error_code="405")]
+            )
+            == 2
+        )
         assert statuses(session, alert_id) == {
-            ids[0]: D.DELIVERED, ids[1]: D.FAILED, ids[2]: D.FAILED, ids[3]: D.PENDING,
-            ids[4]: D.SENDING, ids[5]: D.PENDING,
+            ids[0]: D.DELIVERED,
+            ids[1]: D.FAILED,
+            ids[2]: D.FAILED,
+            ids[3]: D.PENDING,
+            ids[4]: D.SENDING,
+            ids[5]: D.PENDING,
         }
         row = session.get_one(Delivery, ids[0])
         session.refresh(row)
-        assert row.provider_id == "sms-1" and row.sent_at is not None and row.finished_at is not None
+        assert row.provider_id == "sms-1"
+        assert row.sent_at is not None
+        assert row.finished_at is not None
         failed = session.get_one(Delivery, ids[1])
         session.refresh(failed)
         assert failed.error_code == "405"
@@ -85,15 +128,23 @@ def test_a_retry_waits_for_its_time(db: sessionmaker[Session], settings: Setting
         assert row.attempts == 2
 
 
-def test_suppressing_an_alert_stops_only_what_has_not_left(db: sessionmaker[Session], settings: Settings) -> None:
+def test_suppressing_an_alert_stops_only_what_has_not_left(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
     with db.begin() as session:
         alert_id, ids = seed_deliveries(session, settings, 4)
         machine = DeliveryStateMachine(session)
         machine.claim(ids[:2])
         machine.record_sent([Outcome(ids[0], provider_id="x")])
         assert machine.suppress(reason=SuppressReason.CANCELLED, alert_id=alert_id) == 2
-        assert statuses(session, alert_id) == {ids[0]: D.SENT, ids[1]: D.SENDING, ids[2]: D.SUPPRESSED,
-                                              ids[3]: D.SUPPRESSED}
-        reasons = set(session.scalars(select(Delivery.reason).where(Delivery.status == D.SUPPRESSED)))
+        assert statuses(session, alert_id) == {
+            ids[0]: D.SENT,
+            ids[1]: D.SENDING,
+            ids[2]: D.SUPPRESSED,
+            ids[3]: D.SUPPRESSED,
+        }
+        reasons = set(
+            session.scalars(select(Delivery.reason).where(Delivery.status == D.SUPPRESSED))
+        )
         assert reasons == {"cancelled"}
         assert machine.suppress(reason=SuppressReason.OPTED_OUT, delivery_ids=ids) == 0

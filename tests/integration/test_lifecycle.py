@@ -30,14 +30,19 @@ def weather_draft(**changes: object) -> AlertDraft:
     return AlertDraft(**fields)  # type: ignore[arg-type]
 
 
-def new_alert(db: sessionmaker[Session], settings: Settings, staff: Staff, **changes: object) -> int:
+def new_alert(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, **changes: object
+) -> int:
     with db.begin() as session:
-        alert = alerts.create_alert(session=session, settings=settings, author=staff.author,
-                                    draft=weather_draft(**changes))
+        alert = alerts.create_alert(
+            session=session, settings=settings, author=staff.author, draft=weather_draft(**changes)
+        )
         return alert.id
 
 
-def test_happy_path_through_every_state(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_happy_path_through_every_state(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
         alert = alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
@@ -45,22 +50,34 @@ def test_happy_path_through_every_state(db: sessionmaker[Session], settings: Set
         alert = alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
         assert alert.status is AlertStatus.APPROVED
         assert alert.approver_id == staff.approver.id
-        alerts.transition(session=session, alert=alert, move=Move.START_DISPATCH, actor="system:test")
+        alerts.transition(
+            session=session, alert=alert, move=Move.START_DISPATCH, actor="system:test"
+        )
         alerts.transition(session=session, alert=alert, move=Move.FINISH, actor="system:test")
         assert alert.status is AlertStatus.DONE
     with db() as session:
         actions = session.scalars(
-            select(AuditEvent.action).where(AuditEvent.object_type == "alert").order_by(AuditEvent.seq)
+            select(AuditEvent.action)
+            .where(AuditEvent.object_type == "alert")
+            .order_by(AuditEvent.seq)
         ).all()
-    assert actions == ["alert.created", "alert.submit", "alert.approve", "alert.start_dispatch",
-                       "alert.finish"]
+    assert actions == [
+        "alert.created",
+        "alert.submit",
+        "alert.approve",
+        "alert.start_dispatch",
+        "alert.finish",
+    ]
 
 
-def test_author_cannot_approve_own_alert(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_author_cannot_approve_own_alert(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     # An admin may write and approve, but never both for the same alert.
     with db.begin() as session:
-        alert = alerts.create_alert(session=session, settings=settings, author=staff.admin,
-                                    draft=weather_draft())
+        alert = alerts.create_alert(
+            session=session, settings=settings, author=staff.admin, draft=weather_draft()
+        )
         alerts.submit_alert(session=session, actor=staff.admin, alert_id=alert.id)
         alert_id = alert.id
     with db.begin() as session, pytest.raises(Forbidden, match="second person"):
@@ -70,7 +87,9 @@ def test_author_cannot_approve_own_alert(db: sessionmaker[Session], settings: Se
 
 
 @pytest.mark.parametrize("who", ["author", "second_author", "auditor"])
-def test_only_approvers_approve(db: sessionmaker[Session], settings: Settings, staff: Staff, who: str) -> None:
+def test_only_approvers_approve(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, who: str
+) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
@@ -80,10 +99,14 @@ def test_only_approvers_approve(db: sessionmaker[Session], settings: Settings, s
 
 def test_auditor_cannot_write(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
     with db.begin() as session, pytest.raises(Forbidden):
-        alerts.create_alert(session=session, settings=settings, author=staff.auditor, draft=weather_draft())
+        alerts.create_alert(
+            session=session, settings=settings, author=staff.auditor, draft=weather_draft()
+        )
 
 
-def test_deactivated_staff_are_refused(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_deactivated_staff_are_refused(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
@@ -93,13 +116,18 @@ def test_deactivated_staff_are_refused(db: sessionmaker[Session], settings: Sett
         alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
 
 
-def test_expired_alert_cannot_be_approved(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_expired_alert_cannot_be_approved(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
         # Time passes while it waits for approval.
-        session.execute(update(Alert).where(Alert.id == alert_id)
-                        .values(expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+        session.execute(
+            update(Alert)
+            .where(Alert.id == alert_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
     with db.begin() as session, pytest.raises(Conflict, match="expired"):
         alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
     with db.begin() as session:
@@ -110,35 +138,56 @@ def test_expired_alert_cannot_be_approved(db: sessionmaker[Session], settings: S
             alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
 
 
-def test_cancelled_alert_cannot_be_approved(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_cancelled_alert_cannot_be_approved(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
-        alerts.cancel_alert(session=session, actor=staff.author, alert_id=alert_id, reason="duplicate")
+        alerts.cancel_alert(
+            session=session, actor=staff.author, alert_id=alert_id, reason="duplicate"
+        )
     with db.begin() as session, pytest.raises(Conflict, match="is cancelled"):
         alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
     with db.begin() as session, pytest.raises(Conflict):
         alerts.cancel_alert(session=session, actor=staff.author, alert_id=alert_id, reason="again")
 
 
-def test_reject_returns_a_draft_with_the_reason(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_reject_returns_a_draft_with_the_reason(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
         with pytest.raises(InvalidInput, match="reason"):
-            alerts.reject_alert(session=session, approver=staff.approver, alert_id=alert_id, reason=" ")
-        alert = alerts.reject_alert(session=session, approver=staff.approver, alert_id=alert_id,
-                                    reason="Dodaj tłumaczenie na ukraiński")
+            alerts.reject_alert(
+                session=session, approver=staff.approver, alert_id=alert_id, reason=" "
+            )
+        alert = alerts.reject_alert(
+            session=session,
+            approver=staff.approver,
+            alert_id=alert_id,
+            reason="Dodaj tłumaczenie na ukraiński",
+        )
         assert alert.status is AlertStatus.DRAFT
         assert alert.status_reason == "Dodaj tłumaczenie na ukraiński"
     with db.begin() as session:
-        edited = alerts.edit_draft(session=session, settings=settings, editor=staff.author, alert_id=alert_id,
-                                   draft=weather_draft(contents={
-                                       "pl": ("Burze", "Silne burze od 18:00."),
-                                       "uk": ("Грози", "Сильні грози з 18:00."),
-                                   }))
+        edited = alerts.edit_draft(
+            session=session,
+            settings=settings,
+            editor=staff.author,
+            alert_id=alert_id,
+            draft=weather_draft(
+                contents={
+                    "pl": ("Burze", "Silne burze od 18:00."),
+                    "uk": ("Грози", "Сильні грози з 18:00."),
+                }
+            ),
+        )
         assert edited.content_for("uk").title == "Грози"
-        assert edited.content_for("en").title == "Burze"  # no English any more: Polish is the fallback
+        assert (
+            edited.content_for("en").title == "Burze"
+        )  # no English any more: Polish is the fallback
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
 
 
@@ -147,16 +196,28 @@ def test_only_drafts_are_edited_and_only_by_their_author(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session, pytest.raises(Forbidden, match="author"):
-        alerts.edit_draft(session=session, settings=settings, editor=staff.second_author,
-                          alert_id=alert_id, draft=weather_draft())
+        alerts.edit_draft(
+            session=session,
+            settings=settings,
+            editor=staff.second_author,
+            alert_id=alert_id,
+            draft=weather_draft(),
+        )
     with db.begin() as session:
         alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
     with db.begin() as session, pytest.raises(Conflict, match="only a draft"):
-        alerts.edit_draft(session=session, settings=settings, editor=staff.author, alert_id=alert_id,
-                          draft=weather_draft())
+        alerts.edit_draft(
+            session=session,
+            settings=settings,
+            editor=staff.author,
+            alert_id=alert_id,
+            draft=weather_draft(),
+        )
 
 
-def test_a_stale_view_loses_the_race(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_a_stale_view_loses_the_race(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     """Two approvers act on one alert: the guarded update lets exactly one win."""
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
@@ -169,7 +230,9 @@ def test_a_stale_view_loses_the_race(db: sessionmaker[Session], settings: Settin
             alerts.transition(session=second, alert=alert, move=Move.APPROVE, actor="operator:0")
 
 
-def test_scheduled_alert_keeps_its_time(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_scheduled_alert_keeps_its_time(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     send_at = datetime.now(UTC) + timedelta(hours=2)
     alert_id = new_alert(db, settings, staff, send_at=send_at)
     with db() as session:
@@ -196,20 +259,31 @@ def test_scheduled_alert_keeps_its_time(db: sessionmaker[Session], settings: Set
         ({"contents": {"de": ("Sturm", "Sturm")}}, "contents", "pl, en, uk"),
         ({"send_at": datetime.now(UTC) - timedelta(minutes=5)}, "send_at", "in the past"),
         ({"send_at": datetime(2030, 1, 1, 12, 0)}, "send_at", "time zone"),  # noqa: DTZ001
-        ({"send_at": datetime.now(UTC) + timedelta(hours=2),
-          "expires_at": datetime.now(UTC) + timedelta(hours=1)}, "expires_at", "later than send_at"),
+        (
+            {
+                "send_at": datetime.now(UTC) + timedelta(hours=2),
+                "expires_at": datetime.now(UTC) + timedelta(hours=1),
+            },
+            "expires_at",
+            "later than send_at",
+        ),
         ({"expires_at": datetime.now(UTC) - timedelta(hours=1)}, "expires_at", "in the past"),
     ],
 )
 def test_bad_drafts_are_refused_whole(
-    db: sessionmaker[Session], settings: Settings, staff: Staff,
-    changes: dict[str, object], field: str, fragment: str,
+    db: sessionmaker[Session],
+    settings: Settings,
+    staff: Staff,
+    changes: dict[str, object],
+    field: str,
+    fragment: str,
 ) -> None:
     with db() as session:
         audit_before = session.scalar(select(func.count()).select_from(AuditEvent))
     with db.begin() as session, pytest.raises(InvalidInput) as caught:
-        alerts.create_alert(session=session, settings=settings, author=staff.author,
-                            draft=weather_draft(**changes))
+        alerts.create_alert(
+            session=session, settings=settings, author=staff.author, draft=weather_draft(**changes)
+        )
     assert caught.value.field == field
     assert fragment in caught.value.message
     with db() as session:

@@ -31,7 +31,11 @@ def counts(session: Session) -> tuple[int, ...]:
         ({"contacts": [("sms", "601000001"), ("email", "jan@")]}, "contacts[1].address", "e-mail"),
         ({"contacts": [("fax", "221234567")]}, "contacts[0].channel", "sms, push, email"),
         ({"contacts": []}, "contacts", "at least one"),
-        ({"contacts": [("sms", "601000001"), ("sms", "+48 601 000 001")]}, "contacts[1].address", "twice"),
+        (
+            {"contacts": [("sms", "601000001"), ("sms", "+48 601 000 001")]},
+            "contacts[1].address",
+            "twice",
+        ),
         ({"topics": ["weather-warning", "aliens"]}, "topics", "unknown topic 'aliens'"),
         ({"topics": []}, "topics", "must not be empty"),
         ({"districts": ["narnia"]}, "districts", "unknown district 'narnia'"),
@@ -39,10 +43,18 @@ def counts(session: Session) -> tuple[int, ...]:
     ],
 )
 def test_bad_subscriptions_are_refused_whole(
-    db: sessionmaker[Session], settings: Settings, changes: dict[str, object], field: str, fragment: str
+    db: sessionmaker[Session],
+    settings: Settings,
+    changes: dict[str, object],
+    field: str,
+    fragment: str,
 ) -> None:
-    request: dict[str, object] = {"contacts": [("sms", "601000001")], "topics": ["weather-warning"],
-                                  "districts": ["wola"], "language": "pl"}
+    request: dict[str, object] = {
+        "contacts": [("sms", "601000001")],
+        "topics": ["weather-warning"],
+        "districts": ["wola"],
+        "language": "pl",
+    }
     request.update(changes)
     with db() as session:
         before = counts(session)
@@ -56,46 +68,81 @@ def test_bad_subscriptions_are_refused_whole(
 
 def test_an_address_registers_once(db: sessionmaker[Session], settings: Settings) -> None:
     with db.begin() as session:
-        add_resident(session, settings, contacts=[("email", "jan@example.com")], topics=["health"],
-                     districts=["wola"])
+        add_resident(
+            session,
+            settings,
+            contacts=[("email", "jan@example.com")],
+            topics=["health"],
+            districts=["wola"],
+        )
     with db.begin() as session, pytest.raises(InvalidInput, match="already registered") as caught:
-        services.subscribe(session=session, settings=settings, contacts=[("email", "JAN@example.com")],
-                           topics=["health"], districts=["wola"])
+        services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("email", "JAN@example.com")],
+            topics=["health"],
+            districts=["wola"],
+        )
     assert caught.value.field == "contacts[0].address"
 
 
 def test_whole_city_subscription(db: sessionmaker[Session], settings: Settings) -> None:
     with db.begin() as session:
-        person = add_resident(session, settings, contacts=[("sms", "601000002")],
-                              topics=["weather-warning", "air-quality"], districts=["*"])
+        person = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000002")],
+            topics=["weather-warning", "air-quality"],
+            districts=["*"],
+        )
         assert len(person.subscriptions) == 2 * 18
 
 
-def test_code_verifies_once_and_is_stored_hashed(db: sessionmaker[Session], settings: Settings) -> None:
+def test_code_verifies_once_and_is_stored_hashed(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
     with db.begin() as session:
-        created = services.subscribe(session=session, settings=settings, contacts=[("sms", "601000003")],
-                                     topics=["health"], districts=["wola"])
+        created = services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("sms", "601000003")],
+            topics=["health"],
+            districts=["wola"],
+        )
         point = created.subscriber.contact_points[0]
         code = created.codes[point.id]
-        assert len(code) == 6 and code.isdigit()
+        assert len(code) == 6
+        assert code.isdigit()
         stored = session.scalars(select(VerificationCode.code_hash)).all()
-        assert code not in stored[0] and len(stored[0]) == 64
+        assert code not in stored[0]
+        assert len(stored[0]) == 64
     with db.begin() as session:
         point = session.get_one(ContactPoint, point.id)
-        assert check_code(session=session, settings=settings, contact_point=point, code=code) is CodeCheck.VERIFIED
+        assert (
+            check_code(session=session, settings=settings, contact_point=point, code=code)
+            is CodeCheck.VERIFIED
+        )
         assert point.verified_at is not None
     with db.begin() as session:
         point = session.get_one(ContactPoint, point.id)
         # Used: the same code does not work twice.
-        assert check_code(session=session, settings=settings, contact_point=point, code=code) is CodeCheck.NO_CODE
+        assert (
+            check_code(session=session, settings=settings, contact_point=point, code=code)
+            is CodeCheck.NO_CODE
+        )
 
 
 def test_wrong_codes_lock_after_the_limit_even_across_transactions(
     db: sessionmaker[Session], settings: Settings
 ) -> None:
     with db.begin() as session:
-        created = services.subscribe(session=session, settings=settings, contacts=[("sms", "601000004")],
-                                     topics=["health"], districts=["wola"])
+        created = services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("sms", "601000004")],
+            topics=["health"],
+            districts=["wola"],
+        )
         point_id = created.subscriber.contact_points[0].id
         code = created.codes[point_id]
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -103,38 +150,73 @@ def test_wrong_codes_lock_after_the_limit_even_across_transactions(
     for _ in range(settings.verification_max_attempts):
         with db.begin() as session:  # each try is its own request, and is committed
             point = session.get_one(ContactPoint, point_id)
-            results.append(check_code(session=session, settings=settings, contact_point=point, code=wrong))
-    assert results == [CodeCheck.WRONG] * (settings.verification_max_attempts - 1) + [CodeCheck.LOCKED]
+            results.append(
+                check_code(session=session, settings=settings, contact_point=point, code=wrong)
+            )
+    assert results == [CodeCheck.WRONG] * (settings.verification_max_attempts - 1) + [
+        CodeCheck.LOCKED
+    ]
     with db.begin() as session:
         point = session.get_one(ContactPoint, point_id)
         # Locked: even the right code is refused now.
-        assert check_code(session=session, settings=settings, contact_point=point, code=code) is CodeCheck.LOCKED
+        assert (
+            check_code(session=session, settings=settings, contact_point=point, code=code)
+            is CodeCheck.LOCKED
+        )
         assert point.verified_at is None
         # A new code starts afresh.
         fresh = issue_code(session=session, settings=settings, contact_point=point)
-        assert check_code(session=session, settings=settings, contact_point=point, code=fresh) is CodeCheck.VERIFIED
+        assert (
+            check_code(session=session, settings=settings, contact_point=point, code=fresh)
+            is CodeCheck.VERIFIED
+        )
 
 
-def test_codes_expire_and_new_codes_retire_old_ones(db: sessionmaker[Session], settings: Settings) -> None:
+def test_codes_expire_and_new_codes_retire_old_ones(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
     with db.begin() as session:
-        created = services.subscribe(session=session, settings=settings, contacts=[("sms", "601000005")],
-                                     topics=["health"], districts=["wola"])
+        created = services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("sms", "601000005")],
+            topics=["health"],
+            districts=["wola"],
+        )
         point = created.subscriber.contact_points[0]
         first = created.codes[point.id]
         second = issue_code(session=session, settings=settings, contact_point=point)
         if first != second:
-            assert check_code(session=session, settings=settings, contact_point=point, code=first) is CodeCheck.WRONG
-        session.execute(update(VerificationCode).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-        assert check_code(session=session, settings=settings, contact_point=point, code=second) is CodeCheck.EXPIRED
+            assert (
+                check_code(session=session, settings=settings, contact_point=point, code=first)
+                is CodeCheck.WRONG
+            )
+        session.execute(
+            update(VerificationCode).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        assert (
+            check_code(session=session, settings=settings, contact_point=point, code=second)
+            is CodeCheck.EXPIRED
+        )
         assert point.verified_at is None
 
 
 def test_preferences_and_unsubscribe(db: sessionmaker[Session], settings: Settings) -> None:
     with db.begin() as session:
-        person = add_resident(session, settings, contacts=[("sms", "601000006"), ("email", "p@example.com")],
-                              topics=["weather-warning"], districts=["wola"])
-        services.set_preferences(session=session, subscriber=person, language="uk", channels=["email"],
-                                 quiet_hours=services.parse_quiet_hours("22:30", "06:00"))
+        person = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000006"), ("email", "p@example.com")],
+            topics=["weather-warning"],
+            districts=["wola"],
+        )
+        services.set_preferences(
+            session=session,
+            subscriber=person,
+            language="uk",
+            channels=["email"],
+            quiet_hours=services.parse_quiet_hours("22:30", "06:00"),
+        )
         assert person.language == "uk"
         assert [p.wanted for p in person.contact_points] == [False, True]
         with pytest.raises(InvalidInput, match="no contact point for push") as caught:
@@ -146,15 +228,33 @@ def test_preferences_and_unsubscribe(db: sessionmaker[Session], settings: Settin
         with pytest.raises(InvalidInput) as caught:
             services.parse_quiet_hours("06:00", "06:00")
         assert caught.value.field == "quiet_hours.end"
-        assert services.set_subscriptions(session=session, subscriber=person, topics=["health", "air-quality"],
-                                          districts=["wola", "bemowo"]) == 4
+        assert (
+            services.set_subscriptions(
+                session=session,
+                subscriber=person,
+                topics=["health", "air-quality"],
+                districts=["wola", "bemowo"],
+            )
+            == 4
+        )
 
-        point = services.unsubscribe_contact(session=session, channel="email", address="P@example.com", via="link")
-        assert point is not None and point.unsubscribed_at is not None
-        assert services.unsubscribe_contact(session=session, channel="email", address="nobody@example.com",
-                                            via="link") is None
-        assert services.resubscribe_contact(session=session, channel="email", address="p@example.com",
-                                            via="sms-keyword") is point
+        point = services.unsubscribe_contact(
+            session=session, channel="email", address="P@example.com", via="link"
+        )
+        assert point is not None
+        assert point.unsubscribed_at is not None
+        assert (
+            services.unsubscribe_contact(
+                session=session, channel="email", address="nobody@example.com", via="link"
+            )
+            is None
+        )
+        assert (
+            services.resubscribe_contact(
+                session=session, channel="email", address="p@example.com", via="sms-keyword"
+            )
+            is point
+        )
         assert point.unsubscribed_at is None
 
 
@@ -162,19 +262,38 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
     db: sessionmaker[Session], settings: Settings
 ) -> None:
     with db.begin() as session:
-        person = add_resident(session, settings, contacts=[("sms", "601000007"), ("email", "e@example.com")],
-                              topics=["weather-warning"], districts=["wola"])
-        other = add_resident(session, settings, contacts=[("sms", "601000008")], topics=["health"],
-                             districts=["wola"])
+        person = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000007"), ("email", "e@example.com")],
+            topics=["weather-warning"],
+            districts=["wola"],
+        )
+        other = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000008")],
+            topics=["health"],
+            districts=["wola"],
+        )
         # A past alert reached both (alert rows are not needed for the history itself).
         from tests.integration.test_delivery import an_alert_id
 
         alert_id = an_alert_id(session, settings)
-        session.execute(insert(Delivery), [
-            {"alert_id": alert_id, "subscriber_id": p.subscriber_id, "contact_point_id": p.id,
-             "channel": p.channel, "language": "pl", "status": DeliveryStatus.DELIVERED}
-            for p in [*person.contact_points, *other.contact_points]
-        ])
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "alert_id": alert_id,
+                    "subscriber_id": p.subscriber_id,
+                    "contact_point_id": p.id,
+                    "channel": p.channel,
+                    "language": "pl",
+                    "status": DeliveryStatus.DELIVERED,
+                }
+                for p in [*person.contact_points, *other.contact_points]
+            ],
+        )
         person_id = person.id
 
     with db.begin() as session:
@@ -186,23 +305,46 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
     assert {d["status"] for d in exported["deliveries"]} == {"delivered"}
 
     with db.begin() as session:
-        services.erase_subscriber(session=session, subscriber_id=person_id, actor=f"subscriber:{person_id}")
+        services.erase_subscriber(
+            session=session, subscriber_id=person_id, actor=f"subscriber:{person_id}"
+        )
     with db() as session:
-        points = session.scalars(select(ContactPoint).where(ContactPoint.subscriber_id == person_id)).all()
+        points = session.scalars(
+            select(ContactPoint).where(ContactPoint.subscriber_id == person_id)
+        ).all()
         assert [p.address for p in points] == [None, None]
-        assert session.scalar(select(func.count()).select_from(Subscription)
-                              .where(Subscription.subscriber_id == person_id)) == 0
-        assert session.scalar(select(func.count()).select_from(VerificationCode)
-                              .where(VerificationCode.contact_point_id.in_([p.id for p in points]))) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Subscription)
+                .where(Subscription.subscriber_id == person_id)
+            )
+            == 0
+        )
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(VerificationCode)
+                .where(VerificationCode.contact_point_id.in_([p.id for p in points]))
+            )
+            == 0
+        )
         # History stays, by id only; the other resident is untouched.
         assert session.scalar(select(func.count()).select_from(Delivery)) == 3
         assert session.get_one(ContactPoint, other.contact_points[0].id).address == "+48601000008"
         # Nothing personal was ever in the audit trail, so it is still whole.
         payloads = " ".join(session.scalars(select(AuditEvent.payload)).all())
-        assert "601000007" not in payloads and "e@example.com" not in payloads
+        assert "601000007" not in payloads
+        assert "e@example.com" not in payloads
         assert audit.verify_chain(session=session).intact
         with pytest.raises(NotFound):
             services.export_subscriber(session=session, subscriber_id=person_id)
     with db.begin() as session:
         # The address is free again for whoever holds it next.
-        add_resident(session, settings, contacts=[("sms", "601000007")], topics=["health"], districts=["wola"])
+        add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000007")],
+            topics=["health"],
+            districts=["wola"],
+        )

@@ -18,29 +18,47 @@ from tests.integration.test_lifecycle import weather_draft
 
 
 def make_alert(session: Session, settings: Settings, staff: Staff, **changes: object) -> Alert:
-    return alerts.create_alert(session=session, settings=settings, author=staff.author,
-                               draft=weather_draft(**changes))
+    return alerts.create_alert(
+        session=session, settings=settings, author=staff.author, draft=weather_draft(**changes)
+    )
 
 
 def audience_ids(session: Session, alert: Alert, batch_size: int = 1000) -> list[int]:
-    return [m.contact_point_id for batch in stream_audience(session=session, alert=alert,
-                                                            batch_size=batch_size) for m in batch]
+    return [
+        m.contact_point_id
+        for batch in stream_audience(session=session, alert=alert, batch_size=batch_size)
+        for m in batch
+    ]
 
 
 def test_overlapping_districts_give_one_delivery_per_contact_point(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
     with db.begin() as session:
-        both = add_resident(session, settings, contacts=[("sms", "601000001"), ("email", "a@example.com")],
-                            topics=["weather-warning"], districts=["mokotow", "wola", "ochota"])
+        both = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000001"), ("email", "a@example.com")],
+            topics=["weather-warning"],
+            districts=["mokotow", "wola", "ochota"],
+        )
         alert = make_alert(session, settings, staff, districts=["mokotow", "wola"])
         ids = audience_ids(session, alert)
         assert sorted(ids) == sorted(p.id for p in both.contact_points)
         # Planning writes them: the unique (contact point, alert) key holds.
-        session.execute(insert(Delivery), [
-            {"alert_id": alert.id, "subscriber_id": both.id, "contact_point_id": i,
-             "channel": "sms", "language": "pl"} for i in ids
-        ])
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "alert_id": alert.id,
+                    "subscriber_id": both.id,
+                    "contact_point_id": i,
+                    "channel": "sms",
+                    "language": "pl",
+                }
+                for i in ids
+            ],
+        )
         assert count_audience(session=session, alert=alert) == {"sms": 1, "email": 1}
 
 
@@ -48,22 +66,32 @@ def test_only_reachable_contact_points_are_targeted(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
     with db.begin() as session:
+
         def resident(phone: str, **kw: object) -> ContactPoint:
-            person = add_resident(session, settings, contacts=[("sms", phone)],
-                                  topics=kw.pop("topics", ["weather-warning"]),  # type: ignore[arg-type]
-                                  districts=kw.pop("districts", ["wola"]), **kw)  # type: ignore[arg-type]
+            person = add_resident(
+                session,
+                settings,
+                contacts=[("sms", phone)],
+                topics=kw.pop("topics", ["weather-warning"]),  # type: ignore[arg-type]
+                districts=kw.pop("districts", ["wola"]),
+                **kw,
+            )  # type: ignore[arg-type]
             return person.contact_points[0]
 
         reached = resident("601000010")
         resident("601000011", verify=False)
         unsubscribed = resident("601000012")
-        services.unsubscribe_contact(session=session, channel="sms", address="601000012", via="test")
+        services.unsubscribe_contact(
+            session=session, channel="sms", address="601000012", via="test"
+        )
         unwanted = resident("601000013")
         unwanted.wanted = False
         disabled = resident("601000014")
         disabled.disabled_at = datetime.now(UTC)
         erased = resident("601000015")
-        services.erase_subscriber(session=session, subscriber_id=erased.subscriber_id, actor="system:test")
+        services.erase_subscriber(
+            session=session, subscriber_id=erased.subscriber_id, actor="system:test"
+        )
         resident("601000016", topics=["air-quality"])
         resident("601000017", districts=["ursynow"])
         session.flush()
@@ -76,19 +104,34 @@ def test_channels_of_the_alert_filter_contact_points(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
     with db.begin() as session:
-        add_resident(session, settings, contacts=[("sms", "601000020"), ("email", "b@example.com"),
-                                                  ("push", "device-token-" + "a" * 40)],
-                     topics=["weather-warning"], districts=["wola"])
+        add_resident(
+            session,
+            settings,
+            contacts=[
+                ("sms", "601000020"),
+                ("email", "b@example.com"),
+                ("push", "device-token-" + "a" * 40),
+            ],
+            topics=["weather-warning"],
+            districts=["wola"],
+        )
         alert = make_alert(session, settings, staff, districts=["wola"], channels=["push", "email"])
         members = [m for batch in stream_audience(session=session, alert=alert) for m in batch]
         assert sorted(m.channel for m in members) == ["email", "push"]
 
 
-def test_whole_city_reaches_every_district(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_whole_city_reaches_every_district(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     with db.begin() as session:
         for number, district in enumerate(["bemowo", "wesola", "zoliborz"]):
-            add_resident(session, settings, contacts=[("sms", f"60100003{number}")],
-                         topics=["weather-warning"], districts=[district])
+            add_resident(
+                session,
+                settings,
+                contacts=[("sms", f"60100003{number}")],
+                topics=["weather-warning"],
+                districts=[district],
+            )
         alert = make_alert(session, settings, staff, districts=[], whole_city=True)
         assert len(audience_ids(session, alert)) == 3
         one = make_alert(session, settings, staff, districts=["wesola"])
@@ -99,37 +142,61 @@ def test_exercises_reach_only_the_test_audience(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
     with db.begin() as session:
-        add_resident(session, settings, contacts=[("sms", "601000040")], topics=["weather-warning"],
-                     districts=["wola"])
-        volunteer = add_resident(session, settings, contacts=[("sms", "601000041")],
-                                 topics=["weather-warning"], districts=["wola"], test_audience=True)
+        add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000040")],
+            topics=["weather-warning"],
+            districts=["wola"],
+        )
+        volunteer = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000041")],
+            topics=["weather-warning"],
+            districts=["wola"],
+            test_audience=True,
+        )
         drill = make_alert(session, settings, staff, districts=["wola"], cap_status="Exercise")
         assert audience_ids(session, drill) == [volunteer.contact_points[0].id]
         real = make_alert(session, settings, staff, districts=["wola"])
         assert len(audience_ids(session, real)) == 2
 
 
-def test_audience_streams_in_batches(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
+def test_audience_streams_in_batches(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
     with db.begin() as session:
         from broadcaster.population import seed_population
 
         seed_population(connection=session.connection(), count=600, seed=7)
         # Make every synthetic resident reachable for the topic and district under test.
-        session.execute(update(ContactPoint).values(verified_at=datetime.now(UTC), wanted=True,
-                                                    unsubscribed_at=None))
+        session.execute(
+            update(ContactPoint).values(
+                verified_at=datetime.now(UTC), wanted=True, unsubscribed_at=None
+            )
+        )
         alert = make_alert(session, settings, staff, districts=[], whole_city=True)
         batches = list(stream_audience(session=session, alert=alert, batch_size=100))
         sizes = [len(b) for b in batches]
-        assert all(size == 100 for size in sizes[:-1]) and 0 < sizes[-1] <= 100
+        assert all(size == 100 for size in sizes[:-1])
+        assert 0 < sizes[-1] <= 100
         ids = [m.contact_point_id for b in batches for m in b]
         assert len(ids) == len(set(ids))
         counted = count_audience(session=session, alert=alert)
         assert sum(counted.values()) == len(ids)
         assert Counter(m.channel for b in batches for m in b) == Counter(counted)
         weather = session.scalar(select(Topic.id).where(Topic.slug == "weather-warning"))
-        followers = {s for s, t in session.execute(
-            select(Subscription.subscriber_id, Subscription.topic_id)).all() if t == weather}
-        expected = {p.id for p in session.scalars(select(ContactPoint)) if p.subscriber_id in followers}
+        followers = {
+            s
+            for s, t in session.execute(
+                select(Subscription.subscriber_id, Subscription.topic_id)
+            ).all()
+            if t == weather
+        }
+        expected = {
+            p.id for p in session.scalars(select(ContactPoint)) if p.subscriber_id in followers
+        }
         assert set(ids) == expected
 
 
@@ -138,11 +205,23 @@ def test_audience_carries_language_and_quiet_hours(
     db: sessionmaker[Session], settings: Settings, staff: Staff, language: str
 ) -> None:
     with db.begin() as session:
-        person = add_resident(session, settings, contacts=[("email", "q@example.com")],
-                              topics=["weather-warning"], districts=["wola"], language=language)
-        services.set_preferences(session=session, subscriber=person,
-                                 quiet_hours=services.parse_quiet_hours("22:00", "07:00"))
+        person = add_resident(
+            session,
+            settings,
+            contacts=[("email", "q@example.com")],
+            topics=["weather-warning"],
+            districts=["wola"],
+            language=language,
+        )
+        services.set_preferences(
+            session=session,
+            subscriber=person,
+            quiet_hours=services.parse_quiet_hours("22:00", "07:00"),
+        )
         alert = make_alert(session, settings, staff, districts=["wola"])
         [member] = [m for b in stream_audience(session=session, alert=alert) for m in b]
         assert member.language == language
-        assert (member.quiet_from.isoformat(), member.quiet_until.isoformat()) == ("22:00:00", "07:00:00")
+        assert (member.quiet_from.isoformat(), member.quiet_until.isoformat()) == (
+            "22:00:00",
+            "07:00:00",
+        )

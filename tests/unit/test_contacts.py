@@ -38,7 +38,9 @@ def test_bad_phones_name_the_field(raw: str, fragment: str) -> None:
 
 
 def test_emails_are_validated_and_lowered() -> None:
-    assert normalise_address(Channel.EMAIL, " Jan.Kowalski@Example.COM ") == "jan.kowalski@example.com"
+    assert (
+        normalise_address(Channel.EMAIL, " Jan.Kowalski@Example.COM ") == "jan.kowalski@example.com"
+    )
     for bad in ["jan.kowalski", "jan@", "jan@localhost", "a b@example.com"]:
         with pytest.raises(InvalidInput) as caught:
             normalise_address(Channel.EMAIL, bad, field="email")

@@ -15,13 +15,15 @@ def test_defaults_need_no_server(tmp_path: Path) -> None:
 
 
 def test_values_come_from_the_environment() -> None:
-    settings = load_settings({
-        "DATABASE_URL": "postgresql://db/wsp",
-        "BROKER_URL": "redis://127.0.0.1:6379/1",
-        "WSP_SMS_MAX_PARTS": "4",
-        "WSP_SMTP_SECURITY": "starttls",
-        "WSP_PUBLIC_BASE_URL": "https://powiadomienia.um.warszawa.pl/",
-    })
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql://db/wsp",
+            "BROKER_URL": "redis://127.0.0.1:6379/1",
+            "WSP_SMS_MAX_PARTS": "4",
+            "WSP_SMTP_SECURITY": "starttls",
+            "WSP_PUBLIC_BASE_URL": "https://powiadomienia.um.warszawa.pl/",
+        }
+    )
     assert settings.database_url == "postgresql://db/wsp"
     assert settings.broker_url == "redis://127.0.0.1:6379/1"
     assert settings.sms_max_parts == 4
@@ -48,10 +50,16 @@ def test_settings_are_immutable() -> None:
         ({"WSP_SMSAPI_URL": "http://127.0.0.1:9000/api"}, "WSP_SMSAPI_URL", "ending with '/'"),
         ({"DATABASE_URL": " sqlite:///x.db"}, "DATABASE_URL", "white space"),
         ({"WSP_SECRET_KEY": "short"}, "WSP_SECRET_KEY", "at least 16"),
-        ({"WSP_FCM_CREDENTIALS_FILE": "/nonexistent/sa.json"}, "WSP_FCM_CREDENTIALS_FILE", "cannot read"),
+        (
+            {"WSP_FCM_CREDENTIALS_FILE": "/nonexistent/sa.json"},
+            "WSP_FCM_CREDENTIALS_FILE",
+            "cannot read",
+        ),
     ],
 )
-def test_bad_values_name_the_variable(environ: dict[str, str], variable: str, fragment: str) -> None:
+def test_bad_values_name_the_variable(
+    environ: dict[str, str], variable: str, fragment: str
+) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(environ)
     assert caught.value.variable == variable
@@ -62,12 +70,18 @@ def test_bad_values_name_the_variable(environ: dict[str, str], variable: str, fr
 def test_production_refuses_development_secrets(tmp_path: Path) -> None:
     credentials = tmp_path / "sa.json"
     credentials.write_text("{}")
-    base = {"WSP_ENV": "production", "WSP_SMSAPI_TOKEN": "t", "WSP_FCM_CREDENTIALS_FILE": str(credentials)}
+    base = {
+        "WSP_ENV": "production",
+        "WSP_SMSAPI_TOKEN": "t",
+        "WSP_FCM_CREDENTIALS_FILE": str(credentials),
+    }
     with pytest.raises(SettingsError) as caught:
         load_settings(base)
     assert caught.value.variable == "WSP_SECRET_KEY"
     with pytest.raises(SettingsError) as caught:
-        load_settings({**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length", "WSP_SMSAPI_TOKEN": ""})
+        load_settings(
+            {**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length", "WSP_SMSAPI_TOKEN": ""}
+        )
     assert caught.value.variable == "WSP_SMSAPI_TOKEN"
     settings = load_settings({**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length"})
     assert settings.env is Environment.PRODUCTION

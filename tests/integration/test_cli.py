@@ -1,0 +1,172 @@
+"""The command line, end to end on a real database: what an administrator types."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, text
+
+from broadcaster.cli import main
+
+
+class Cli:
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.env = {"DATABASE_URL": database_url, "WSP_DATA_DIR": str(data_dir)}
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
+        result = self.runner.invoke(
+            main, list(args), env={**self.env, **(env or {})}, catch_exceptions=False
+        )
+        assert result.exit_code == code, result.output
+        return result
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Cli:
+    return Cli(database_url, tmp_path)
+
+
+ALERT = [
+    "alert",
+    "create",
+    "--topic",
+    "weather-warning",
+    "--district",
+    "mokotow",
+    "--district",
+    "wola",
+    "--severity",
+    "Severe",
+    "--urgency",
+    "Expected",
+    "--channel",
+    "sms",
+    "--channel",
+    "email",
+    "--title-pl",
+    "Ostrzeżenie: burze",
+    "--body-pl",
+    "Silne burze z gradem od 18:00.",
+]
+
+
+def test_the_whole_lifecycle_from_the_command_line(cli: Cli) -> None:
+    cli("migrate")
+    assert "18 districts (0 new)" in cli("seed").output
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    cli("operator", "add", "celina", "--role", "approver", "--name", "Celina Wiśniewska")
+    assert "added 300 subscribers" in cli("seed-demo", "--subscribers", "300").output
+
+    created = json.loads(cli(*ALERT, "--as", "anna", "--json").output)
+    alert_id = str(created["id"])
+    assert created["status"] == "draft"
+    assert created["districts"] == ["mokotow", "wola"]
+    assert "awaiting_approval" in cli("alert", "submit", alert_id, "--as", "anna").output
+
+    refused = cli("alert", "approve", alert_id, "--as", "anna", code=3)
+    assert "needs the approver or admin role" in refused.output
+    cli("operator", "add", "edward", "--role", "admin", "--name", "Edward Admin")
+    own = json.loads(cli(*ALERT, "--as", "edward", "--json").output)
+    cli("alert", "submit", str(own["id"]), "--as", "edward")
+    assert (
+        "second person" in cli("alert", "approve", str(own["id"]), "--as", "edward", code=3).output
+    )
+    assert "approved" in cli("alert", "approve", alert_id, "--as", "celina").output
+
+    shown = json.loads(cli("alert", "show", alert_id, "--json").output)
+    assert shown["status"] == "approved"
+    assert shown["approver_id"] is not None
+    assert set(shown["audience"]) <= {"sms", "email"}
+    assert sum(shown["audience"].values()) > 0
+    human = cli("alert", "show", alert_id).output
+    assert "[pl] Ostrzeżenie: burze" in human
+    assert "audience: " in human
+
+    assert (
+        "cancelled"
+        in cli("alert", "cancel", alert_id, "--as", "anna", "--reason", "storm passed").output
+    )
+    again = cli("alert", "approve", alert_id, "--as", "celina", code=4)
+    assert "is cancelled" in again.output
+    assert cli("audit", "verify").output.startswith("intact: ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--district", "gotham"], "districts: unknown district 'gotham'"),
+        (["--send-at", "tomorrow"], "Invalid value for '--send-at'"),
+        (["--send-at", "2020-01-01T10:00"], "send_at: is in the past"),
+        (
+            ["--send-at", "2099-01-01T10:00", "--expires-at", "2099-01-01T09:00"],
+            "expires_at: must be later",
+        ),
+        (["--title-en", "Storm"], "contents.en.body"),
+        (["--severity", "Huge"], "severity: must be one of"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(cli: Cli, extra: list[str], message: str) -> None:
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    args = list(ALERT)
+    if "--severity" in extra:
+        args[args.index("--severity") + 1] = extra[1]
+        extra = []
+    result = cli(*args, *extra, "--as", "anna", code=2)
+    assert message in result.output
+    # Nothing half-written: the alert does not exist.
+    assert "alert 1 not found" in cli("alert", "show", "1", code=2).output
+
+
+def test_unknown_people_and_bad_accounts_exit_2(cli: Cli) -> None:
+    assert "operator nobody not found" in cli(*ALERT, "--as", "nobody", code=2).output
+    assert (
+        "role: must be one of"
+        in cli("operator", "add", "x1", "--role", "boss", "--name", "X", code=2).output
+    )
+    assert (
+        "username:"
+        in cli("operator", "add", "X!", "--role", "operator", "--name", "X", code=2).output
+    )
+
+
+def test_a_malformed_setting_stops_the_program_naming_it(cli: Cli) -> None:
+    result = cli("migrate", code=2, env={"WSP_SMS_MAX_PARTS": "lots"})
+    assert "WSP_SMS_MAX_PARTS" in result.output
+    result = cli("migrate", code=2, env={"WSP_SMTP_PROT": "25"})
+    assert "WSP_SMTP_PROT: unknown setting" in result.output
+
+
+def test_audit_verify_exits_1_on_a_broken_chain(cli: Cli, engine: Engine) -> None:
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    cli("operator", "add", "bartek", "--role", "operator", "--name", "Bartek Zieliński")
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+        connection.execute(
+            text("UPDATE audit_events SET action = 'operator.deleted' WHERE seq = 1")
+        )
+    result = cli("audit", "verify", code=1)
+    assert "broken at record seq 1" in result.output
+
+
+def test_console_script_on_embedded_defaults(tmp_path: Path) -> None:
+    """A fresh checkout: no DATABASE_URL, the SQLite file appears under the data folder."""
+    env = {"PATH": "/usr/bin:/bin", "WSP_DATA_DIR": str(tmp_path / "var")}
+    for command in (["migrate"], ["seed"], ["audit", "verify"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "broadcaster", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "var" / "broadcaster.db").exists()
+    assert "intact: 0 records" in done.stdout
