@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import alerts, audit, operators, population, reference, schema
 from broadcaster.db import make_engine, make_sessionmaker
+from broadcaster.demo import demo_database_url, run_demo
 from broadcaster.errors import BroadcasterError, Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.settings import Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
@@ -350,4 +351,57 @@ def audit_verify(app: App) -> None:
         verdict = audit.verify_chain(session=session)
     click.echo(verdict.describe())
     if not verdict.intact:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option(
+    "--subscribers",
+    "count",
+    type=click.IntRange(1, 5_000_000),
+    default=20_000,
+    show_default=True,
+    help="Size of the synthetic population.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def demo(app: App, count: int, as_json: bool) -> None:
+    """Run the main path end to end on embedded defaults and print a report."""
+    url, fresh_file = demo_database_url(app.settings)
+    if fresh_file is not None:
+        for leftover in (fresh_file, *fresh_file.parent.glob(fresh_file.name + "-*")):
+            leftover.unlink(missing_ok=True)
+    engine = make_engine(url)
+    try:
+        with click.progressbar(length=count, label="residents", file=sys.stderr) as bar:
+            report = run_demo(
+                settings=app.settings,
+                engine=engine,
+                sessions=make_sessionmaker(engine),
+                residents=count,
+                progress=bar.update,
+            )
+    finally:
+        engine.dispose()
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        alert_view = report.alert
+        click.echo(f"database: {report.database}")
+        click.echo(f"residents: {report.residents_added} synthetic, spread over the 18 districts")
+        click.echo(f"alert {alert_view['id']} [{alert_view['status']}]: {alert_view['title_pl']}")
+        districts = ", ".join(alert_view["districts"])
+        click.echo(
+            f"  {alert_view['severity']}/{alert_view['urgency']}, districts {districts}, "
+            f"approved by operator {alert_view['approver_id']}"
+        )
+        click.echo(f"audience: {sum(report.audience_by_channel.values())} contact points")
+        for channel, number in report.audience_by_channel.items():
+            click.echo(f"  {channel:6} {number:>9}")
+        click.echo(
+            "  by language: "
+            + ", ".join(f"{k} {v}" for k, v in report.audience_by_language.items())
+        )
+        click.echo(f"audit trail: {report.audit}")
+    if not report.audit_intact:
         raise SystemExit(1)

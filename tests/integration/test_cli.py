@@ -170,3 +170,24 @@ def test_console_script_on_embedded_defaults(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "var" / "broadcaster.db").exists()
     assert "intact: 0 records" in done.stdout
+
+
+def test_demo_reports_the_audience_and_an_intact_trail(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"WSP_DATA_DIR": str(tmp_path)}
+    first = runner.invoke(
+        main, ["demo", "--subscribers", "800", "--json"], env=env, catch_exceptions=False
+    )
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.output[first.output.index("{") :])
+    assert report["alert"]["status"] == "approved"
+    assert report["alert"]["author_id"] != report["alert"]["approver_id"]
+    assert report["audience"]["total"] == sum(report["audience"]["by_channel"].values()) > 0
+    assert report["audience"]["total"] == sum(report["audience"]["by_language"].values())
+    assert report["audit"]["intact"]
+    # A second run starts afresh on its own file: the same population gives the same audience.
+    second = runner.invoke(
+        main, ["demo", "--subscribers", "800", "--json"], env=env, catch_exceptions=False
+    )
+    assert json.loads(second.output[second.output.index("{") :])["audience"] == report["audience"]
+    assert (tmp_path / "demo.db").exists()
