@@ -1,0 +1,1 @@
+"""Message templates per channel and language, their renderer, and SMS encoding rules."""
