@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from broadcaster import audit
 from broadcaster.db import utcnow
+from broadcaster.delivery import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.models import (
     FALLBACK_LANGUAGE,
@@ -114,38 +115,67 @@ def _enum(kind: type[E], value: object, field_name: str) -> E:
         raise InvalidInput(field_name, f"must be one of {choices}") from None
 
 
-def _aware(value: datetime | None, field_name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+def _aware(value: object, field_name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInput(field_name, "must be a date and time")
+    if value.tzinfo is None:
         raise InvalidInput(field_name, "needs a time zone")
     return value
+
+
+def _names(value: object, field_name: str) -> list[str]:
+    """A list of names; a lone string is refused rather than read letter by letter."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise InvalidInput(field_name, "must be a list")
+    if not all(isinstance(item, str) for item in value):
+        raise InvalidInput(field_name, "must be a list of names")
+    return list(value)
+
+
+def _texts(value: object, language: str) -> tuple[str, str]:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(part, str) for part in value)
+    ):
+        raise InvalidInput(f"contents.{language}", "give a title and a body, both text")
+    return value[0].strip(), value[1].strip()
 
 
 def _check_draft(
     *, session: Session, settings: Settings, draft: AlertDraft, now: datetime
 ) -> _Checked:
     """Validate everything before anything is written; the first problem names its field."""
+    if not isinstance(draft.topic, str):
+        raise InvalidInput("topic", "must be a topic name")
     topic_id = resolve_slugs(session=session, model=Topic, slugs=[draft.topic], field="topic")[0]
+    districts = _names(draft.districts, "districts")
     if draft.whole_city:
-        if draft.districts:
+        if districts:
             raise InvalidInput("districts", "must be empty for a whole-city alert")
         district_ids: list[int] = []
     else:
-        if not draft.districts:
+        if not districts:
             raise InvalidInput("districts", "name at least one district, or target the whole city")
         district_ids = resolve_slugs(
-            session=session, model=District, slugs=draft.districts, field="districts"
+            session=session, model=District, slugs=districts, field="districts"
         )
     severity = _enum(Severity, draft.severity, "severity")
     urgency = _enum(Urgency, draft.urgency, "urgency")
     cap_status = _enum(CapStatus, draft.cap_status, "cap_status")
-    if not draft.channels:
+    requested = _names(draft.channels, "channels")
+    if not requested:
         raise InvalidInput("channels", "name at least one channel")
-    channels = list(dict.fromkeys(_enum(Channel, c, "channels").value for c in draft.channels))
+    channels = list(dict.fromkeys(_enum(Channel, c, "channels").value for c in requested))
 
+    if not isinstance(draft.contents, Mapping):
+        raise InvalidInput("contents", "must map a language to a title and a body")
     contents: dict[str, tuple[str, str]] = {}
-    for language, (title, body) in draft.contents.items():
+    for language, texts in draft.contents.items():
         lang = _enum(Language, language, "contents")
-        title, body = (title or "").strip(), (body or "").strip()
+        title, body = _texts(texts, lang.value)
         if not title:
             raise InvalidInput(f"contents.{lang}.title", "is required")
         if len(title) > TITLE_MAX:
@@ -182,7 +212,7 @@ def _check_draft(
         expires_at=expires_at,
         summary={
             "topic": draft.topic,
-            "districts": "*" if draft.whole_city else sorted(set(draft.districts)),
+            "districts": "*" if draft.whole_city else sorted(set(districts)),
             "severity": severity.value,
             "urgency": urgency.value,
             "cap_status": cap_status.value,
@@ -217,7 +247,7 @@ def create_alert(
 ) -> Alert:
     require_role(author, Role.OPERATOR, Role.ADMIN)
     checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
-    alert = Alert(author_id=author.id, status=AlertStatus.DRAFT)
+    alert = Alert(author_id=author.id, status=AlertStatus.DRAFT, editor_ids=[author.id])
     _apply(alert, checked, session)
     session.add(alert)
     session.flush()
@@ -247,10 +277,21 @@ def edit_draft(
     alert = get_alert(session=session, alert_id=alert_id)
     if editor.role is not Role.ADMIN and alert.author_id != editor.id:
         raise Forbidden("only the author edits a draft")
-    if alert.status is not AlertStatus.DRAFT:
-        raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be edited")
     checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
+    # Lock the row while it is still a draft: a submit racing this edit either waits for
+    # it or makes it fail, so no approved alert ever carries text nobody reviewed.
+    locked = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.status == AlertStatus.DRAFT)
+        .values(status=AlertStatus.DRAFT)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(alert)
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be edited")
     _apply(alert, checked, session)
+    if editor.id not in alert.editor_ids:
+        alert.editor_ids = [*alert.editor_ids, editor.id]
     session.flush()
     audit.record(
         session=session,
@@ -309,16 +350,25 @@ def submit_alert(*, session: Session, actor: Operator, alert_id: int) -> Alert:
         alert=alert,
         move=Move.SUBMIT,
         actor=actor_of(actor),
-        values={"submitted_at": now, "status_reason": None},
+        values={"submitted_at": now, "submitted_by_id": actor.id, "status_reason": None},
     )
+
+
+def _require_second_person(alert: Alert, reviewer: Operator) -> None:
+    """Four eyes: whoever wrote any of the text, or sent it for approval, cannot review it."""
+    involved = {alert.author_id, alert.submitted_by_id, *alert.editor_ids}
+    if reviewer.id in involved:
+        raise Forbidden(
+            "the author cannot approve their own alert: a second person must "
+            "(whoever wrote, edited or submitted it counts as its author)"
+        )
 
 
 def approve_alert(*, session: Session, approver: Operator, alert_id: int) -> Alert:
     """Four eyes: an approver other than the author lets the alert go."""
     require_role(approver, Role.APPROVER, Role.ADMIN)
     alert = get_alert(session=session, alert_id=alert_id)
-    if alert.author_id == approver.id:
-        raise Forbidden("the author cannot approve their own alert: a second person must")
+    _require_second_person(alert, approver)
     now = utcnow()
     if alert.status in LIVE and alert.expires_at <= now:
         raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
@@ -337,14 +387,13 @@ def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason:
     if not reason or not reason.strip():
         raise InvalidInput("reason", "say why the alert is rejected")
     alert = get_alert(session=session, alert_id=alert_id)
-    if alert.author_id == approver.id:
-        raise Forbidden("the author cannot review their own alert")
+    _require_second_person(alert, approver)
     return transition(
         session=session,
         alert=alert,
         move=Move.REJECT,
         actor=actor_of(approver),
-        values={"status_reason": reason.strip(), "submitted_at": None},
+        values={"status_reason": reason.strip(), "submitted_at": None, "submitted_by_id": None},
     )
 
 
@@ -354,7 +403,7 @@ def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: st
     if not reason or not reason.strip():
         raise InvalidInput("reason", "say why the alert is cancelled")
     alert = get_alert(session=session, alert_id=alert_id)
-    return transition(
+    transition(
         session=session,
         alert=alert,
         move=Move.CANCEL,
@@ -365,30 +414,39 @@ def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: st
             "status_reason": reason.strip(),
         },
     )
+    DeliveryStateMachine(session).suppress(reason=SuppressReason.CANCELLED, alert_id=alert.id)
+    return alert
 
 
 def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[int]:
-    """Mark every live alert past its expiry as expired; returns their ids."""
+    """Mark every live alert past its expiry as expired, suppress what has not left, and
+    return their ids.
+
+    One guarded UPDATE takes all the alert rows it moves before the audit head is locked:
+    the lock order every audited action follows (object rows first, then the chain).
+    """
     moment = now or utcnow()
-    sources, _ = MOVES[Move.EXPIRE]
-    due = session.scalars(
-        select(Alert)
-        .where(Alert.status.in_(sources), Alert.expires_at <= moment)
-        .order_by(Alert.id)
-    ).all()
-    expired = []
-    for alert in due:
-        try:
-            transition(
-                session=session,
-                alert=alert,
-                move=Move.EXPIRE,
-                actor="system:expiry",
-                values={"finished_at": moment},
-            )
-        except Conflict:
-            continue  # moved on meanwhile (finished or cancelled): nothing to expire
-        expired.append(alert.id)
+    sources, target = MOVES[Move.EXPIRE]
+    expired = sorted(
+        session.scalars(
+            update(Alert)
+            .where(Alert.status.in_(sources), Alert.expires_at <= moment)
+            .values(status=target, finished_at=moment)
+            .returning(Alert.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    machine = DeliveryStateMachine(session)
+    for alert_id in expired:
+        machine.suppress(reason=SuppressReason.EXPIRED, alert_id=alert_id, now=moment)
+        audit.record(
+            session=session,
+            actor="system:expiry",
+            action=f"alert.{Move.EXPIRE.value}",
+            object_type="alert",
+            object_id=alert_id,
+            payload={"status": target.value},
+        )
     return expired
 
 

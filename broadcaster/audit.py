@@ -1,38 +1,45 @@
 """The audit trail: append-only, hash-chained, verifiable.
 
-Each record's hash covers its own fields and the previous record's hash, so editing,
-deleting or reordering any record breaks the chain from that record on; the tip is kept
-in `audit_head`, so cutting records off the end shows too. The database refuses UPDATE,
-DELETE and TRUNCATE on the table (triggers in the migration): the verifier is for what
-someone with the owner's rights did anyway.
+Each record's hash is an HMAC, keyed outside the database (derived from the secret key),
+over its own fields and the previous record's hash: editing, deleting or reordering any
+record breaks the chain from that record on, and whoever can write the database but does
+not hold the key cannot forge a chain that verifies. The tip is kept in `audit_head`, so
+cutting records off the end shows too. The database refuses UPDATE, DELETE and TRUNCATE
+on the table (triggers in the migration); the verifier is for what someone with the
+owner's rights did anyway.
 
 Appending takes the head row's lock (an UPDATE) for the rest of the caller's transaction:
-appenders are serialised and the chain never forks. The record commits with the action
-it describes, or not at all.
+appenders are serialised and the chain never forks, and a record commits with the action
+it describes or not at all. Lock order: an action locks the rows it changes first and the
+chain's head last, so two audited actions never wait on each other in a circle.
 
 Payloads never carry personal data (people appear by id), so erasing a resident never
-touches the chain.
+touches the chain. The key reaches `record` through the session (`session.info`), set by
+`make_sessionmaker`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster.db import utcnow
+from broadcaster.db import AUDIT_KEY, utcnow
 from broadcaster.models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
-# Keys that would smuggle personal data into the chain; refused, whatever their value.
-PERSONAL_KEYS = frozenset({"address", "phone", "email", "token", "code", "name", "password"})
+# Keys that would smuggle personal data into the chain; refused at any depth.
+PERSONAL_KEYS = frozenset(
+    {"address", "phone", "email", "token", "code", "name", "password", "number", "text"}
+)
 
 _events = cast(Table, AuditEvent.__table__)
 _head = cast(Table, AuditHead.__table__)
@@ -44,6 +51,7 @@ def canonical_json(payload: Mapping[str, Any]) -> str:
 
 def chain_hash(
     *,
+    key: bytes,
     prev_hash: str,
     seq: int,
     occurred_at: datetime,
@@ -64,12 +72,30 @@ def chain_hash(
             "payload": payload,
         }
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
+
+
+def _key_of(session: Session) -> bytes:
+    key = session.info.get(AUDIT_KEY)
+    if not isinstance(key, bytes):
+        raise RuntimeError("this session has no audit key: build it with make_sessionmaker")
+    return key
+
+
+def _personal_keys(payload: Any) -> set[str]:
+    if isinstance(payload, Mapping):
+        found = set(PERSONAL_KEYS.intersection(str(key).lower() for key in payload))
+        for value in payload.values():
+            found |= _personal_keys(value)
+        return found
+    if isinstance(payload, list | tuple):
+        return set().union(*(_personal_keys(item) for item in payload)) if payload else set()
+    return set()
 
 
 def record(
     *,
-    session: Session | Connection,
+    session: Session,
     actor: str,
     action: str,
     object_type: str,
@@ -81,9 +107,10 @@ def record(
     `actor` is "operator:<id>", "subscriber:<id>" or "system:<component>".
     """
     payload = dict(payload or {})
-    personal = PERSONAL_KEYS.intersection(payload)
+    personal = _personal_keys(payload)
     if personal:
         raise ValueError(f"audit payload must not carry personal data: {sorted(personal)}")
+    key = _key_of(session)
     seq, prev_hash = session.execute(
         update(_head)
         .where(_head.c.id == HEAD_ID)
@@ -93,6 +120,7 @@ def record(
     occurred_at = utcnow()
     body = canonical_json(payload)
     digest = chain_hash(
+        key=key,
         prev_hash=prev_hash,
         seq=seq,
         occurred_at=occurred_at,
@@ -139,17 +167,26 @@ class Verification:
 
 
 def verify_chain(*, session: Session, batch_size: int = 5000) -> Verification:
-    """Walk the whole chain in order (streamed) and name the first broken record."""
+    """Walk the chain in order (streamed) up to the tip read first, and name the first
+    broken record. Records appended while the walk runs lie past that tip and wait for the
+    next verification, so a live system never raises a false alarm."""
+    key = _key_of(session)
+    head_seq, head_hash = session.execute(
+        select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
+    ).one()
     result = session.execute(
-        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
+        select(AuditEvent)
+        .where(AuditEvent.seq <= head_seq)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=batch_size)
     )
     try:
-        return _walk(session, result.scalars())
+        return _walk(key, result.scalars(), head_seq, head_hash)
     finally:
         result.close()  # a verdict found early leaves the server-side cursor open
 
 
-def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
+def _walk(key: bytes, events: Iterable[AuditEvent], head_seq: int, head_hash: str) -> Verification:
     expected_seq = 1
     prev_hash = GENESIS_HASH
     for event in events:
@@ -169,6 +206,7 @@ def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
                 "does not follow the previous record (moved, or a record before it was removed)",
             )
         recomputed = chain_hash(
+            key=key,
             prev_hash=event.prev_hash,
             seq=event.seq,
             occurred_at=event.occurred_at,
@@ -178,20 +216,17 @@ def _walk(session: Session, events: Iterable[AuditEvent]) -> Verification:
             object_id=event.object_id,
             payload=event.payload,
         )
-        if recomputed != event.hash:
+        if not hmac.compare_digest(recomputed, event.hash):
             return Verification(
                 False,
                 expected_seq - 1,
                 event.seq,
                 event.id,
-                "its content was changed after it was written",
+                "its content or its hash was changed after it was written",
             )
         prev_hash = event.hash
         expected_seq += 1
     checked = expected_seq - 1
-    head_seq, head_hash = session.execute(
-        select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
-    ).one()
     if head_seq != checked or head_hash != prev_hash:
         return Verification(
             False,

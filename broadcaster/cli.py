@@ -23,12 +23,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import alerts, audit, operators, population, reference, schema
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.demo import demo_database_url, run_demo
-from broadcaster.errors import BroadcasterError, Conflict, Forbidden, InvalidInput, NotFound
-from broadcaster.settings import Settings, SettingsError, load_settings
+from broadcaster.errors import (
+    BroadcasterError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+)
+from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 EXIT_CODES: dict[type[BroadcasterError], int] = {
+    RateLimited: 5,
     InvalidInput: 2,
     NotFound: 2,
     Forbidden: 3,
@@ -66,7 +74,7 @@ class App:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return make_sessionmaker(self.engine)
+        return make_sessionmaker(self.engine, secret_key=self.settings.secret_key)
 
     def close(self) -> None:
         if "engine" in self.__dict__:
@@ -146,13 +154,18 @@ def seed(app: App) -> None:
 @click.option("--seed", "random_seed", type=int, default=2024, show_default=True)
 @pass_app
 def seed_demo(app: App, count: int, random_seed: int) -> None:
-    """Add a synthetic population spread over the districts (COPY on PostgreSQL)."""
+    """Add a synthetic population spread over the districts (COPY on PostgreSQL).
+
+    Refused in production: the synthetic numbers are real Polish mobile numbers.
+    """
+    if app.settings.env is Environment.PRODUCTION:
+        raise InvalidInput("WSP_ENV", "synthetic residents are never added in production")
     with (
-        app.engine.begin() as connection,
+        app.transaction() as session,
         click.progressbar(length=count, label="residents", file=sys.stderr) as bar,
     ):
         report = population.seed_population(
-            connection=connection, count=count, seed=random_seed, progress=bar.update
+            session=session, count=count, seed=random_seed, progress=bar.update
         )
     click.echo(
         f"added {report.subscribers} subscribers, {report.contact_points} contact points, "
@@ -377,7 +390,7 @@ def demo(app: App, count: int, as_json: bool) -> None:
             report = run_demo(
                 settings=app.settings,
                 engine=engine,
-                sessions=make_sessionmaker(engine),
+                sessions=make_sessionmaker(engine, secret_key=app.settings.secret_key),
                 residents=count,
                 progress=bar.update,
             )

@@ -6,6 +6,8 @@ with `with session.begin():`, so an action and its audit record land together or
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,5 +83,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+AUDIT_KEY = "audit_key"
+
+
+def audit_key_from_secret(secret_key: str) -> bytes:
+    """The audit chain's HMAC key, derived from the secret key (never stored in the database)."""
+    return hmac.new(secret_key.encode(), b"wsp-audit-chain-v1", hashlib.sha256).digest()
+
+
+def make_sessionmaker(engine: Engine, *, secret_key: str) -> sessionmaker[Session]:
+    """Sessions on `engine` that carry the audit key (`session.info`)."""
+    return sessionmaker(
+        bind=engine, expire_on_commit=False, info={AUDIT_KEY: audit_key_from_secret(secret_key)}
+    )

@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import Table, Update, bindparam, or_, update
+from sqlalchemy import Table, Update, bindparam, func, or_, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import utcnow
@@ -48,6 +48,7 @@ class SuppressReason(StrEnum):
     OPTED_OUT = "opted_out"
     QUIET_HOURS = "quiet_hours"
     UNVERIFIED = "unverified"
+    ERASED = "erased"
 
 
 class InvalidTransition(ValueError):
@@ -66,14 +67,16 @@ class Outcome:
 class DeliveryStateMachine:
     """Owns every transition of Delivery.status, as bulk guarded updates in `session`."""
 
-    TRANSITIONS: ClassVar[dict[DeliveryEvent, tuple[DeliveryStatus, DeliveryStatus]]] = {
-        DeliveryEvent.CLAIM: (D.PENDING, D.SENDING),
-        DeliveryEvent.SENT: (D.SENDING, D.SENT),
-        DeliveryEvent.TEMPORARY_FAILURE: (D.SENDING, D.PENDING),
-        DeliveryEvent.PERMANENT_FAILURE: (D.SENDING, D.FAILED),
-        DeliveryEvent.SUPPRESS: (D.PENDING, D.SUPPRESSED),
-        DeliveryEvent.DELIVERED: (D.SENT, D.DELIVERED),
-        DeliveryEvent.UNDELIVERED: (D.SENT, D.FAILED),
+    # event -> (the states it may start from, the state it ends in). A delivery report can
+    # overtake the worker that records the send, so receipts also move a row still sending.
+    TRANSITIONS: ClassVar[dict[DeliveryEvent, tuple[frozenset[DeliveryStatus], DeliveryStatus]]] = {
+        DeliveryEvent.CLAIM: (frozenset({D.PENDING}), D.SENDING),
+        DeliveryEvent.SENT: (frozenset({D.SENDING}), D.SENT),
+        DeliveryEvent.TEMPORARY_FAILURE: (frozenset({D.SENDING}), D.PENDING),
+        DeliveryEvent.PERMANENT_FAILURE: (frozenset({D.SENDING}), D.FAILED),
+        DeliveryEvent.SUPPRESS: (frozenset({D.PENDING}), D.SUPPRESSED),
+        DeliveryEvent.DELIVERED: (frozenset({D.SENDING, D.SENT}), D.DELIVERED),
+        DeliveryEvent.UNDELIVERED: (frozenset({D.SENDING, D.SENT}), D.FAILED),
     }
     FINAL: ClassVar[frozenset[DeliveryStatus]] = frozenset({D.DELIVERED, D.FAILED, D.SUPPRESSED})
 
@@ -83,14 +86,16 @@ class DeliveryStateMachine:
     @classmethod
     def next_status(cls, current: DeliveryStatus, event: DeliveryEvent) -> DeliveryStatus:
         """The status `event` leads to from `current`; InvalidTransition if it may not."""
-        source, target = cls.TRANSITIONS[event]
-        if current is not source:
+        sources, target = cls.TRANSITIONS[event]
+        if current not in sources:
             raise InvalidTransition(f"{event.value} is not allowed from {current.value}")
         return target
 
     def _guarded(self, event: DeliveryEvent) -> tuple[Update, DeliveryStatus]:
-        source, target = self.TRANSITIONS[event]
-        return update(_table).where(_table.c.status == source), target
+        sources, target = self.TRANSITIONS[event]
+        # Plain equalities, not IN: an expanding IN cannot run as executemany.
+        condition = or_(*(_table.c.status == source for source in sorted(sources)))
+        return update(_table).where(condition), target
 
     def _per_row(self, event: DeliveryEvent, rows: list[dict[str, Any]], **values: Any) -> int:
         if not rows:
@@ -117,7 +122,7 @@ class DeliveryStateMachine:
                 _table.c.id.in_(delivery_ids),
                 or_(_table.c.next_attempt_at.is_(None), _table.c.next_attempt_at <= moment),
             )
-            .values(status=target, attempts=_table.c.attempts + 1)
+            .values(status=target, attempts=_table.c.attempts + 1, claimed_at=moment)
             .returning(_table.c.id)
         )
         return sorted(result.scalars())
@@ -160,18 +165,25 @@ class DeliveryStateMachine:
         reason: SuppressReason,
         alert_id: int | None = None,
         delivery_ids: Sequence[int] | None = None,
+        contact_point_ids: Sequence[int] | None = None,
         now: datetime | None = None,
     ) -> int:
-        """pending -> suppressed, for a whole alert (cancel, expiry) or for some rows."""
-        if (alert_id is None) == (delivery_ids is None):
-            raise ValueError("suppress takes either alert_id or delivery_ids")
+        """pending -> suppressed: a whole alert (cancel, expiry), some rows, or everything
+        still waiting for some contact points (an erased resident)."""
+        chosen = [c for c in (alert_id, delivery_ids, contact_point_ids) if c is not None]
+        if len(chosen) != 1:
+            raise ValueError("suppress takes one of alert_id, delivery_ids, contact_point_ids")
         statement, target = self._guarded(DeliveryEvent.SUPPRESS)
         if alert_id is not None:
             statement = statement.where(_table.c.alert_id == alert_id)
-        else:
+        elif delivery_ids is not None:
             if not delivery_ids:
                 return 0
             statement = statement.where(_table.c.id.in_(delivery_ids))
+        else:
+            if not contact_point_ids:
+                return 0
+            statement = statement.where(_table.c.contact_point_id.in_(contact_point_ids))
         result = self.session.connection().execute(
             statement.values(status=target, reason=reason.value, finished_at=now or utcnow())
         )
@@ -180,28 +192,30 @@ class DeliveryStateMachine:
     def record_receipts(
         self,
         *,
-        delivered: Iterable[int] = (),
+        delivered: Iterable[Outcome] = (),
         undelivered: Iterable[Outcome] = (),
         now: datetime | None = None,
     ) -> int:
-        """Provider receipts: sent -> delivered, or sent -> failed with the provider's code."""
+        """Provider receipts: -> delivered, or -> failed with the provider's code.
+
+        A receipt names the provider's message id; it is kept when the row has none yet (the
+        report overtook the worker recording the send, or the send was found already done).
+        """
         moment = now or utcnow()
-        ids = list(delivered)
-        moved = 0
-        if ids:
-            statement, target = self._guarded(DeliveryEvent.DELIVERED)
-            moved += int(
-                self.session.connection()
-                .execute(
-                    statement.where(_table.c.id.in_(ids)).values(status=target, finished_at=moment)
-                )
-                .rowcount
-            )
-        rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in undelivered]
+        provider_id = func.coalesce(_table.c.provider_id, bindparam("b_provider_id"))
+        rows = [{"b_id": o.delivery_id, "b_provider_id": o.provider_id} for o in delivered]
+        moved = self._per_row(
+            DeliveryEvent.DELIVERED, rows, finished_at=moment, provider_id=provider_id
+        )
+        rows = [
+            {"b_id": o.delivery_id, "b_error_code": o.error_code, "b_provider_id": o.provider_id}
+            for o in undelivered
+        ]
         moved += self._per_row(
             DeliveryEvent.UNDELIVERED,
             rows,
             error_code=bindparam("b_error_code"),
             finished_at=moment,
+            provider_id=provider_id,
         )
         return moved

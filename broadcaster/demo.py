@@ -19,10 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import alerts, audit, operators, population, schema
 from broadcaster.alerts import AlertDraft
-from broadcaster.errors import NotFound
+from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import Operator
-from broadcaster.reference import seed_reference_data
-from broadcaster.settings import Settings
+from broadcaster.settings import Environment, Settings
 from broadcaster.targeting import stream_audience
 
 DEMO_DISTRICTS = ("mokotow", "ursynow", "wilanow", "srodmiescie")
@@ -91,11 +90,11 @@ def run_demo(
     residents: int,
     progress: Any = None,
 ) -> DemoReport:
+    if settings.env is Environment.PRODUCTION:
+        raise InvalidInput("WSP_ENV", "the demo adds synthetic residents: never in production")
     schema.upgrade(engine)
     with sessions.begin() as session:
-        seed_reference_data(session=session)
-    with engine.begin() as connection:
-        population.seed_population(connection=connection, count=residents, progress=progress)
+        population.seed_population(session=session, count=residents, progress=progress)
 
     now = datetime.now(UTC)
     draft = AlertDraft(
@@ -127,7 +126,11 @@ def run_demo(
         author, approver = _staff(session)
         alert = alerts.create_alert(session=session, settings=settings, author=author, draft=draft)
         alerts.submit_alert(session=session, actor=author, alert_id=alert.id)
+    # Each person acts in a transaction of their own, as they would through the console.
+    with sessions.begin() as session:
         alerts.approve_alert(session=session, approver=approver, alert_id=alert.id)
+    with sessions() as session:
+        alert = alerts.get_alert(session=session, alert_id=alert.id)
         by_channel: Counter[str] = Counter()
         by_language: Counter[str] = Counter()
         for batch in stream_audience(session=session, alert=alert):

@@ -30,5 +30,13 @@ class Forbidden(BroadcasterError):
     """The actor may not do this (wrong role, or the four-eyes rule)."""
 
 
+class RateLimited(BroadcasterError):
+    """Too many tries in a window (codes sent to one contact point, ...); try again later."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Conflict(BroadcasterError):
     """The object is not in a state that allows this (an alert already cancelled, ...)."""

@@ -177,6 +177,9 @@ class Alert(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    # Everyone who wrote any of the text (the author first): none of them may approve it.
+    editor_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approver_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -246,6 +249,7 @@ class Delivery(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -22,10 +22,11 @@ from datetime import datetime, time
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy.orm import Session
 
 from broadcaster import audit
 from broadcaster.db import utcnow
-from broadcaster.reference import DISTRICTS, TOPIC_BY_SLUG
+from broadcaster.reference import DISTRICTS, TOPIC_BY_SLUG, seed_reference_data
 from subscribers.models import ContactPoint, Subscriber, Subscription
 
 CHUNK = 20_000
@@ -167,14 +168,17 @@ def _next_ids(connection: Connection) -> tuple[int, int]:
 
 def seed_population(
     *,
-    connection: Connection,
+    session: Session,
     count: int,
     seed: int = 2024,
     progress: Callable[[int], None] | None = None,
 ) -> SeedReport:
-    """Write `count` synthetic residents in the caller's transaction on `connection`."""
+    """Write `count` synthetic residents in the caller's transaction (reference data is
+    seeded first if it is missing)."""
     if count < 1:
         raise ValueError("count must be at least 1")
+    seed_reference_data(session=session)
+    connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         # Explicit ids go in by COPY; nobody else may take ids meanwhile.
@@ -210,7 +214,7 @@ def seed_population(
         connection.execute(text("ANALYZE subscribers, contact_points, subscriptions"))
     report = SeedReport(*totals)
     audit.record(
-        session=connection,
+        session=session,
         actor="system:seed-demo",
         action="population.seeded",
         object_type="population",

@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PREFIX = "WSP_"
+# Our variables that are not settings of the system: read by the CLI and the test suite.
+OTHER_VARIABLES = frozenset({"WSP_CLI_OPERATOR", "WSP_TEST_POSTGRES_URL"})
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "pyamqp", "memory")
 DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused outside development
 
 
@@ -62,6 +68,7 @@ class Settings(BaseModel):
     # Verification of contact points.
     verification_code_ttl_seconds: int = Field(default=900, ge=60, le=86400)
     verification_max_attempts: int = Field(default=5, ge=1, le=20)
+    verification_codes_per_hour: int = Field(default=5, ge=1, le=100)
 
     # Alerts.
     default_alert_lifetime_hours: int = Field(default=24, ge=1, le=24 * 14)
@@ -90,6 +97,31 @@ class Settings(BaseModel):
     def _no_surrounding_space(cls, value: str) -> str:
         if value != value.strip():
             raise ValueError("must not start or end with white space")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError("is not a database URL (e.g. postgresql://user@host/db)") from None
+        if backend not in DATABASE_BACKENDS:
+            raise ValueError(f"must be a {' or '.join(DATABASE_BACKENDS)} URL, not {backend}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_shape(cls, value: str) -> str:
+        if not value.startswith(tuple(f"{scheme}://" for scheme in BROKER_SCHEMES)):
+            raise ValueError(f"must start with one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("smsapi_url")
@@ -159,7 +191,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     source = dict(os.environ if environ is None else environ)
     known = {_variable_for(name) for name in Settings.model_fields}
-    unknown = sorted(k for k in source if k.startswith(PREFIX) and k not in known)
+    unknown = sorted(
+        k for k in source if k.startswith(PREFIX) and k not in known and k not in OTHER_VARIABLES
+    )
     if unknown:
         raise SettingsError(unknown[0], "unknown setting (is it misspelt?)")
     values = {

@@ -12,10 +12,12 @@ from datetime import time
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broadcaster import audit
 from broadcaster.db import utcnow
+from broadcaster.delivery import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import Delivery, District, Language, Topic
 from broadcaster.reference import resolve_slugs
@@ -74,6 +76,9 @@ def parse_quiet_hours(
 def _subscription_pairs(
     *, session: Session, topics: Iterable[str], districts: Iterable[str]
 ) -> list[tuple[int, int]]:
+    for field_name, value in (("topics", topics), ("districts", districts)):
+        if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+            raise InvalidInput(field_name, "must be a list of names")
     topic_ids = resolve_slugs(session=session, model=Topic, slugs=topics, field="topics")
     district_slugs = list(districts)
     if district_slugs == [ALL_DISTRICTS]:
@@ -101,27 +106,42 @@ def subscribe(
     `contacts` holds (channel, address) pairs; `districts` may be ["*"] for the whole city.
     """
     lang = parse_language(language)
-    if not contacts:
+    if isinstance(contacts, str) or not isinstance(contacts, list | tuple) or not contacts:
         raise InvalidInput("contacts", "must name at least one phone, e-mail or device")
     normalised: list[tuple[Channel, str]] = []
-    for index, (channel, raw) in enumerate(contacts):
+    for index, pair in enumerate(contacts):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise InvalidInput(f"contacts[{index}]", "must be a channel and an address")
+        channel, raw = pair
         kind = parse_channel(channel, field=f"contacts[{index}].channel")
         address = normalise_address(kind, raw, field=f"contacts[{index}].address")
         if (kind, address) in normalised:
             raise InvalidInput(f"contacts[{index}].address", "is given twice")
         normalised.append((kind, address))
     pairs = _subscription_pairs(session=session, topics=topics, districts=districts)
+    stale: list[ContactPoint] = []
     for index, (kind, address) in enumerate(normalised):
         taken = session.scalar(
-            select(ContactPoint.id).where(
+            select(ContactPoint).where(
                 ContactPoint.channel == kind, ContactPoint.address == address
             )
         )
-        if taken is not None:
+        if taken is None:
+            continue
+        if taken.verified_at is not None:
             raise InvalidInput(
                 f"contacts[{index}].address",
                 "is already registered; use the manage link sent to it",
             )
+        # Never proven: whoever proves it now takes it, so nobody can hold another
+        # person's number hostage by registering it first.
+        stale.append(taken)
+    for point in stale:
+        session.execute(
+            delete(VerificationCode).where(VerificationCode.contact_point_id == point.id)
+        )
+        session.delete(point)
+    session.flush()
 
     subscriber = Subscriber(
         language=lang,
@@ -134,7 +154,14 @@ def subscribe(
     ]
     subscriber.subscriptions = [Subscription(topic_id=t, district_id=d) for t, d in pairs]
     session.add(subscriber)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Somebody registered one of these addresses between our check and our insert.
+        raise InvalidInput(
+            "contacts", "an address was registered at the same moment; try again"
+        ) from None
     audit.record(
         session=session,
         actor=f"subscriber:{subscriber.id}",
@@ -373,6 +400,17 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
         .values(address=None, wanted=False, disabled_at=now, disabled_reason="erased")
     )
     session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    # Nothing more leaves for them, and the provider's message ids, which the provider
+    # could link back to the address, go too; statuses and times stay for the statistics.
+    DeliveryStateMachine(session).suppress(
+        reason=SuppressReason.ERASED, contact_point_ids=point_ids, now=now
+    )
+    if point_ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.contact_point_id.in_(point_ids))
+            .values(provider_id=None)
+        )
     session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber.id)

@@ -16,11 +16,12 @@ import secrets
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster import audit
 from broadcaster.db import utcnow
+from broadcaster.errors import RateLimited
 from broadcaster.settings import Settings
 from subscribers.models import ContactPoint, VerificationCode
 
@@ -41,8 +42,23 @@ def _code_hash(secret_key: str, contact_point_id: int, code: str) -> str:
 
 
 def issue_code(*, session: Session, settings: Settings, contact_point: ContactPoint) -> str:
-    """Create a fresh code for `contact_point` and return it (to be sent, never stored)."""
+    """Create a fresh code for `contact_point` and return it (to be sent, never stored).
+
+    A contact point gets at most `verification_codes_per_hour` codes an hour: a new code
+    also restarts the count of wrong tries, so without this cap the lockout would only
+    cost a guesser one more request.
+    """
     now = utcnow()
+    recent = session.scalar(
+        select(func.count())
+        .select_from(VerificationCode)
+        .where(
+            VerificationCode.contact_point_id == contact_point.id,
+            VerificationCode.created_at > now - timedelta(hours=1),
+        )
+    )
+    if (recent or 0) >= settings.verification_codes_per_hour:
+        raise RateLimited("too many codes were sent to this contact point; try again later", 3600)
     session.execute(
         update(VerificationCode)
         .where(
@@ -76,7 +92,12 @@ def issue_code(*, session: Session, settings: Settings, contact_point: ContactPo
 def check_code(
     *, session: Session, settings: Settings, contact_point: ContactPoint, code: str
 ) -> CodeCheck:
-    """Try `code` against the contact point's live code; the caller commits either way."""
+    """Try `code` against the contact point's live code; the caller commits either way.
+
+    The try is counted before the code is compared, in one guarded UPDATE that also
+    refuses a locked, used or exhausted code: however many guesses race each other, no
+    more than `verification_max_attempts` are ever compared.
+    """
     now = utcnow()
     current = session.scalars(
         select(VerificationCode)
@@ -86,7 +107,6 @@ def check_code(
         )
         .order_by(VerificationCode.id.desc())
         .limit(1)
-        .with_for_update()
     ).first()
     if current is None:
         return CodeCheck.NO_CODE
@@ -94,23 +114,45 @@ def check_code(
         return CodeCheck.LOCKED
     if current.expires_at <= now:
         return CodeCheck.EXPIRED
-    expected = _code_hash(settings.secret_key, contact_point.id, code.strip())
+    counted = session.execute(
+        update(VerificationCode)
+        .where(
+            VerificationCode.id == current.id,
+            VerificationCode.used_at.is_(None),
+            VerificationCode.locked_at.is_(None),
+            VerificationCode.attempts < settings.verification_max_attempts,
+        )
+        .values(attempts=VerificationCode.attempts + 1)
+        .returning(VerificationCode.attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    session.refresh(current)
+    if counted is None:
+        return CodeCheck.NO_CODE if current.used_at is not None else CodeCheck.LOCKED
     actor = f"subscriber:{contact_point.subscriber_id}"
+    expected = _code_hash(settings.secret_key, contact_point.id, str(code).strip())
     if not hmac.compare_digest(expected, current.code_hash):
-        current.attempts += 1
-        locked = current.attempts >= settings.verification_max_attempts
+        locked = counted >= settings.verification_max_attempts
         if locked:
             current.locked_at = now
+        session.flush()
         audit.record(
             session=session,
             actor=actor,
             action="contact.code_wrong",
             object_type="contact_point",
             object_id=contact_point.id,
-            payload={"attempts": current.attempts, "locked": locked},
+            payload={"attempts": counted, "locked": locked},
         )
         return CodeCheck.LOCKED if locked else CodeCheck.WRONG
-    current.used_at = now
+    used = session.execute(
+        update(VerificationCode)
+        .where(VerificationCode.id == current.id, VerificationCode.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        return CodeCheck.NO_CODE  # a racing try used it first
     if contact_point.verified_at is None:
         contact_point.verified_at = now
     session.flush()

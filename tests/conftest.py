@@ -31,6 +31,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "WSP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REFERENCE_TABLES = {"districts", "topics", "audit_head"}
+TEST_SECRET = "test-secret-key-0123456789"
 
 
 def _worker() -> str:
@@ -42,7 +43,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     schema.upgrade(engine)
-    with make_sessionmaker(engine).begin() as session:
+    with make_sessionmaker(engine, secret_key=TEST_SECRET).begin() as session:
         seed_reference_data(session=session)
     with engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -60,7 +61,7 @@ def postgres_url() -> Iterator[str]:
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     schema.upgrade(engine)
-    with make_sessionmaker(engine).begin() as session:
+    with make_sessionmaker(engine, secret_key=TEST_SECRET).begin() as session:
         seed_reference_data(session=session)
     engine.dispose()
     yield url
@@ -102,7 +103,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def db(engine: Engine) -> sessionmaker[Session]:
     """A session factory; tests open `with db.begin() as session:` like the faces do."""
-    return make_sessionmaker(engine)
+    return make_sessionmaker(engine, secret_key=TEST_SECRET)
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def settings(tmp_path: Path) -> Settings:
         {
             "WSP_ENV": "test",
             "WSP_DATA_DIR": str(tmp_path),
-            "WSP_SECRET_KEY": "test-secret-key-0123456789",
+            "WSP_SECRET_KEY": TEST_SECRET,
         }
     )
 

@@ -5,11 +5,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import audit
+from broadcaster.models import AuditEvent
 
 
 def write_events(db: sessionmaker[Session], count: int) -> None:
@@ -87,14 +88,40 @@ def test_an_edited_record_is_named(db: sessionmaker[Session], engine: Engine) ->
     assert result.describe().startswith("broken at record seq 3 (id ")
 
 
-def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(
+def test_a_forged_chain_without_the_key_is_caught(
     db: sessionmaker[Session], engine: Engine
 ) -> None:
+    """Someone with the database but not the key edits record 2 and re-chains every record,
+    head included: each hash follows its neighbour, yet the key gives the forgery away."""
     write_events(db, 4)
+    forger_key = b"not-the-key"
+    with db() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
     with as_database_owner(engine) as connection:
-        connection.execute(text("UPDATE audit_events SET hash = :h WHERE seq = 2"), {"h": "f" * 64})
+        prev = audit.GENESIS_HASH
+        for event in events:
+            who = "operator:666" if event.seq == 2 else event.actor
+            digest = audit.chain_hash(
+                key=forger_key,
+                prev_hash=prev,
+                seq=event.seq,
+                occurred_at=event.occurred_at,
+                actor=who,
+                action=event.action,
+                object_type=event.object_type,
+                object_id=event.object_id,
+                payload=event.payload,
+            )
+            connection.execute(
+                text(
+                    "UPDATE audit_events SET actor = :a, prev_hash = :p, hash = :h WHERE seq = :s"
+                ),
+                {"a": who, "p": prev, "h": digest, "s": event.seq},
+            )
+            prev = digest
+        connection.execute(text("UPDATE audit_head SET hash = :h"), {"h": prev})
     result = verdict(db)
-    assert (result.intact, result.broken_seq) == (False, 2)
+    assert (result.intact, result.broken_seq) == (False, 1)
 
 
 def test_a_deleted_record_is_named(db: sessionmaker[Session], engine: Engine) -> None:
@@ -155,3 +182,34 @@ def test_concurrent_writers_never_fork_the_chain(db: sessionmaker[Session]) -> N
     result = verdict(db)
     assert result.intact
     assert result.checked == 60
+
+
+def test_verifying_while_others_append_raises_no_false_alarm(db: sessionmaker[Session]) -> None:
+    write_events(db, 3)
+    stop = threading.Event()
+
+    def appender() -> None:
+        while not stop.is_set():
+            write_events(db, 1)
+
+    thread = threading.Thread(target=appender)
+    thread.start()
+    try:
+        verdicts = [verdict(db) for _ in range(15)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(v.intact for v in verdicts), [v.describe() for v in verdicts if not v.intact]
+    assert verdict(db).intact
+
+
+def test_nested_personal_data_is_refused_too(db: sessionmaker[Session]) -> None:
+    with db.begin() as session, pytest.raises(ValueError, match="phone"):
+        audit.record(
+            session=session,
+            actor="system:test",
+            action="x",
+            object_type="x",
+            object_id=1,
+            payload={"changes": [{"Phone": "+48601000000"}]},
+        )

@@ -191,3 +191,16 @@ def test_demo_reports_the_audience_and_an_intact_trail(tmp_path: Path) -> None:
     )
     assert json.loads(second.output[second.output.index("{") :])["audience"] == report["audience"]
     assert (tmp_path / "demo.db").exists()
+
+
+def test_synthetic_residents_are_refused_in_production(cli: Cli, tmp_path: Path) -> None:
+    credentials = tmp_path / "sa.json"
+    credentials.write_text("{}")
+    production = {
+        "WSP_ENV": "production",
+        "WSP_SECRET_KEY": "a-production-secret-0123",
+        "WSP_SMSAPI_TOKEN": "token",
+        "WSP_FCM_CREDENTIALS_FILE": str(credentials),
+    }
+    result = cli("seed-demo", "--subscribers", "10", code=2, env=production)
+    assert "WSP_ENV: synthetic residents are never added in production" in result.output

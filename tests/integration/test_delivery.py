@@ -92,7 +92,8 @@ def test_outcomes_move_only_rows_in_the_expected_state(
         )
         assert (
             machine.record_receipts(
-                delivered=[ids[0], ids[2]], undelivered=[Outcome(ids[1], error_code="405")]
+                delivered=[Outcome(ids[0]), Outcome(ids[2])],
+                undelivered=[Outcome(ids[1], error_code="405")],
             )
             == 2
         )
@@ -148,3 +149,72 @@ def test_suppressing_an_alert_stops_only_what_has_not_left(
         )
         assert reasons == {"cancelled"}
         assert machine.suppress(reason=SuppressReason.OPTED_OUT, delivery_ids=ids) == 0
+
+
+def test_a_report_that_overtakes_the_send_is_kept(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    with db.begin() as session:
+        alert_id, ids = seed_deliveries(session, settings, 2)
+        machine = DeliveryStateMachine(session)
+        machine.claim(ids)
+        # The provider's report arrives before the worker records what it sent.
+        assert (
+            machine.record_receipts(
+                delivered=[Outcome(ids[0], provider_id="m-1")],
+                undelivered=[Outcome(ids[1], provider_id="m-2", error_code="405")],
+            )
+            == 2
+        )
+        assert (
+            machine.record_sent(
+                [Outcome(ids[0], provider_id="m-1"), Outcome(ids[1], provider_id="m-2")]
+            )
+            == 0
+        )
+        rows = {
+            r.id: r for r in session.scalars(select(Delivery).where(Delivery.alert_id == alert_id))
+        }
+        for row in rows.values():
+            session.refresh(row)
+        assert (rows[ids[0]].status, rows[ids[0]].provider_id) == (D.DELIVERED, "m-1")
+        assert (rows[ids[1]].status, rows[ids[1]].error_code) == (D.FAILED, "405")
+        assert rows[ids[0]].claimed_at is not None
+
+
+def test_cancel_and_expiry_suppress_what_has_not_left(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    from broadcaster.models import Alert, AlertStatus, Operator
+
+    with db.begin() as session:
+        cancelled_id, cancelled_rows = seed_deliveries(session, settings, 3)
+        DeliveryStateMachine(session).claim(cancelled_rows[:1])
+        expiring_id = an_alert_id(session, settings)
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "alert_id": expiring_id,
+                    "subscriber_id": 9,
+                    "contact_point_id": 99,
+                    "channel": "email",
+                    "language": "pl",
+                }
+            ],
+        )
+        author = session.get_one(Operator, session.get_one(Alert, cancelled_id).author_id)
+    with db.begin() as session:
+        alerts.cancel_alert(session=session, actor=author, alert_id=cancelled_id, reason="odwołane")
+    with db.begin() as session:
+        rows = statuses(session, cancelled_id)
+        assert sorted(rows.values()) == [D.SENDING, D.SUPPRESSED, D.SUPPRESSED]
+        later = datetime.now(UTC) + timedelta(days=3)
+        assert alerts.expire_due_alerts(session=session, now=later) == [expiring_id]
+    with db() as session:
+        assert session.get_one(Alert, expiring_id).status is AlertStatus.EXPIRED
+        assert set(statuses(session, expiring_id).values()) == {D.SUPPRESSED}
+        reasons = set(
+            session.scalars(select(Delivery.reason).where(Delivery.alert_id == expiring_id))
+        )
+        assert reasons == {"expired"}

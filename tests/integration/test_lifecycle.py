@@ -289,3 +289,105 @@ def test_bad_drafts_are_refused_whole(
     with db() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == 0
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == audit_before
+
+
+def test_an_admin_who_edits_a_draft_cannot_approve_it(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    alert_id = new_alert(db, settings, staff)
+    with db.begin() as session:
+        alerts.edit_draft(
+            session=session,
+            settings=settings,
+            editor=staff.admin,
+            alert_id=alert_id,
+            draft=weather_draft(contents={"pl": ("Inny tytuł", "Inna treść")}),
+        )
+        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+    with db.begin() as session, pytest.raises(Forbidden, match="second person"):
+        alerts.approve_alert(session=session, approver=staff.admin, alert_id=alert_id)
+    with db.begin() as session:
+        assert (
+            alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id).status
+            is AlertStatus.APPROVED
+        )
+
+
+def test_whoever_submits_cannot_approve(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    alert_id = new_alert(db, settings, staff)
+    with db.begin() as session:
+        alerts.submit_alert(session=session, actor=staff.admin, alert_id=alert_id)
+    with db.begin() as session, pytest.raises(Forbidden):
+        alerts.approve_alert(session=session, approver=staff.admin, alert_id=alert_id)
+
+
+def test_an_edit_from_a_stale_view_cannot_change_a_submitted_alert(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    alert_id = new_alert(db, settings, staff)
+    with db() as stale:
+        assert stale.get_one(Alert, alert_id).status is AlertStatus.DRAFT  # the editor's view...
+        stale.commit()  # ...without holding a transaction open, as a web page would not
+        with db.begin() as session:  # ...while the author submits it
+            alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        with pytest.raises(Conflict, match="only a draft"):
+            alerts.edit_draft(
+                session=stale,
+                settings=settings,
+                editor=staff.author,
+                alert_id=alert_id,
+                draft=weather_draft(contents={"pl": ("Podmiana", "Niezatwierdzona treść")}),
+            )
+        stale.rollback()
+    with db() as session:
+        assert (
+            session.get_one(Alert, alert_id).content_for("pl").title == "Ostrzeżenie przed burzami"
+        )
+
+
+def test_a_stale_approval_loses_the_race(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    alert_id = new_alert(db, settings, staff)
+    with db.begin() as session:
+        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+    with db() as stale:
+        seen = stale.get_one(Alert, alert_id)
+        assert seen.status is AlertStatus.AWAITING_APPROVAL
+        stale.commit()
+        with db.begin() as session:
+            alerts.cancel_alert(
+                session=session, actor=staff.author, alert_id=alert_id, reason="duplikat"
+            )
+        with pytest.raises(Conflict, match="cannot approve"):
+            alerts.transition(session=stale, alert=seen, move=Move.APPROVE, actor="operator:0")
+        stale.rollback()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"topic": ["weather-warning"]}, "topic"),
+        ({"districts": "mokotow"}, "districts"),
+        ({"districts": [1, 2]}, "districts"),
+        ({"channels": "sms"}, "channels"),
+        ({"contents": {"pl": ("tylko tytuł",)}}, "contents.pl"),
+        ({"contents": {"pl": ("Tytuł", 42)}}, "contents.pl"),
+        ({"contents": "Burza"}, "contents"),
+        ({"send_at": "2030-01-01T10:00"}, "send_at"),
+    ],
+)
+def test_malformed_drafts_name_the_field(
+    db: sessionmaker[Session],
+    settings: Settings,
+    staff: Staff,
+    changes: dict[str, object],
+    field: str,
+) -> None:
+    with db.begin() as session, pytest.raises(InvalidInput) as caught:
+        alerts.create_alert(
+            session=session, settings=settings, author=staff.author, draft=weather_draft(**changes)
+        )
+    assert caught.value.field == field

@@ -14,10 +14,10 @@ from subscribers.models import ContactPoint, Subscriber, Subscription
 
 
 def test_population_is_spread_and_valid(db: sessionmaker[Session], engine: Engine) -> None:
-    with engine.begin() as connection:
-        report = seed_population(connection=connection, count=3000, seed=11)
-    with engine.begin() as connection:
-        again = seed_population(connection=connection, count=500, seed=12)
+    with db.begin() as session:
+        report = seed_population(session=session, count=3000, seed=11)
+    with db.begin() as session:
+        again = seed_population(session=session, count=500, seed=12)
     with db() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 3500
         assert session.scalar(select(func.count()).select_from(ContactPoint)) == (
@@ -58,13 +58,13 @@ def test_population_is_spread_and_valid(db: sessionmaker[Session], engine: Engin
 
 
 def test_same_seed_gives_the_same_population(db: sessionmaker[Session], engine: Engine) -> None:
-    with engine.begin() as connection:
-        first = seed_population(connection=connection, count=200, seed=5)
+    with db.begin() as session:
+        first = seed_population(session=session, count=200, seed=5)
     with db() as session:
         languages = session.scalars(select(Subscriber.language).order_by(Subscriber.id)).all()
         channels = session.scalars(select(ContactPoint.channel).order_by(ContactPoint.id)).all()
-    with engine.begin() as connection:
-        second = seed_population(connection=connection, count=200, seed=5)
+    with db.begin() as session:
+        second = seed_population(session=session, count=200, seed=5)
     assert first == second
     with db() as session:
         later = session.scalars(

@@ -348,3 +348,176 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
             topics=["health"],
             districts=["wola"],
         )
+
+
+def test_racing_guesses_never_exceed_the_limit(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    import threading
+
+    with db.begin() as session:
+        created = services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("sms", "601000020")],
+            topics=["health"],
+            districts=["wola"],
+        )
+        point_id = created.subscriber.contact_points[0].id
+        code = created.codes[point_id]
+    results: list[CodeCheck] = []
+    lock = threading.Lock()
+
+    def guess(number: int) -> None:
+        wrong = f"{(int(code) + number) % 1_000_000:06d}"
+        with db.begin() as session:
+            point = session.get_one(ContactPoint, point_id)
+            outcome = check_code(
+                session=session, settings=settings, contact_point=point, code=wrong
+            )
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(1, 13)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db() as session:
+        stored = session.scalars(
+            select(VerificationCode).where(VerificationCode.contact_point_id == point_id)
+        ).one()
+        assert stored.attempts == settings.verification_max_attempts
+        assert stored.locked_at is not None
+    assert results.count(CodeCheck.WRONG) == settings.verification_max_attempts - 1
+    assert results.count(CodeCheck.LOCKED) == 12 - (settings.verification_max_attempts - 1)
+
+
+def test_codes_per_contact_point_are_capped(db: sessionmaker[Session], settings: Settings) -> None:
+    from broadcaster.errors import RateLimited
+
+    with db.begin() as session:
+        created = services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("sms", "601000021")],
+            topics=["health"],
+            districts=["wola"],
+        )
+        point = created.subscriber.contact_points[0]
+        for _ in range(settings.verification_codes_per_hour - 1):
+            issue_code(session=session, settings=settings, contact_point=point)
+        with pytest.raises(RateLimited):
+            issue_code(session=session, settings=settings, contact_point=point)
+
+
+def test_an_unproven_registration_does_not_hold_an_address_hostage(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    with db.begin() as session:
+        services.subscribe(
+            session=session,
+            settings=settings,
+            contacts=[("sms", "601000022")],
+            topics=["health"],
+            districts=["wola"],
+        )
+    with db.begin() as session:
+        owner = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000022")],
+            topics=["health"],
+            districts=["bemowo"],
+        )
+        assert owner.contact_points[0].verified_at is not None
+    with db() as session:
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(ContactPoint)
+                .where(ContactPoint.address == "+48601000022")
+            )
+            == 1
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"contacts": "601000001"}, "contacts"),
+        ({"contacts": [("sms",)]}, "contacts[0]"),
+        ({"contacts": [("sms", 601000001)]}, "contacts[0].address"),
+        ({"topics": "health"}, "topics"),
+        ({"districts": "wola"}, "districts"),
+    ],
+)
+def test_malformed_subscriptions_name_the_field(
+    db: sessionmaker[Session], settings: Settings, changes: dict[str, object], field: str
+) -> None:
+    request: dict[str, object] = {
+        "contacts": [("sms", "601000001")],
+        "topics": ["health"],
+        "districts": ["wola"],
+    }
+    request.update(changes)
+    with db.begin() as session, pytest.raises(InvalidInput) as caught:
+        services.subscribe(session=session, settings=settings, **request)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+def test_erasure_stops_pending_messages_and_forgets_provider_ids(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    from tests.integration.test_delivery import an_alert_id
+
+    with db.begin() as session:
+        person = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000023"), ("email", "z@example.com")],
+            topics=["health"],
+            districts=["wola"],
+        )
+        services.set_preferences(
+            session=session,
+            subscriber=person,
+            quiet_hours=services.parse_quiet_hours("22:00", "06:00"),
+        )
+        alert_id = an_alert_id(session, settings)
+        sms, email = person.contact_points
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "alert_id": alert_id,
+                    "subscriber_id": person.id,
+                    "contact_point_id": sms.id,
+                    "channel": "sms",
+                    "language": "pl",
+                    "status": DeliveryStatus.DELIVERED,
+                    "provider_id": "7074294081650000001",
+                },
+                {
+                    "alert_id": alert_id,
+                    "subscriber_id": person.id,
+                    "contact_point_id": email.id,
+                    "channel": "email",
+                    "language": "pl",
+                },
+            ],
+        )
+        person_id = person.id
+    with db.begin() as session:
+        services.erase_subscriber(session=session, subscriber_id=person_id, actor="system:test")
+    with db() as session:
+        rows = session.scalars(
+            select(Delivery).where(Delivery.subscriber_id == person_id).order_by(Delivery.id)
+        ).all()
+        assert [(r.status, r.provider_id, r.reason) for r in rows] == [
+            (DeliveryStatus.DELIVERED, None, None),
+            (DeliveryStatus.SUPPRESSED, None, "erased"),
+        ]
+        erased = session.get_one(Subscriber, person_id)
+        assert erased.erased_at is not None
+        assert (erased.quiet_from, erased.quiet_until, erased.test_audience) == (None, None, False)

@@ -169,7 +169,7 @@ def test_audience_streams_in_batches(
     with db.begin() as session:
         from broadcaster.population import seed_population
 
-        seed_population(connection=session.connection(), count=600, seed=7)
+        seed_population(session=session, count=600, seed=7)
         # Make every synthetic resident reachable for the topic and district under test.
         session.execute(
             update(ContactPoint).values(

@@ -12,6 +12,9 @@ ALLOWED = {
     (D.PENDING, E.SUPPRESS): D.SUPPRESSED,
     (D.SENT, E.DELIVERED): D.DELIVERED,
     (D.SENT, E.UNDELIVERED): D.FAILED,
+    # A report may overtake the worker recording the send.
+    (D.SENDING, E.DELIVERED): D.DELIVERED,
+    (D.SENDING, E.UNDELIVERED): D.FAILED,
 }
 
 

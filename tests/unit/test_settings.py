@@ -49,6 +49,10 @@ def test_settings_are_immutable() -> None:
         ({"WSP_SMTP_SECURITY": "ssl"}, "WSP_SMTP_SECURITY", "starttls"),
         ({"WSP_SMSAPI_URL": "http://127.0.0.1:9000/api"}, "WSP_SMSAPI_URL", "ending with '/'"),
         ({"DATABASE_URL": " sqlite:///x.db"}, "DATABASE_URL", "white space"),
+        ({"DATABASE_URL": "garbage"}, "DATABASE_URL", "not a database URL"),
+        ({"DATABASE_URL": "mysql://db/wsp"}, "DATABASE_URL", "sqlite or postgresql"),
+        ({"BROKER_URL": "http://broker"}, "BROKER_URL", "redis"),
+        ({"WSP_REDIS_URL": "127.0.0.1:6379"}, "WSP_REDIS_URL", "redis://"),
         ({"WSP_SECRET_KEY": "short"}, "WSP_SECRET_KEY", "at least 16"),
         (
             {"WSP_FCM_CREDENTIALS_FILE": "/nonexistent/sa.json"},
@@ -85,3 +89,10 @@ def test_production_refuses_development_secrets(tmp_path: Path) -> None:
     assert caught.value.variable == "WSP_SMSAPI_TOKEN"
     settings = load_settings({**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length"})
     assert settings.env is Environment.PRODUCTION
+
+
+def test_variables_of_the_cli_and_tests_are_not_typos() -> None:
+    settings = load_settings(
+        {"WSP_CLI_OPERATOR": "anna", "WSP_TEST_POSTGRES_URL": "postgresql://x/y"}
+    )
+    assert settings.env is Environment.DEVELOPMENT

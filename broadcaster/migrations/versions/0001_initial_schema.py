@@ -102,6 +102,8 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("submitted_by_id", sa.Integer(), nullable=True),
+        sa.Column("editor_ids", sa.JSON(), nullable=False),
         sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("approver_id", sa.Integer(), nullable=True),
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
@@ -139,6 +141,9 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["topic_id"], ["topics.id"], name=op.f("fk_alerts_topic_id_topics")
+        ),
+        sa.ForeignKeyConstraint(
+            ["submitted_by_id"], ["operators.id"], name=op.f("fk_alerts_submitted_by_id_operators")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
     )
@@ -247,6 +252,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=32), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
