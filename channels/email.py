@@ -1,0 +1,199 @@
+"""E-mail through SMTP with `aiosmtplib` (the only module that imports it).
+
+A small pool of connections is kept open across batches: a connection carries one
+message at a time, so parallelism is the number of connections. Each resident gets a
+message of their own (plain text and HTML), with a Message-ID stable per delivery (a
+retried message is recognisably the same one) and the RFC 8058 one-click unsubscribe
+headers. A connection the server dropped while idle is opened again and the message
+tried once more on it. 4xx answers and network errors are temporary, 5xx permanent;
+refusals are per recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import ClassVar
+
+import aiosmtplib
+
+from channels.interfaces import (
+    Channel,
+    ChannelConfigError,
+    DeliveryResult,
+    Failure,
+    Message,
+    Outcome,
+)
+
+SECURITY = ("none", "starttls", "tls")
+
+
+def classify_code(code: int, text: str = "") -> Failure:
+    """An SMTP reply code: 4xx temporary, 5xx permanent (RFC 5321 section 4.2.1)."""
+    return Failure(temporary=400 <= code < 500, code=f"smtp-{code}")
+
+
+def classify(error: BaseException) -> Failure:
+    """Every aiosmtplib error as a temporary or permanent failure, keeping the SMTP code."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        first = error.recipients[0] if error.recipients else None
+        return classify_code(first.code if first else 550)
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        # Our credentials, not the message: fixable, so worth retrying.
+        return Failure(temporary=True, code=f"smtp-auth-{error.code}")
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return classify_code(error.code, error.message)
+    if isinstance(error, aiosmtplib.SMTPServerDisconnected):
+        return Failure(temporary=True, code="disconnected")
+    if isinstance(error, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return Failure(temporary=True, code="timeout")
+    if isinstance(error, aiosmtplib.SMTPException | OSError):
+        return Failure(temporary=True, code="network")
+    raise error
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str
+    security: str = "none"
+    username: str = ""
+    password: str = ""
+    pool_size: int = 8
+    timeout: float = 30.0
+    # Extra CA bundle to trust (the sandbox's certificate).
+    ca_file: str | None = None
+
+
+class SmtpEmailChannel:
+    """E-mail: one message per recipient over a pool of reused SMTP connections."""
+
+    name: ClassVar[Channel] = Channel.EMAIL
+    max_batch: ClassVar[int] = 200
+
+    def __init__(self, config: SmtpConfig) -> None:
+        if config.security not in SECURITY:
+            raise ChannelConfigError("smtp_security", f"must be one of {', '.join(SECURITY)}")
+        try:
+            socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            raise ChannelConfigError(
+                "smtp_host", f"{config.host!r} cannot be resolved: {error}"
+            ) from None
+        address = parseaddr(config.sender)[1]
+        if "@" not in address:
+            raise ChannelConfigError("smtp_from", "must hold an e-mail address")
+        if not 1 <= config.pool_size <= 64:
+            raise ChannelConfigError("smtp_pool_size", "must be between 1 and 64")
+        self.config = config
+        self.domain = address.rsplit("@", 1)[1]
+        self.idle: asyncio.Queue[aiosmtplib.SMTP] | None = None
+        self.opened: list[aiosmtplib.SMTP] = []
+
+    def message_id(self, delivery_id: int) -> str:
+        return f"<delivery-{delivery_id}@{self.domain}>"
+
+    def compose(self, message: Message, now: datetime) -> EmailMessage:
+        mail = EmailMessage()
+        mail["From"] = self.config.sender
+        mail["To"] = message.address
+        mail["Subject"] = message.title
+        mail["Date"] = format_datetime(now)
+        mail["Message-ID"] = self.message_id(message.delivery_id)
+        mail["Auto-Submitted"] = "auto-generated"
+        if message.unsubscribe_url:
+            # RFC 8058: an HTTPS link that unsubscribes on a POST with this body, and the
+            # header that tells mail clients they may send it without asking.
+            mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        mail.set_content(message.text)
+        if message.html:
+            mail.add_alternative(message.html, subtype="html")
+        return mail
+
+    def _client(self) -> aiosmtplib.SMTP:
+        tls_context = None
+        if self.config.security != "none":
+            tls_context = ssl.create_default_context()
+            if self.config.ca_file:
+                tls_context.load_verify_locations(self.config.ca_file)
+        return aiosmtplib.SMTP(
+            hostname=self.config.host,
+            port=self.config.port,
+            use_tls=self.config.security == "tls",
+            start_tls=self.config.security == "starttls",
+            tls_context=tls_context,
+            timeout=self.config.timeout,
+        )
+
+    async def _connect(self, client: aiosmtplib.SMTP) -> None:
+        await client.connect()
+        if self.config.username:
+            await client.login(self.config.username, self.config.password)
+
+    def _pool(self) -> asyncio.Queue[aiosmtplib.SMTP]:
+        if self.idle is None:
+            self.idle = asyncio.Queue()
+            for _ in range(self.config.pool_size):
+                client = self._client()
+                self.opened.append(client)
+                self.idle.put_nowait(client)
+        return self.idle
+
+    async def send_batch(self, messages: Sequence[Message]) -> list[DeliveryResult]:
+        now = datetime.now(UTC)
+        pool = self._pool()
+
+        async def one(message: Message) -> DeliveryResult:
+            client = await pool.get()
+            try:
+                return await self._send(client, message, now)
+            finally:
+                pool.put_nowait(client)
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+    async def _send(
+        self, client: aiosmtplib.SMTP, message: Message, now: datetime
+    ) -> DeliveryResult:
+        mail = self.compose(message, now)
+        for attempt in (1, 2):
+            try:
+                if not client.is_connected:
+                    await self._connect(client)
+                refused, _ = await client.send_message(mail)
+            except aiosmtplib.SMTPServerDisconnected as error:
+                # Dropped while idle: open it again and try this message once more.
+                client.close()
+                if attempt == 2:
+                    return classify(error).result(message.delivery_id)
+                continue
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+                if not isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+                    client.close()  # start the next message on a clean connection
+                return classify(error).result(message.delivery_id)
+            if message.address in refused:
+                code, text = refused[message.address]
+                return classify_code(code, text).result(message.delivery_id)
+            return DeliveryResult(
+                message.delivery_id, Outcome.SENT, provider_id=self.message_id(message.delivery_id)
+            )
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        for client in self.opened:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+        self.opened.clear()
+        self.idle = None

@@ -1,0 +1,103 @@
+"""What every sandbox provider shares: faults to inject and a record of what arrived."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class Faults:
+    """Misbehaviour on request. Rates are fractions of requests (or recipients) from 0 to 1."""
+
+    # Requests answered with a server error (HTTP 500/503, SMTP 451).
+    error_rate: float = 0.0
+    # Requests answered 429 with Retry-After (SMTP: 421 "try later").
+    throttle_rate: float = 0.0
+    retry_after: float = 1.0
+    # Added to every answer.
+    latency_ms: float = 0.0
+    # Addresses the provider refuses for good: invalid numbers, dead tokens, unknown mailboxes.
+    refused: set[str] = field(default_factory=set)
+    # Numbers whose delivery report says undelivered.
+    undelivered: set[str] = field(default_factory=set)
+
+    def update(self, values: dict[str, Any]) -> None:
+        names = {f.name for f in fields(self)}
+        for key, value in values.items():
+            if key not in names:
+                raise ValueError(f"unknown fault {key!r}; known: {sorted(names)}")
+            setattr(self, key, set(value) if key in {"refused", "undelivered"} else float(value))
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["refused"] = sorted(self.refused)
+        data["undelivered"] = sorted(self.undelivered)
+        return data
+
+
+class Recorder:
+    """Thread-safe record of accepted messages, counted per address."""
+
+    def __init__(self, keep: int = 2000, seed: int | None = None) -> None:
+        self.lock = threading.Lock()
+        self.faults = Faults()
+        self.random = random.Random(seed)  # noqa: S311 - fault injection, not secrets
+        self.keep = keep
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = 0
+            self.accepted = 0
+            self.refused = 0
+            self.errors = 0
+            self.throttled = 0
+            self.per_address: Counter[str] = Counter()
+            self.recent: deque[dict[str, Any]] = deque(maxlen=self.keep)
+            self.faults = Faults()
+
+    def roll(self, rate: float) -> bool:
+        return rate > 0 and self.random.random() < rate
+
+    def request(self) -> str | None:
+        """Count a request; return 'error' or 'throttle' when a fault hits it."""
+        with self.lock:
+            self.requests += 1
+            if self.roll(self.faults.throttle_rate):
+                self.throttled += 1
+                return "throttle"
+            if self.roll(self.faults.error_rate):
+                self.errors += 1
+                return "error"
+        return None
+
+    def accept(self, address: str, record: dict[str, Any]) -> None:
+        with self.lock:
+            self.accepted += 1
+            self.per_address[address] += 1
+            self.recent.append({"address": address, "at": time.time(), **record})
+
+    def refuse(self, count: int = 1) -> None:
+        with self.lock:
+            self.refused += count
+
+    def counts(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "accepted": self.accepted,
+                "refused": self.refused,
+                "errors": self.errors,
+                "throttled": self.throttled,
+                "addresses": len(self.per_address),
+                "duplicates": sum(n - 1 for n in self.per_address.values() if n > 1),
+            }
+
+    def messages(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.recent)[-limit:]

@@ -1,0 +1,105 @@
+"""An SMTP sink (aiosmtpd) that records what it accepts and misbehaves on request.
+
+Speaks STARTTLS (with the sandbox's certificate) and AUTH PLAIN/LOGIN when given
+credentials; refuses recipients in `faults.refused` with 550 (a hard bounce), answers 451
+("try again later") to a share of messages (`error_rate`), 421 to a share of recipients
+(`throttle_rate`), and drops idle connections after `idle_timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import ssl
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from channels.sandbox.common import Recorder
+
+
+class SmtpSink:
+    """The aiosmtpd handler, and a factory of SMTP protocols for `loop.create_server`."""
+
+    def __init__(
+        self,
+        *,
+        username: str = "",
+        password: str = "",
+        tls_context: ssl.SSLContext | None = None,
+        idle_timeout: float = 300,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.tls_context = tls_context
+        self.idle_timeout = idle_timeout
+        self.recorder = Recorder()
+
+    def reset(self) -> None:
+        self.recorder.reset()
+
+    def counts(self) -> dict[str, Any]:
+        return self.recorder.counts()
+
+    def protocol(self) -> SMTP:
+        return SMTP(
+            self,
+            hostname="sandbox.smtp.local",
+            tls_context=self.tls_context,
+            timeout=self.idle_timeout,
+            auth_required=bool(self.username),
+            auth_require_tls=False,
+            authenticator=self._authenticate if self.username else None,
+            enable_SMTPUTF8=True,
+        )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword) and (
+            data.login.decode() == self.username and data.password.decode() == self.password
+        ):
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        faults = self.recorder.faults
+        if address.lower() in faults.refused:
+            self.recorder.refuse()
+            return "550 5.1.1 No such user here"
+        if self.recorder.roll(faults.throttle_rate):
+            with self.recorder.lock:
+                self.recorder.throttled += 1
+            return "421 4.7.0 Too many messages, slow down"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        fault = self.recorder.request()
+        if fault is not None:
+            return "451 4.3.0 Temporary failure, try again later"
+        raw = (
+            envelope.content
+            if isinstance(envelope.content, bytes)
+            else str(envelope.content).encode()
+        )
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        record = {
+            "message_id": parsed["Message-ID"],
+            "subject": parsed["Subject"],
+            "from": parsed["From"],
+            "list_unsubscribe": parsed["List-Unsubscribe"],
+            "list_unsubscribe_post": parsed["List-Unsubscribe-Post"],
+            "parts": [part.get_content_type() for part in parsed.walk() if not part.is_multipart()],
+        }
+        for recipient in envelope.rcpt_tos:
+            self.recorder.accept(recipient.lower(), {**record, "raw": raw.decode(errors="replace")})
+        return "250 Message accepted for delivery"
