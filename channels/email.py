@@ -12,6 +12,7 @@ refusals are per recipient.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Sequence
@@ -97,6 +98,9 @@ class SmtpEmailChannel:
         self.domain = address.rsplit("@", 1)[1]
         self.idle: asyncio.Queue[aiosmtplib.SMTP] | None = None
         self.opened: list[aiosmtplib.SMTP] = []
+        # The latest transport of each connection, so that closing leaves none half-closed
+        # (a TLS transport the server dropped can linger "closing" otherwise).
+        self.transports: dict[int, asyncio.BaseTransport] = {}
 
     def message_id(self, delivery_id: int) -> str:
         return f"<delivery-{delivery_id}@{self.domain}>"
@@ -135,7 +139,12 @@ class SmtpEmailChannel:
         )
 
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
+        previous = self.transports.pop(id(client), None)
+        if previous is not None:
+            abort(previous)  # what is left of the connection this one replaces
         await client.connect()
+        if client.transport is not None:
+            self.transports[id(client)] = client.transport
         if self.config.username:
             await client.login(self.config.username, self.config.password)
 
@@ -168,18 +177,26 @@ class SmtpEmailChannel:
         for attempt in (1, 2):
             try:
                 if not client.is_connected:
+                    _drop(client)  # whatever is left of a connection the server closed
                     await self._connect(client)
                 refused, _ = await client.send_message(mail)
             except aiosmtplib.SMTPServerDisconnected as error:
                 # Dropped while idle: open it again and try this message once more.
-                client.close()
+                _drop(client)
                 if attempt == 2:
                     return classify(error).result(message.delivery_id)
                 continue
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-                if not isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-                    client.close()  # start the next message on a clean connection
-                return classify(error).result(message.delivery_id)
+                failure = classify(error)
+                # After a refusal aiosmtplib has reset the envelope and the connection
+                # serves the next message; after a network error, or a 421 (the server
+                # is closing the channel, RFC 5321 section 3.8), it starts afresh.
+                refusal = isinstance(
+                    error, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused
+                )
+                if not refusal or failure.code == "smtp-421":
+                    _drop(client)
+                return failure.result(message.delivery_id)
             if message.address in refused:
                 code, text = refused[message.address]
                 return classify_code(code, text).result(message.delivery_id)
@@ -190,10 +207,34 @@ class SmtpEmailChannel:
 
     async def aclose(self) -> None:
         for client in self.opened:
-            if client.is_connected:
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError):
-                    client.close()
+            if not client.is_connected:
+                _drop(client)
+                continue
+            transport = client.transport
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+            if transport is not None:
+                # After QUIT nothing more is owed: do not wait on a TLS goodbye.
+                abort(transport)
+        for transport in self.transports.values():
+            abort(transport)
+        self.transports.clear()
         self.opened.clear()
         self.idle = None
+        for _ in range(3):
+            await asyncio.sleep(0)  # let the aborted transports finish in this loop
+
+
+def _drop(client: aiosmtplib.SMTP) -> None:
+    """Forget a broken connection at once: abort, not close, since a TLS close would wait
+    for a goodbye from a peer that is already gone."""
+    if client.transport is not None:
+        abort(client.transport)
+    client.close()
+
+
+def abort(transport: asyncio.BaseTransport) -> None:
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    else:
+        transport.close()

@@ -196,6 +196,9 @@ class SandboxServer:
         if self._smtp_server is not None:
             self._smtp_server.close()
             await self._smtp_server.wait_closed()
+        if self.smtp is not None:
+            self.smtp.abort_connections()
+        await asyncio.sleep(0.05)  # let aborted transports finish in this loop
 
     # -- control API -----------------------------------------------------------------
 

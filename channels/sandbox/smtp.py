@@ -8,7 +8,9 @@ credentials; refuses recipients in `faults.refused` with 550 (a hard bounce), an
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import weakref
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -34,6 +36,7 @@ class SmtpSink:
         self.tls_context = tls_context
         self.idle_timeout = idle_timeout
         self.recorder = Recorder()
+        self.connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def reset(self) -> None:
         self.recorder.reset()
@@ -42,16 +45,26 @@ class SmtpSink:
         return self.recorder.counts()
 
     def protocol(self) -> SMTP:
-        return SMTP(
+        connection = SMTP(
             self,
             hostname="sandbox.smtp.local",
             tls_context=self.tls_context,
             timeout=self.idle_timeout,
             auth_required=bool(self.username),
-            auth_require_tls=False,
+            # Credentials only ever cross an encrypted connection when TLS is on offer.
+            auth_require_tls=self.tls_context is not None,
             authenticator=self._authenticate if self.username else None,
             enable_SMTPUTF8=True,
         )
+        self.connections.add(connection)
+        return connection
+
+    def abort_connections(self) -> None:
+        """On shutdown: end every connection now rather than wait for TLS goodbyes."""
+        for connection in list(self.connections):
+            transport = connection.transport
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
