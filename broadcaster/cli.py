@@ -7,12 +7,15 @@ already cancelled, expired, ...); 1 anything else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +36,7 @@ from broadcaster.errors import (
 )
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
+from channels.sandbox.server import SandboxServer
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 EXIT_CODES: dict[type[BroadcasterError], int] = {
@@ -418,3 +422,67 @@ def demo(app: App, count: int, as_json: bool) -> None:
         click.echo(f"audit trail: {report.audit}")
     if not report.audit_intact:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--smsapi-port", type=click.IntRange(0, 65535), default=9001, show_default=True)
+@click.option(
+    "--fcm-port",
+    type=click.IntRange(0, 65535),
+    default=9443,
+    show_default=True,
+    help="FCM over TLS (HTTP/2).",
+)
+@click.option("--fcm-plain-port", type=click.IntRange(0, 65535), default=9080, show_default=True)
+@click.option("--smtp-port", type=click.IntRange(0, 65535), default=2525, show_default=True)
+@click.option("--receipt-url", help="Where SMSAPI delivery reports are called back.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the settings that point at the sandbox to this file.",
+)
+@pass_app
+def sandbox(
+    app: App,
+    host: str,
+    smsapi_port: int,
+    fcm_port: int,
+    fcm_plain_port: int,
+    smtp_port: int,
+    receipt_url: str | None,
+    env_file: Path | None,
+) -> None:
+    """Run the loopback SMSAPI, FCM and SMTP sandboxes until interrupted (Ctrl-C)."""
+    server = SandboxServer(
+        directory=app.settings.data_dir / "sandbox",
+        host=host,
+        smsapi_port=smsapi_port,
+        fcm_port=fcm_port,
+        fcm_plain_port=fcm_plain_port,
+        smtp_port=smtp_port,
+        receipt_url=receipt_url,
+    )
+
+    async def run() -> None:
+        endpoints = await server.start()
+        environment = endpoints.environment()
+        lines = [f"export {name}={value}" for name, value in environment.items()]
+        if env_file is not None:
+            env_file.write_text("\n".join(lines) + "\n")
+        click.echo(f"SMSAPI  {endpoints.smsapi_url}sms.do")
+        click.echo(f"FCM     {endpoints.fcm_url} (TLS, HTTP/2), {endpoints.fcm_plain_url} (plain)")
+        click.echo(f"SMTP    {endpoints.host}:{endpoints.smtp_port} (STARTTLS)")
+        click.echo(
+            f"control {endpoints.control_url}/{{smsapi,fcm,smtp}}/{{counts,messages,faults,reset}}"
+        )
+        click.echo("settings that point the system at the sandbox:")
+        click.echo("\n".join(lines))
+        click.echo("sandbox ready", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

@@ -40,6 +40,11 @@ class SmtpSecurity(StrEnum):
     TLS = "tls"
 
 
+class FcmTransport(StrEnum):
+    AIOHTTP = "aiohttp"
+    LIBRARY = "library"
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
 
@@ -78,10 +83,17 @@ class Settings(BaseModel):
     smsapi_url: str = "https://api.smsapi.pl/"
     smsapi_sender: str = Field(default="Warszawa", min_length=1, max_length=11)
     sms_max_parts: int = Field(default=3, ge=1, le=10)
+    # Where SMSAPI sends delivery reports; empty: the account's default callback.
+    smsapi_notify_url: str = ""
 
     # Firebase Cloud Messaging
     fcm_credentials_file: Path | None = None
     fcm_project_id: str = ""
+    # Base URL of the FCM API; empty: Google's. The sandbox sets its own.
+    fcm_endpoint: str = ""
+    fcm_transport: FcmTransport = FcmTransport.AIOHTTP
+    # An extra CA bundle to trust for FCM and SMTP (the sandbox's certificate authority).
+    fcm_ca_file: Path | None = None
 
     # SMTP
     smtp_host: str = "127.0.0.1"
@@ -91,8 +103,17 @@ class Settings(BaseModel):
     smtp_password: str = ""
     smtp_from: str = "Powiadomienia Warszawa <powiadomienia@um.warszawa.pl>"
     smtp_pool_size: int = Field(default=8, ge=1, le=64)
+    smtp_ca_file: Path | None = None
 
-    @field_validator("database_url", "broker_url", "redis_url", "smsapi_url", "public_base_url")
+    @field_validator(
+        "database_url",
+        "broker_url",
+        "redis_url",
+        "smsapi_url",
+        "public_base_url",
+        "fcm_endpoint",
+        "smsapi_notify_url",
+    )
     @classmethod
     def _no_surrounding_space(cls, value: str) -> str:
         if value != value.strip():
@@ -133,6 +154,13 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL ending with '/'")
         return value
 
+    @field_validator("fcm_endpoint", "smsapi_notify_url")
+    @classmethod
+    def _optional_url_shape(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _public_url_shape(cls, value: str) -> str:
@@ -140,7 +168,7 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
-    @field_validator("fcm_credentials_file")
+    @field_validator("fcm_credentials_file", "fcm_ca_file", "smtp_ca_file")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is None:

@@ -102,7 +102,7 @@ class SandboxServer:
         receipt_url: str | None = None,
         smtp_idle_timeout: float = 300,
     ) -> None:
-        self.directory = directory
+        self.directory = directory.resolve()
         self.host = host
         self.ports = {
             "smsapi": smsapi_port,

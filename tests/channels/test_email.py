@@ -16,9 +16,13 @@ from tests.channels.conftest import Sandbox
 
 def config(sandbox: Sandbox, **changes: object) -> SmtpConfig:
     fields: dict[str, object] = {
-        "host": "127.0.0.1", "port": sandbox.endpoints.smtp_port, "security": "starttls",
-        "sender": "Powiadomienia Warszawa <powiadomienia@um.warszawa.pl>", "pool_size": 3,
-        "ca_file": sandbox.endpoints.ca_file, "timeout": 5.0,
+        "host": "127.0.0.1",
+        "port": sandbox.endpoints.smtp_port,
+        "security": "starttls",
+        "sender": "Powiadomienia Warszawa <powiadomienia@um.warszawa.pl>",
+        "pool_size": 3,
+        "ca_file": sandbox.endpoints.ca_file,
+        "timeout": 5.0,
     }
     fields.update(changes)
     return SmtpConfig(**fields)  # type: ignore[arg-type]
@@ -27,16 +31,32 @@ def config(sandbox: Sandbox, **changes: object) -> SmtpConfig:
 def mail(n: int, address: str | None = None) -> Message:
     from datetime import UTC, datetime
 
-    variant = render_email(AlertText(language="pl", title="Burza <b>", body="Silne burze & grad.",
-                                     severity="Severe", topic="Ostrzeżenia", area="Wola",
-                                     expires_at=datetime.now(UTC)))
+    variant = render_email(
+        AlertText(
+            language="pl",
+            title="Burza <b>",
+            body="Silne burze & grad.",
+            severity="Severe",
+            topic="Ostrzeżenia",
+            area="Wola",
+            expires_at=datetime.now(UTC),
+        )
+    )
     url = f"https://powiadomienia.um.warszawa.pl/u/{n}?sig=abc"
     text, html = variant.for_recipient(url)
-    return Message(delivery_id=n, address=address or f"resident{n}@example.com", text=text,
-                   title=variant.subject, html=html, unsubscribe_url=url)
+    return Message(
+        delivery_id=n,
+        address=address or f"resident{n}@example.com",
+        text=text,
+        title=variant.subject,
+        html=html,
+        unsubscribe_url=url,
+    )
 
 
-async def _send_rounds(cfg: SmtpConfig, rounds: list[list[Message]], pause: float = 0) -> list[DeliveryResult]:
+async def _send_rounds(
+    cfg: SmtpConfig, rounds: list[list[Message]], pause: float = 0
+) -> list[DeliveryResult]:
     channel = SmtpEmailChannel(cfg)
     results: list[DeliveryResult] = []
     try:
@@ -113,10 +133,16 @@ def test_plain_smtp_and_a_dead_server(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     ("changes", "setting"),
-    [({"host": "no-such-host.invalid"}, "smtp_host"), ({"security": "ssl"}, "smtp_security"),
-     ({"sender": "Powiadomienia"}, "smtp_from"), ({"pool_size": 0}, "smtp_pool_size")],
+    [
+        ({"host": "no-such-host.invalid"}, "smtp_host"),
+        ({"security": "ssl"}, "smtp_security"),
+        ({"sender": "Powiadomienia"}, "smtp_from"),
+        ({"pool_size": 0}, "smtp_pool_size"),
+    ],
 )
-def test_bad_configuration_names_the_setting(sandbox: Sandbox, changes: dict[str, object], setting: str) -> None:
+def test_bad_configuration_names_the_setting(
+    sandbox: Sandbox, changes: dict[str, object], setting: str
+) -> None:
     with pytest.raises(ChannelConfigError) as caught:
         SmtpEmailChannel(config(sandbox, **changes))
     assert caught.value.setting == setting
@@ -141,7 +167,9 @@ def test_auth_from_settings_over_starttls(sandbox: Sandbox) -> None:
     async def run(password: str) -> list[DeliveryResult]:
         server = await asyncio.get_running_loop().create_server(sink.protocol, "127.0.0.1", port)
         try:
-            cfg = config(sandbox, port=port, username="broadcaster", password=password, ca_file=str(ca_file))
+            cfg = config(
+                sandbox, port=port, username="broadcaster", password=password, ca_file=str(ca_file)
+            )
             return await _send_rounds(cfg, [[mail(80)]])
         finally:
             server.close()

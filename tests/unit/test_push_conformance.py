@@ -22,8 +22,11 @@ def test_the_pinned_release() -> None:
 
 @pytest.fixture
 def service() -> object:
-    app = firebase_admin.initialize_app(AnonymousCredentials(), {"projectId": "conformance"},  # type: ignore[arg-type]
-                                        name="conformance")
+    app = firebase_admin.initialize_app(
+        AnonymousCredentials(),
+        {"projectId": "conformance"},  # type: ignore[arg-type]
+        name="conformance",
+    )
     try:
         yield messaging._get_messaging_service(app)
     finally:
@@ -31,7 +34,10 @@ def service() -> object:
 
 
 def test_the_service_and_its_url(service: object) -> None:
-    assert messaging._MessagingService.FCM_URL == "https://fcm.googleapis.com/v1/projects/{0}/messages:send"
+    assert (
+        messaging._MessagingService.FCM_URL
+        == "https://fcm.googleapis.com/v1/projects/{0}/messages:send"
+    )
     assert service._fcm_url == "https://fcm.googleapis.com/v1/projects/conformance/messages:send"  # type: ignore[attr-defined]
     headers = service._fcm_headers  # type: ignore[attr-defined]
     assert headers["X-GOOG-API-FORMAT-VERSION"] == "2"
@@ -42,11 +48,17 @@ def test_the_service_and_its_url(service: object) -> None:
 def test_encode_message_gives_the_v1_body(service: object) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
-        message = messaging.Message(token="t" * 40, notification=messaging.Notification(title="a", body="b"),
-                                    android=messaging.AndroidConfig(priority="high"))
+        message = messaging.Message(
+            token="t" * 40,
+            notification=messaging.Notification(title="a", body="b"),
+            android=messaging.AndroidConfig(priority="high"),
+        )
     encoded = service.encode_message(message)  # type: ignore[attr-defined]
-    assert encoded == {"token": "t" * 40, "notification": {"title": "a", "body": "b"},
-                       "android": {"priority": "high"}}
+    assert encoded == {
+        "token": "t" * 40,
+        "notification": {"title": "a", "body": "b"},
+        "android": {"priority": "high"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -62,17 +74,31 @@ def test_encode_message_gives_the_v1_body(service: object) -> None:
 def test_the_error_handler_maps_answers_like_the_library(
     service: object, status: int, error_code: str | None, expected: type[Exception]
 ) -> None:
-    names = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-             429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+    names = {
+        400: "INVALID_ARGUMENT",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        503: "UNAVAILABLE",
+    }
     error: dict[str, object] = {"code": status, "message": "x", "status": names[status]}
     if error_code:
-        error["details"] = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-                             "errorCode": error_code}]
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                "errorCode": error_code,
+            }
+        ]
     request = httpx.Request("POST", "https://fcm.example/send")
-    response = httpx.Response(status, headers=[("Retry-After", "5")],
-                              content=json.dumps({"error": error}).encode(), request=request)
+    response = httpx.Response(
+        status,
+        headers=[("Retry-After", "5")],
+        content=json.dumps({"error": error}).encode(),
+        request=request,
+    )
     mapped = service._handle_fcm_httpx_error(  # type: ignore[attr-defined]
-        httpx.HTTPStatusError("x", request=request, response=response))
+        httpx.HTTPStatusError("x", request=request, response=response)
+    )
     assert type(mapped) is expected
     assert mapped.http_response.headers["Retry-After"] == "5"
 
