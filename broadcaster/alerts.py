@@ -88,6 +88,7 @@ class AlertDraft:
     districts: Sequence[str] = ()
     whole_city: bool = False
     cap_status: str = CapStatus.ACTUAL
+    transliterate_sms: bool = False
     send_at: datetime | None = None
     expires_at: datetime | None = None
 
@@ -101,6 +102,7 @@ class _Checked:
     urgency: Urgency
     cap_status: CapStatus
     channels: list[str]
+    transliterate_sms: bool
     contents: dict[str, tuple[str, str]]
     send_at: datetime | None
     expires_at: datetime
@@ -207,6 +209,7 @@ def _check_draft(
         urgency=urgency,
         cap_status=cap_status,
         channels=channels,
+        transliterate_sms=bool(draft.transliterate_sms),
         contents=contents,
         send_at=send_at,
         expires_at=expires_at,
@@ -217,6 +220,7 @@ def _check_draft(
             "urgency": urgency.value,
             "cap_status": cap_status.value,
             "channels": channels,
+            "transliterate_sms": bool(draft.transliterate_sms),
             "languages": sorted(contents),
             "send_at": send_at.isoformat() if send_at else None,
             "expires_at": expires_at.isoformat(),
@@ -231,6 +235,7 @@ def _apply(alert: Alert, checked: _Checked, session: Session) -> None:
     alert.urgency = checked.urgency
     alert.cap_status = checked.cap_status
     alert.channels = checked.channels
+    alert.transliterate_sms = checked.transliterate_sms
     alert.send_at = checked.send_at
     alert.expires_at = checked.expires_at
     alert.contents = [
@@ -465,6 +470,7 @@ def describe_alert(alert: Alert) -> dict[str, Any]:
         "urgency": alert.urgency,
         "cap_status": alert.cap_status,
         "channels": list(alert.channels),
+        "transliterate_sms": alert.transliterate_sms,
         "contents": {c.language: {"title": c.title, "body": c.body} for c in alert.contents},
         "author_id": alert.author_id,
         "approver_id": alert.approver_id,

@@ -34,6 +34,7 @@ from broadcaster.errors import (
     NotFound,
     RateLimited,
 )
+from broadcaster.messages import preview_alert
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
 from channels.sandbox.server import SandboxServer
@@ -234,6 +235,11 @@ def _as_option(function: Any) -> Any:
     "--send-at", type=WarsawTime(), help="Send no earlier than this (default: on approval)."
 )
 @click.option("--expires-at", type=WarsawTime(), help="Stop trying after this.")
+@click.option(
+    "--transliterate-sms",
+    is_flag=True,
+    help="Spell Polish and Ukrainian letters in GSM-7: 160 characters a part, not 70.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def alert_create(app: App, /, username: str, **options: Any) -> None:
@@ -256,6 +262,7 @@ def alert_create(app: App, /, username: str, **options: Any) -> None:
         urgency=options["urgency"],
         channels=options["channels"],
         cap_status=options["cap_status"],
+        transliterate_sms=options["transliterate_sms"],
         contents=contents,
         send_at=options["send_at"],
         expires_at=options["expires_at"],
@@ -353,6 +360,41 @@ def alert_show(app: App, alert_id: int, as_json: bool) -> None:
     )
     if view["status_reason"]:
         click.echo(f"  reason: {view['status_reason']}")
+
+
+@alert.command("preview")
+@click.argument("alert_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def alert_preview(app: App, alert_id: int, as_json: bool) -> None:
+    """Every message variant, as residents will see it, with SMS encoding and parts."""
+    with app.transaction() as session:
+        found = alerts.get_alert(session=session, alert_id=alert_id)
+        view = preview_alert(session=session, alert=found)
+    if as_json:
+        _echo_json(view)
+        return
+    for language, variant in view["variants"].items():
+        if "sms" in variant:
+            sms = variant["sms"]
+            click.echo(
+                f"[{language}] SMS  {sms['characters']} characters, {sms['encoding']}, "
+                f"{sms['parts']} part(s) x {sms['recipients']} = {sms['total_parts']} parts"
+            )
+            click.echo(f"       {sms['text']}")
+        if "push" in variant:
+            push = variant["push"]
+            click.echo(
+                f"[{language}] push {push['title']} | {push['body']} ({push['recipients']} devices)"
+            )
+        if "email" in variant:
+            email = variant["email"]
+            click.echo(f"[{language}] mail {email['subject']} ({email['recipients']} addresses)")
+    totals = view["sms"]
+    suffix = " (transliterated)" if totals["transliterated"] else ""
+    click.echo(
+        f"SMS in all: {totals['recipients']} recipients, {totals['total_parts']} parts{suffix}"
+    )
 
 
 @main.group(cls=BroadcasterGroup, name="audit")

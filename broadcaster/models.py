@@ -173,6 +173,8 @@ class Alert(Base):
         enum_column(CapStatus, 10), default=CapStatus.ACTUAL
     )
     channels: Mapped[list[str]] = mapped_column(JSON)
+    # Send SMS with Polish and Ukrainian letters spelt in GSM-7 (cheaper, longer parts).
+    transliterate_sms: Mapped[bool] = mapped_column(Boolean, default=False)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

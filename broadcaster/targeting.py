@@ -95,3 +95,14 @@ def count_audience(*, session: Session, alert: Alert) -> dict[str, int]:
     inner = audience_query(alert).subquery()
     rows = session.execute(select(inner.c.channel, func.count()).group_by(inner.c.channel)).all()
     return {channel: count for channel, count in rows}
+
+
+def count_audience_by_language(*, session: Session, alert: Alert) -> dict[tuple[str, str], int]:
+    """How many contact points the alert reaches, per (channel, language)."""
+    inner = audience_query(alert).subquery()
+    rows = session.execute(
+        select(inner.c.channel, inner.c.language, func.count()).group_by(
+            inner.c.channel, inner.c.language
+        )
+    ).all()
+    return {(channel, language): count for channel, language, count in rows}

@@ -86,6 +86,11 @@ def test_the_whole_lifecycle_from_the_command_line(cli: Cli) -> None:
     assert "[pl] Ostrzeżenie: burze" in human
     assert "audience: " in human
 
+    preview = cli("alert", "preview", alert_id).output
+    assert "[pl] SMS " in preview
+    assert "SMS in all: " in preview
+    as_json = json.loads(cli("alert", "preview", alert_id, "--json").output)
+    assert as_json["sms"]["recipients"] == shown["audience"].get("sms", 0)
     assert (
         "cancelled"
         in cli("alert", "cancel", alert_id, "--as", "anna", "--reason", "storm passed").output

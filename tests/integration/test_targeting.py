@@ -225,3 +225,54 @@ def test_audience_carries_language_and_quiet_hours(
             "22:00:00",
             "07:00:00",
         )
+
+
+def test_the_preview_shows_every_variant_with_sms_parts(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    from broadcaster.messages import preview_alert
+
+    long_polish = (
+        "Ostrzeżenie przed burzami z gradem. Zostań w domu, zabezpiecz balkon, "
+        "nie parkuj pod drzewami."
+    )
+    with db.begin() as session:
+        for n, language in enumerate(["pl", "pl", "uk"]):
+            add_resident(
+                session,
+                settings,
+                contacts=[("sms", f"60100005{n}"), ("email", f"p{n}@example.com")],
+                topics=["weather-warning"],
+                districts=["wola"],
+                language=language,
+            )
+        alert = make_alert(
+            session,
+            settings,
+            staff,
+            districts=["wola"],
+            channels=["sms", "email"],
+            contents={"pl": ("Burza", long_polish)},
+        )
+        preview = preview_alert(session=session, alert=alert)
+        plain = make_alert(
+            session,
+            settings,
+            staff,
+            districts=["wola"],
+            channels=["sms"],
+            contents={"pl": ("Burza", long_polish)},
+            transliterate_sms=True,
+        )
+        transliterated = preview_alert(session=session, alert=plain)
+    pl_sms = preview["variants"]["pl"]["sms"]
+    assert (pl_sms["encoding"], pl_sms["parts"], pl_sms["recipients"]) == ("UCS-2", 2, 2)
+    assert pl_sms["characters"] == len(f"Burza: {long_polish}")
+    # Ukrainian readers get the Polish text (no translation) under Ukrainian labels.
+    assert preview["variants"]["uk"]["sms"]["recipients"] == 1
+    assert preview["variants"]["uk"]["email"]["subject"] == "Попередження: Burza"
+    assert preview["sms"] == {"recipients": 3, "total_parts": 6, "transliterated": False}
+    assert preview["audience"] == {"sms": 3, "email": 3}
+    gsm = transliterated["variants"]["pl"]["sms"]
+    assert (gsm["encoding"], gsm["parts"]) == ("GSM-7", 1)
+    assert transliterated["sms"]["total_parts"] == 3

@@ -98,6 +98,7 @@ def upgrade() -> None:
         sa.Column("urgency", sa.String(length=10), nullable=False),
         sa.Column("cap_status", sa.String(length=10), nullable=False),
         sa.Column("channels", sa.JSON(), nullable=False),
+        sa.Column("transliterate_sms", sa.Boolean(), nullable=False),
         sa.Column("send_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,92 @@
+"""An alert's messages: what each language and channel variant says, and the preview an
+approver sees before saying yes (SMS characters, encoding, parts, total parts).
+
+Variants are rendered here once per (alert, language, channel); templates/ does the
+rendering, this module only hands it plain data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from broadcaster.models import Alert, CapStatus, Language
+from broadcaster.targeting import count_audience_by_language
+from channels import Channel
+from templates.renderer import AlertText, render_email, render_push, render_sms
+
+WHOLE_CITY = {"pl": "cała Warszawa", "en": "all of Warsaw", "uk": "уся Варшава"}
+
+
+def alert_text(alert: Alert, language: str) -> AlertText:
+    """The plain data the templates need for `alert` in `language` (Polish text when the
+    alert has no translation, but labels in the resident's language)."""
+    content = alert.content_for(language)
+    topic = alert.topic
+    topic_names = {"pl": topic.name_pl, "en": topic.name_en, "uk": topic.name_uk}
+    area = (
+        WHOLE_CITY.get(language, WHOLE_CITY["pl"])
+        if alert.whole_city
+        else ", ".join(district.name for district in alert.districts)
+    )
+    return AlertText(
+        language=language,
+        title=content.title,
+        body=content.body,
+        severity=alert.severity.value,
+        topic=topic_names.get(language, topic.name_pl),
+        area=area,
+        expires_at=alert.expires_at,
+        exercise=alert.cap_status is not CapStatus.ACTUAL,
+        transliterate_sms=alert.transliterate_sms,
+    )
+
+
+def preview_alert(*, session: Session, alert: Alert) -> dict[str, Any]:
+    """Every variant the alert will send, and who receives which, before approval."""
+    audience = count_audience_by_language(session=session, alert=alert)
+    languages = sorted({language for _, language in audience} | {Language.PL.value})
+    variants: dict[str, Any] = {}
+    total_sms = total_parts = 0
+    for language in languages:
+        text = alert_text(alert, language)
+        entry: dict[str, Any] = {}
+        if Channel.SMS in alert.channels:
+            sms = render_sms(text)
+            recipients = audience.get((Channel.SMS.value, language), 0)
+            entry["sms"] = {
+                "text": sms.text,
+                **sms.shape.as_dict(),
+                "recipients": recipients,
+                "total_parts": sms.shape.parts * recipients,
+            }
+            total_sms += recipients
+            total_parts += sms.shape.parts * recipients
+        if Channel.PUSH in alert.channels:
+            push = render_push(text)
+            entry["push"] = {
+                "title": push.title,
+                "body": push.body,
+                "recipients": audience.get((Channel.PUSH.value, language), 0),
+            }
+        if Channel.EMAIL in alert.channels:
+            email = render_email(text)
+            entry["email"] = {
+                "subject": email.subject,
+                "recipients": audience.get((Channel.EMAIL.value, language), 0),
+            }
+        variants[language] = entry
+    by_channel: dict[str, int] = {}
+    for (channel, _), count in audience.items():
+        by_channel[channel] = by_channel.get(channel, 0) + count
+    return {
+        "alert_id": alert.id,
+        "audience": by_channel,
+        "variants": variants,
+        "sms": {
+            "recipients": total_sms,
+            "total_parts": total_parts,
+            "transliterated": alert.transliterate_sms,
+        },
+    }
