@@ -164,6 +164,8 @@ class SandboxServer:
         config.accesslog = None
         config.errorlog = None
         config.keep_alive_timeout = 75
+        # Hypercorn closes a connection after 1,000 requests by default; FCM keeps them.
+        config.keep_alive_max_requests = 10**9
         self._fcm_stop = asyncio.Event()
         self._fcm_task = asyncio.create_task(
             serve(self.fcm, config, shutdown_trigger=self._fcm_stop.wait)  # type: ignore[arg-type]
