@@ -152,7 +152,8 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"push to the FCM sandbox over TLS, {options.messages} messages, median of {options.rounds} runs"
+        f"push to the FCM sandbox over TLS, {options.messages} messages, "
+        f"median of {options.rounds} runs"
     )
     for name, label in (
         ("library", "firebase-admin send_each_async (httpx, HTTP/2)"),

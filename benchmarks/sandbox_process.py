@@ -17,7 +17,7 @@ from pathlib import Path
 def sandbox_process(directory: Path) -> Iterator[dict[str, str]]:
     env_file = directory / "sandbox.env"
     env_file.unlink(missing_ok=True)
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - our own command line
         [
             sys.executable,
             "-m",
