@@ -79,7 +79,7 @@ async def bare_posts(env: dict[str, str], count: int) -> tuple[float, float]:
         connector=aiohttp.TCPConnector(limit=100, ssl=context)
     ) as session:
         async with session.post(
-            f"{env['WSP_FCM_ENDPOINT'].replace('https', 'https')}/token",
+            f"{env['WSP_FCM_ENDPOINT']}/token",
             data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "x"},
         ) as answer:
             token = (await answer.json())["access_token"]
