@@ -20,11 +20,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import Table, Update, bindparam, func, or_, update
+from sqlalchemy import Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import utcnow
-from broadcaster.models import Delivery, DeliveryStatus
+from broadcaster.models import Alert, AlertStatus, Delivery, DeliveryStatus
 
 D = DeliveryStatus
 _table = cast(Table, Delivery.__table__)
@@ -38,6 +38,8 @@ class DeliveryEvent(StrEnum):
     SUPPRESS = "suppress"
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
+    # The worker holding the row died: its claim lapses and the row waits again.
+    RELEASE = "release"
 
 
 class SuppressReason(StrEnum):
@@ -77,6 +79,7 @@ class DeliveryStateMachine:
         DeliveryEvent.SUPPRESS: (frozenset({D.PENDING}), D.SUPPRESSED),
         DeliveryEvent.DELIVERED: (frozenset({D.SENDING, D.SENT}), D.DELIVERED),
         DeliveryEvent.UNDELIVERED: (frozenset({D.SENDING, D.SENT}), D.FAILED),
+        DeliveryEvent.RELEASE: (frozenset({D.SENDING}), D.PENDING),
     }
     FINAL: ClassVar[frozenset[DeliveryStatus]] = frozenset({D.DELIVERED, D.FAILED, D.SUPPRESSED})
 
@@ -126,6 +129,51 @@ class DeliveryStateMachine:
             .returning(_table.c.id)
         )
         return sorted(result.scalars())
+
+    def claim_batch(
+        self, *, alert_id: int, batch_no: int, now: datetime | None = None
+    ) -> list[tuple[int, int, str, str, int]]:
+        """pending -> sending for a batch's due rows while its alert is dispatching.
+
+        Returns (delivery id, contact point id, channel, language, attempts) of the rows
+        won: a batch delivered twice by the broker, or claimed after a cancel, wins nothing.
+        """
+        moment = now or utcnow()
+        statement, target = self._guarded(DeliveryEvent.CLAIM)
+        dispatching = (
+            select(Alert.id)
+            .where(Alert.id == alert_id, Alert.status == AlertStatus.DISPATCHING)
+            .exists()
+        )
+        result = self.session.connection().execute(
+            statement.where(
+                _table.c.alert_id == alert_id,
+                _table.c.batch_no == batch_no,
+                or_(_table.c.next_attempt_at.is_(None), _table.c.next_attempt_at <= moment),
+                dispatching,
+            )
+            .values(status=target, attempts=_table.c.attempts + 1, claimed_at=moment)
+            .returning(
+                _table.c.id,
+                _table.c.contact_point_id,
+                _table.c.channel,
+                _table.c.language,
+                _table.c.attempts,
+            )
+        )
+        return sorted((int(a), int(b), str(c), str(d), int(e)) for a, b, c, d, e in result)
+
+    def release_stale(self, *, alert_id: int, batch_no: int, claimed_before: datetime) -> int:
+        """sending -> pending for rows whose worker died holding them (lease expired)."""
+        statement, target = self._guarded(DeliveryEvent.RELEASE)
+        result = self.session.connection().execute(
+            statement.where(
+                _table.c.alert_id == alert_id,
+                _table.c.batch_no == batch_no,
+                _table.c.claimed_at < claimed_before,
+            ).values(status=target, next_attempt_at=None)
+        )
+        return int(result.rowcount)
 
     def record_sent(self, outcomes: Iterable[Outcome], *, now: datetime | None = None) -> int:
         rows = [{"b_id": o.delivery_id, "b_provider_id": o.provider_id} for o in outcomes]

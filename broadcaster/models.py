@@ -232,12 +232,16 @@ class Delivery(Base):
     __table_args__ = (
         # Contact point first: it also serves a resident's own delivery history.
         UniqueConstraint("contact_point_id", "alert_id"),
-        Index("ix_deliveries_alert_id_status", "alert_id", "status"),
+        # Batches are claimed by (alert, batch); neither column ever changes, and no index
+        # covers the columns that do (status, times, codes), so the updates of a send stay
+        # on their page (HOT) instead of rewriting indexes.
+        Index("ix_deliveries_alert_id_batch_no", "alert_id", "batch_no"),
         CheckConstraint(f"status IN ({_values(DeliveryStatus)})", name="status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    batch_no: Mapped[int] = mapped_column(Integer, default=0)
     subscriber_id: Mapped[int] = mapped_column(Integer)
     contact_point_id: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(8))
@@ -254,6 +258,58 @@ class Delivery(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BatchState(StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+
+
+class DispatchBatch(Base):
+    """Up to a few hundred deliveries of one alert and channel, sent by one task.
+
+    Written with its deliveries in the planning transaction, it is also the outbox: a
+    batch still queued whose task was never published (a crash right after the commit)
+    or whose worker died is found and enqueued again by the sweeper.
+    """
+
+    __tablename__ = "dispatch_batches"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_values(BatchState)})", name="state"),
+        Index("ix_dispatch_batches_state_next_run_at", "state", "next_run_at"),
+    )
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), primary_key=True)
+    batch_no: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[BatchState] = mapped_column(enum_column(BatchState, 8), default=BatchState.QUEUED)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertProgress(Base):
+    """How many of an alert's deliveries are in each status, per channel; moved by the
+    same transactions that move the deliveries, so reading progress never scans them."""
+
+    __tablename__ = "alert_progress"
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReceiptTally(Base):
+    """Delivery reports by provider and what became of them (applied, unknown, stale)."""
+
+    __tablename__ = "receipt_tallies"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AuditEvent(Base):

@@ -78,6 +78,16 @@ class Settings(BaseModel):
     # Alerts.
     default_alert_lifetime_hours: int = Field(default=24, ge=1, le=24 * 14)
 
+    # The pipeline.
+    batch_size: int = Field(default=500, ge=1, le=500)
+    # Rows a worker claimed and never recorded wait again after this many seconds.
+    claim_lease_seconds: float = Field(default=120, ge=1, le=3600)
+    sweep_seconds: float = Field(default=2, gt=0, le=60)
+    # Shared rate limits, messages (SMS: numbers) per second, per channel.
+    sms_rate: float = Field(default=2000, gt=0)
+    push_rate: float = Field(default=10000, gt=0)
+    email_rate: float = Field(default=500, gt=0)
+
     # SMSAPI.pl
     smsapi_token: str = ""
     smsapi_url: str = "https://api.smsapi.pl/"

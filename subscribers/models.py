@@ -72,6 +72,8 @@ class ContactPoint(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(String(64))
+    # Hard refusals (5xx) of e-mail in a row; the address is disabled at a threshold.
+    bounces: Mapped[int] = mapped_column(SmallInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="contact_points")

@@ -15,6 +15,7 @@ ALLOWED = {
     # A report may overtake the worker recording the send.
     (D.SENDING, E.DELIVERED): D.DELIVERED,
     (D.SENDING, E.UNDELIVERED): D.FAILED,
+    (D.SENDING, E.RELEASE): D.PENDING,
 }
 
 

@@ -1,0 +1,164 @@
+"""The sweeper: what keeps the pipeline moving when nothing else would, run every few
+seconds by beat.
+
+- approved alerts that are due (now, or at their scheduled time) go to planning;
+- live alerts past their expiry expire, and what has not left is suppressed;
+- rows held by a worker that died (claimed longer ago than the lease) wait again;
+- batches due and not published lately are published (the outbox: a crash between a
+  commit and its publish, a retry time reached, a broker that lost a message);
+- dispatching alerts with no batch left are done.
+Everything it finds, it finds through small indexed tables (alerts, batches), never by
+scanning deliveries.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from broadcaster import progress
+from broadcaster.alerts import Move, expire_due_alerts, transition
+from broadcaster.db import utcnow
+from broadcaster.delivery import DeliveryStateMachine
+from broadcaster.errors import Conflict
+from broadcaster.models import Alert, AlertStatus, BatchState, DeliveryStatus, DispatchBatch
+from broadcaster.planning import URGENT, BatchRef
+
+
+@dataclass
+class Sweep:
+    plans: list[int] = field(default_factory=list)
+    batches: list[BatchRef] = field(default_factory=list)
+    released: int = 0
+    expired: list[int] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+
+
+def sweep(
+    *,
+    session: Session,
+    lease_seconds: float,
+    requeue_seconds: float = 30.0,
+    now: datetime | None = None,
+    limit: int = 5000,
+) -> Sweep:
+    moment = now or utcnow()
+    found = Sweep()
+    found.expired = expire_due_alerts(session=session, now=moment)
+    if found.expired:
+        session.execute(
+            update(DispatchBatch)
+            .where(DispatchBatch.alert_id.in_(found.expired))
+            .values(state=BatchState.DONE)
+        )
+    found.plans = list(
+        session.scalars(
+            select(Alert.id)
+            .where(
+                Alert.status == AlertStatus.APPROVED,
+                or_(Alert.send_at.is_(None), Alert.send_at <= moment),
+            )
+            .order_by(Alert.id)
+        )
+    )
+    found.released = _release_stale(session, moment - timedelta(seconds=lease_seconds))
+    dispatching = select(Alert.id).where(Alert.status == AlertStatus.DISPATCHING)
+    due = session.execute(
+        select(
+            DispatchBatch.alert_id, DispatchBatch.batch_no, DispatchBatch.channel, Alert.severity
+        )
+        .join(Alert, Alert.id == DispatchBatch.alert_id)
+        .where(
+            DispatchBatch.state == BatchState.QUEUED,
+            DispatchBatch.next_run_at <= moment,
+            or_(
+                DispatchBatch.enqueued_at.is_(None),
+                DispatchBatch.enqueued_at < moment - timedelta(seconds=requeue_seconds),
+            ),
+            DispatchBatch.alert_id.in_(dispatching),
+        )
+        .order_by(DispatchBatch.next_run_at)
+        .limit(limit)
+    ).all()
+    found.batches = [
+        BatchRef(alert_id, batch_no, channel, severity in URGENT)
+        for alert_id, batch_no, channel, severity in due
+    ]
+    mark_enqueued(session=session, refs=found.batches, now=moment)
+    finished = session.scalars(
+        select(Alert).where(
+            Alert.status == AlertStatus.DISPATCHING,
+            ~exists().where(
+                DispatchBatch.alert_id == Alert.id, DispatchBatch.state == BatchState.QUEUED
+            ),
+        )
+    ).all()
+    for alert in finished:
+        try:
+            transition(
+                session=session,
+                alert=alert,
+                move=Move.FINISH,
+                actor="system:sweeper",
+                values={"finished_at": moment},
+            )
+        except Conflict:
+            continue
+        found.finished.append(alert.id)
+    return found
+
+
+def _release_stale(session: Session, claimed_before: datetime) -> int:
+    stale = session.execute(
+        select(DispatchBatch.alert_id, DispatchBatch.batch_no, DispatchBatch.channel).where(
+            DispatchBatch.state == BatchState.QUEUED,
+            DispatchBatch.claimed_at.is_not(None),
+            DispatchBatch.claimed_at < claimed_before,
+        )
+    ).all()
+    machine = DeliveryStateMachine(session)
+    released = 0
+    for alert_id, batch_no, channel in stale:
+        moved = machine.release_stale(
+            alert_id=alert_id, batch_no=batch_no, claimed_before=claimed_before
+        )
+        session.execute(
+            update(DispatchBatch)
+            .where(DispatchBatch.alert_id == alert_id, DispatchBatch.batch_no == batch_no)
+            .values(claimed_at=None, **({"enqueued_at": None} if moved else {}))
+        )
+        if moved:
+            progress.add(
+                session,
+                alert_id,
+                Counter(
+                    {
+                        (channel, DeliveryStatus.SENDING.value): -moved,
+                        (channel, DeliveryStatus.PENDING.value): moved,
+                    }
+                ),
+            )
+            released += moved
+    return released
+
+
+def mark_enqueued(*, session: Session, refs: list[BatchRef], now: datetime | None = None) -> None:
+    """Note that these batches are being published, so the sweeper leaves them a while."""
+    moment = now or utcnow()
+    by_alert: dict[int, list[int]] = {}
+    for ref in refs:
+        by_alert.setdefault(ref.alert_id, []).append(ref.batch_no)
+    for alert_id, numbers in by_alert.items():
+        for start in range(0, len(numbers), 1000):
+            session.execute(
+                update(DispatchBatch)
+                .where(
+                    DispatchBatch.alert_id == alert_id,
+                    DispatchBatch.batch_no.in_(numbers[start : start + 1000]),
+                )
+                .values(enqueued_at=moment)
+            )

@@ -1,0 +1,71 @@
+"""The Celery application and its configuration.
+
+Queues: `plan` (freezing audiences), one per channel (`sms`, `push`, `email`) so each can
+have its own workers, and `receipts`. Severe and extreme alerts' batches carry a higher
+priority and are taken first on Redis (priority sub-queues, checked highest first).
+
+Reliability: tasks are acknowledged late and rejected (so redelivered) when their worker
+process dies; arguments are ids and plain dicts, serialised as JSON only; a batch task
+never runs long (retries are rescheduled through the database, not with countdowns, which
+Redis would redeliver after the visibility timeout), so the visibility timeout is well
+above any task, and unacknowledged messages are restored quickly.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.entity import Queue
+
+from broadcaster.settings import get_settings
+
+QUEUES = ("plan", "sms", "push", "email", "receipts")
+URGENT_PRIORITY = 0  # Redis: 0 is taken first
+NORMAL_PRIORITY = 6
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    app = Celery("broadcaster", broker=settings.broker_url, include=["tasks.jobs"])
+    redis_broker = settings.broker_url.startswith(("redis://", "rediss://"))
+    transport_options: dict[str, object] = {"visibility_timeout": 600}
+    if redis_broker:
+        transport_options.update(
+            {
+                "priority_steps": list(range(10)),
+                "sep": ":",
+                "queue_order_strategy": "priority",
+                "unacked_restore_interval": 5,
+            }
+        )
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="plan",
+        task_default_priority=NORMAL_PRIORITY,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep": {
+                "task": "tasks.jobs.sweep",
+                "schedule": settings.sweep_seconds,
+                "options": {
+                    "queue": "plan",
+                    "priority": URGENT_PRIORITY,
+                    "expires": settings.sweep_seconds * 2,
+                },
+            },
+        },
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_app()

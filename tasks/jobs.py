@@ -1,0 +1,109 @@
+"""The tasks: each a thin wrapper that calls into broadcaster and publishes what follows
+only after its transaction has committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_shutdown
+
+from broadcaster import planning, receipts, sending, sweeper
+from broadcaster.planning import BatchRef
+from broadcaster.ratelimit import take
+from channels.interfaces import DeliveryResult, Failure
+from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY, app
+from tasks.runtime import runtime
+
+
+def publish_batches(refs: list[BatchRef]) -> None:
+    for ref in refs:
+        send_batch.apply_async(
+            args=[ref.alert_id, ref.batch_no],
+            queue=ref.channel,
+            priority=URGENT_PRIORITY if ref.urgent else NORMAL_PRIORITY,
+        )
+
+
+@app.task(name="tasks.jobs.plan_alert", acks_late=True)
+def plan_alert(alert_id: int) -> dict[str, Any]:
+    """Freeze an approved alert's audience, then publish its batches (after the commit)."""
+    rt = runtime()
+    with rt.sessions.begin() as session:
+        plan = planning.plan_alert(
+            session=session, alert_id=alert_id, batch_size=rt.settings.batch_size
+        )
+    if plan is None:
+        return {"alert_id": alert_id, "planned": False}
+    with rt.sessions.begin() as session:
+        sweeper.mark_enqueued(session=session, refs=plan.due)
+    publish_batches(plan.due)
+    return {"alert_id": alert_id, "planned": True, "batches": plan.batches}
+
+
+@app.task(name="tasks.jobs.send_batch", acks_late=True)
+def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
+    """Claim one batch, send it through its channel, record every outcome."""
+    rt = runtime()
+    with rt.sessions.begin() as session:
+        claimed = sending.claim(
+            session=session,
+            settings=rt.settings,
+            variants=rt.variants,
+            alert_id=alert_id,
+            batch_no=batch_no,
+        )
+    if claimed is None:
+        return {"alert_id": alert_id, "batch_no": batch_no, "claimed": 0}
+    channel = claimed.channel
+    results: list[DeliveryResult] = []
+    if claimed.messages:
+        bucket = rt.bucket(channel)
+        if rt.run(take(bucket, len(claimed.messages))):
+            results = rt.run(rt.sender(channel).send_batch(claimed.messages))
+        else:
+            waited = Failure(temporary=True, code="rate-limited", retry_after=5.0)
+            results = [waited.result(m.delivery_id) for m in claimed.messages]
+    with rt.sessions.begin() as session:
+        recorded = sending.record(session=session, claimed=claimed, results=results)
+    if recorded.retry_after:
+        rt.bucket(channel).pause(recorded.retry_after)
+    return {
+        "alert_id": alert_id,
+        "batch_no": batch_no,
+        "sent": recorded.sent,
+        "failed": recorded.failed,
+        "retrying": recorded.retrying,
+    }
+
+
+@app.task(name="tasks.jobs.sweep", acks_late=True)
+def sweep() -> dict[str, Any]:
+    """Beat's heartbeat: plan due alerts, expire, release stale claims, publish batches."""
+    rt = runtime()
+    with rt.sessions.begin() as session:
+        found = sweeper.sweep(session=session, lease_seconds=rt.settings.claim_lease_seconds)
+    for alert_id in found.plans:
+        plan_alert.apply_async(args=[alert_id], queue="plan", priority=URGENT_PRIORITY)
+    publish_batches(found.batches)
+    return {
+        "plans": found.plans,
+        "batches": len(found.batches),
+        "released": found.released,
+        "expired": found.expired,
+        "finished": found.finished,
+    }
+
+
+@app.task(name="tasks.jobs.record_smsapi_reports", acks_late=True)
+def record_smsapi_reports(reports: list[dict[str, str]]) -> dict[str, int]:
+    """SMSAPI delivery reports (plain dicts from the receipt endpoint), applied in bulk."""
+    rt = runtime()
+    parsed = [receipts.Report(r["provider_id"], r["status"], r["idx"]) for r in reports]
+    with rt.sessions.begin() as session:
+        tally = receipts.apply_smsapi_reports(session=session, reports=parsed)
+    return dict(tally)
+
+
+@worker_process_shutdown.connect
+def _close_channels(**_: Any) -> None:
+    runtime().close()

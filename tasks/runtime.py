@@ -1,0 +1,97 @@
+"""What a worker process keeps between tasks: the database, an event loop of its own for
+the channels (their connection pools live in it), the senders, the rate-limit buckets and
+the rendered variants. Built lazily in each process (after the fork) and reused."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from functools import cached_property
+from typing import Any, TypeVar
+
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster.db import make_engine, make_sessionmaker
+from broadcaster.ratelimit import Bucket, LocalBucket, RedisBucket
+from broadcaster.senders import build_sender
+from broadcaster.sending import Variants
+from broadcaster.settings import Settings, get_settings
+from channels.interfaces import Channel, ChannelSender
+
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.variants = Variants()
+        self.senders: dict[Channel, ChannelSender] = {}
+        self.buckets: dict[Channel, Bucket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        engine = (
+            make_engine(self.settings.database_url, pool_size=2, max_overflow=2)
+            if not self.settings.is_sqlite
+            else make_engine(self.settings.database_url)
+        )
+        return make_sessionmaker(engine, secret_key=self.settings.secret_key)
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="channels", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the channels' loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result()
+
+    def sender(self, channel: Channel) -> ChannelSender:
+        if channel not in self.senders:
+
+            async def build() -> ChannelSender:
+                return build_sender(channel, self.settings)
+
+            self.senders[channel] = self.run(build())
+        return self.senders[channel]
+
+    def bucket(self, channel: Channel) -> Bucket:
+        if channel not in self.buckets:
+            rate = {
+                Channel.SMS: self.settings.sms_rate,
+                Channel.PUSH: self.settings.push_rate,
+                Channel.EMAIL: self.settings.email_rate,
+            }[channel]
+            if self.settings.broker_url.startswith(("redis://", "rediss://")):
+                client = redis.Redis.from_url(self.settings.redis_url)
+                self.buckets[channel] = RedisBucket(
+                    client, channel.value, rate, burst=max(rate, 500)
+                )
+            else:
+                self.buckets[channel] = LocalBucket(rate, burst=max(rate, 500))
+        return self.buckets[channel]
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        for sender in self.senders.values():
+            self.run(sender.aclose())
+        self.senders.clear()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
