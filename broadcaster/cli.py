@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import alerts, audit, operators, population, reference, schema
 from broadcaster.db import make_engine, make_sessionmaker
-from broadcaster.demo import demo_database_url, run_demo
+from broadcaster.demo import run_demo
 from broadcaster.errors import (
     BroadcasterError,
     Conflict,
@@ -422,47 +422,56 @@ def audit_verify(app: App) -> None:
     show_default=True,
     help="Size of the synthetic population.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(10, 7200),
+    default=600,
+    show_default=True,
+    help="Seconds to wait for every message to reach a final state.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def demo(app: App, count: int, as_json: bool) -> None:
-    """Run the main path end to end on embedded defaults and print a report."""
-    url, fresh_file = demo_database_url(app.settings)
-    if fresh_file is not None:
-        for leftover in (fresh_file, *fresh_file.parent.glob(fresh_file.name + "-*")):
-            leftover.unlink(missing_ok=True)
-    engine = make_engine(url)
-    try:
-        with click.progressbar(length=count, label="residents", file=sys.stderr) as bar:
-            report = run_demo(
-                settings=app.settings,
-                engine=engine,
-                sessions=make_sessionmaker(engine, secret_key=app.settings.secret_key),
-                residents=count,
-                progress=bar.update,
-            )
-    finally:
-        engine.dispose()
+def demo(app: App, count: int, timeout: float, as_json: bool) -> None:
+    """The whole pipeline on embedded defaults: seed, alert, approve, fan out, report."""
+    with (
+        click.progressbar(length=count, label="seeding residents  ", file=sys.stderr) as seeding,
+        click.progressbar(length=1, label="delivering messages", file=sys.stderr) as bar,
+    ):
+
+        def advance(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        report = run_demo(
+            settings=app.settings,
+            residents=count,
+            timeout=timeout,
+            progress_bar=advance,
+            seeding=seeding.update,
+        )
     if as_json:
         _echo_json(report.as_dict())
     else:
-        alert_view = report.alert
+        view = report.alert
         click.echo(f"database: {report.database}")
-        click.echo(f"residents: {report.residents_added} synthetic, spread over the 18 districts")
-        click.echo(f"alert {alert_view['id']} [{alert_view['status']}]: {alert_view['title_pl']}")
-        districts = ", ".join(alert_view["districts"])
+        click.echo(f"residents: {report.residents} synthetic, spread over the 18 districts")
+        click.echo(f"alert {view['id']} [{view['status']}]: {view['title_pl']}")
         click.echo(
-            f"  {alert_view['severity']}/{alert_view['urgency']}, districts {districts}, "
-            f"approved by operator {alert_view['approver_id']}"
+            f"  {view['severity']}/{view['urgency']}, districts {', '.join(view['districts'])}, "
+            f"written by operator {view['author_id']}, approved by operator {view['approver_id']}"
         )
-        click.echo(f"audience: {sum(report.audience_by_channel.values())} contact points")
-        for channel, number in report.audience_by_channel.items():
-            click.echo(f"  {channel:6} {number:>9}")
-        click.echo(
-            "  by language: "
-            + ", ".join(f"{k} {v}" for k, v in report.audience_by_language.items())
-        )
+        click.echo("deliveries per channel and status, and what the sandbox received:")
+        for channel, by_status in sorted(report.deliveries.items()):
+            statuses = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items()))
+            click.echo(
+                f"  {channel:6} {statuses:60} sandbox accepted {report.sandbox.get(channel, 0)}"
+            )
+        click.echo(f"delivery reports: {report.receipts.get('smsapi', {})}")
         click.echo(f"audit trail: {report.audit}")
-    if not report.audit_intact:
+        click.echo(f"took {report.seconds:.1f} s")
+        for problem in report.problems:
+            click.echo(f"PROBLEM: {problem}", err=True)
+    if not report.ok:
         raise SystemExit(1)
 
 
@@ -528,3 +537,16 @@ def sandbox(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@pass_app
+def serve(app: App, host: str, port: int) -> None:
+    """Serve the HTTP application (provider callbacks, health) with uvicorn."""
+    import uvicorn
+
+    from broadcaster.api.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")

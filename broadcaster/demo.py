@@ -1,67 +1,95 @@
-"""`broadcaster demo`: the system's main path on embedded defaults, with a report.
+"""`broadcaster demo`: the whole pipeline on embedded defaults, with a report.
 
-On a fresh SQLite file under the data folder (or on DATABASE_URL when it is set): migrate,
-seed the reference data and a synthetic population, write a Polish weather warning for a
-few districts as one operator, approve it as another, and report who it reaches per
-channel and language, then verify the audit trail.
+A fresh SQLite database and a Celery broker on SQLite under the data folder (or whatever
+DATABASE_URL and BROKER_URL say), the sandbox providers and the receipt endpoint on
+loopback, and one worker process with beat. A synthetic population is seeded, an operator
+writes a Polish weather warning for a few districts, a second person approves it, and the
+worker fans it out; a progress bar follows the counters. The report gives every channel's
+deliveries per status and the sandbox's own count of what arrived, and the demo fails
+(exit 1) if any targeted message is unaccounted for or the counts disagree.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+import uvicorn
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, audit, operators, population, schema
+from broadcaster import alerts, audit, operators, population, progress, schema
 from broadcaster.alerts import AlertDraft
+from broadcaster.api.app import create_app
+from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.errors import InvalidInput, NotFound
-from broadcaster.models import Operator
-from broadcaster.settings import Environment, Settings
-from broadcaster.targeting import stream_audience
+from broadcaster.models import Alert, AlertStatus, Delivery, DeliveryStatus, Operator
+from broadcaster.settings import Environment, Settings, get_settings
+from channels.sandbox.server import SandboxServer, free_port
 
 DEMO_DISTRICTS = ("mokotow", "ursynow", "wilanow", "srodmiescie")
 DEMO_STAFF = (
     ("demo-operator", "operator", "Operator dyżurny"),
     ("demo-approver", "approver", "Kierownik zmiany"),
 )
+OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
+PROVIDER_OF = {"sms": "smsapi", "push": "fcm", "email": "smtp"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class DemoReport:
     database: str
-    residents_added: int
+    residents: int
     alert: dict[str, Any]
-    audience_by_channel: dict[str, int]
-    audience_by_language: dict[str, int]
+    deliveries: dict[str, dict[str, int]]
+    sandbox: dict[str, int]
+    receipts: dict[str, dict[str, int]]
     audit: str
-    audit_intact: bool
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "database": self.database,
-            "residents_added": self.residents_added,
+            "residents": self.residents,
             "alert": self.alert,
-            "audience": {
-                "by_channel": self.audience_by_channel,
-                "by_language": self.audience_by_language,
-                "total": sum(self.audience_by_channel.values()),
-            },
-            "audit": {"verdict": self.audit, "intact": self.audit_intact},
+            "deliveries": self.deliveries,
+            "sandbox_accepted": self.sandbox,
+            "receipts": self.receipts,
+            "audit": self.audit,
+            "seconds": round(self.seconds, 1),
+            "ok": self.ok,
+            "problems": self.problems,
         }
 
 
-def demo_database_url(settings: Settings) -> tuple[str, Path | None]:
-    """The demo's own fresh SQLite file, unless DATABASE_URL points elsewhere."""
-    default = f"sqlite:///{settings.data_dir}/broadcaster.db"
-    if settings.database_url != default:
-        return settings.database_url, None
-    path = settings.data_dir / "demo.db"
-    return f"sqlite:///{path}", path
+def demo_urls(settings: Settings) -> tuple[str, str, list[Path]]:
+    """The demo's own fresh SQLite files, unless DATABASE_URL / BROKER_URL point elsewhere."""
+    directory = settings.data_dir.resolve()
+    fresh: list[Path] = []
+    database = settings.database_url
+    if database == f"sqlite:///{settings.data_dir}/broadcaster.db":
+        fresh.append(directory / "demo.db")
+        database = f"sqlite:///{fresh[-1]}"
+    broker = settings.broker_url
+    if broker == f"sqla+sqlite:///{settings.data_dir}/broker.db":
+        fresh.append(directory / "demo-broker.db")
+        broker = f"sqla+sqlite:///{fresh[-1]}"
+    return database, broker, fresh
 
 
 def _staff(session: Session) -> list[Operator]:
@@ -82,22 +110,8 @@ def _staff(session: Session) -> list[Operator]:
     return people
 
 
-def run_demo(
-    *,
-    settings: Settings,
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    residents: int,
-    progress: Any = None,
-) -> DemoReport:
-    if settings.env is Environment.PRODUCTION:
-        raise InvalidInput("WSP_ENV", "the demo adds synthetic residents: never in production")
-    schema.upgrade(engine)
-    with sessions.begin() as session:
-        population.seed_population(session=session, count=residents, progress=progress)
-
-    now = datetime.now(UTC)
-    draft = AlertDraft(
+def weather_warning(now: datetime) -> AlertDraft:
+    return AlertDraft(
         topic="weather-warning",
         districts=DEMO_DISTRICTS,
         severity="Severe",
@@ -122,30 +136,213 @@ def run_demo(
         },
         expires_at=now + timedelta(hours=8),
     )
-    with sessions.begin() as session:
-        author, approver = _staff(session)
-        alert = alerts.create_alert(session=session, settings=settings, author=author, draft=draft)
-        alerts.submit_alert(session=session, actor=author, alert_id=alert.id)
-    # Each person acts in a transaction of their own, as they would through the console.
-    with sessions.begin() as session:
-        alerts.approve_alert(session=session, approver=approver, alert_id=alert.id)
-    with sessions() as session:
-        alert = alerts.get_alert(session=session, alert_id=alert.id)
-        by_channel: Counter[str] = Counter()
-        by_language: Counter[str] = Counter()
-        for batch in stream_audience(session=session, alert=alert):
-            by_channel.update(member.channel for member in batch)
-            by_language.update(member.language for member in batch)
-        view = alerts.describe_alert(alert)
-        view["title_pl"] = view.pop("contents")["pl"]["title"]
-    with sessions() as session:
-        verdict = audit.verify_chain(session=session)
-    return DemoReport(
-        database=engine.url.render_as_string(hide_password=True),
-        residents_added=residents,
-        alert=view,
-        audience_by_channel=dict(sorted(by_channel.items())),
-        audience_by_language=dict(sorted(by_language.items())),
-        audit=verdict.describe(),
-        audit_intact=verdict.intact,
+
+
+@contextlib.contextmanager
+def _api(port: int) -> Iterator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
     )
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def _worker(environment: dict[str, str], directory: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (directory / "demo-worker.log").open("wb")
+    process = subprocess.Popen(  # noqa: S603 - our own worker
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.app",
+            "worker",
+            "--beat",
+            "--pool=solo",
+            "-Q",
+            "plan,sms,push,email,receipts",
+            "--loglevel=INFO",
+            "--schedule",
+            str(directory / "demo-beat"),
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _open_count(counts: dict[str, dict[str, int]]) -> int:
+    return sum(
+        n for by_status in counts.values() for status, n in by_status.items() if status in OPEN
+    )
+
+
+def run_demo(
+    *,
+    settings: Settings,
+    residents: int,
+    timeout: float = 600,
+    progress_bar: Callable[[int, int], None] | None = None,
+    seeding: Callable[[int], None] | None = None,
+) -> DemoReport:
+    if settings.env is Environment.PRODUCTION:
+        raise InvalidInput("WSP_ENV", "the demo adds synthetic residents: never in production")
+    started = time.monotonic()
+    database, broker, fresh = demo_urls(settings)
+    directory = settings.data_dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in fresh:
+        for leftover in (path, *path.parent.glob(path.name + "-*")):
+            leftover.unlink(missing_ok=True)
+    engine = make_engine(database)
+    sessions = make_sessionmaker(engine, secret_key=settings.secret_key)
+    api_port = free_port()
+    sandbox = SandboxServer(
+        directory=directory / "sandbox", receipt_url=f"http://127.0.0.1:{api_port}/receipts/smsapi"
+    )
+    endpoints = sandbox.start_in_thread()
+    environment = {
+        **os.environ,
+        **endpoints.environment(),
+        "DATABASE_URL": database,
+        "BROKER_URL": broker,
+        "WSP_DATA_DIR": str(directory),
+        "WSP_SWEEP_SECONDS": "1",
+    }
+    environment.pop("WSP_SMSAPI_NOTIFY_URL", None)
+    saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "BROKER_URL")}
+    os.environ.update({"DATABASE_URL": database, "BROKER_URL": broker})
+    get_settings.cache_clear()  # the receipt endpoint publishes with these
+    try:
+        schema.upgrade(engine)
+        with sessions.begin() as session:
+            population.seed_population(session=session, count=residents, progress=seeding)
+        with _api(api_port), _worker(environment, directory):
+            alert_id = _write_and_approve(settings, sessions)
+            counts = _follow(sessions, alert_id, timeout, progress_bar)
+            _wait_for_reports(sessions, alert_id, timeout=30)
+            with sessions() as session:
+                counts = progress.read(session, alert_id)
+                alert = session.get_one(Alert, alert_id)
+                view = alerts.describe_alert(alert)
+                view["title_pl"] = view.pop("contents")["pl"]["title"]
+                verdict = audit.verify_chain(session=session)
+                tallies = progress.receipts(session)
+                left = dict(
+                    session.execute(
+                        select(Delivery.channel, func.count())
+                        .where(Delivery.alert_id == alert_id, Delivery.sent_at.is_not(None))
+                        .group_by(Delivery.channel)
+                    ).all()
+                )
+            accepted = {
+                channel: int(sandbox.recorder(PROVIDER_OF[channel]).counts()["accepted"])
+                for channel in ("sms", "push", "email")
+            }
+    finally:
+        sandbox.stop_thread()
+        engine.dispose()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    report = DemoReport(
+        database=database,
+        residents=residents,
+        alert=view,
+        deliveries=counts,
+        sandbox=accepted,
+        receipts=tallies,
+        audit=verdict.describe(),
+        seconds=time.monotonic() - started,
+    )
+    _check(report, verdict.intact, left)
+    return report
+
+
+def _write_and_approve(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    with sessions.begin() as session:
+        author, _ = _staff(session)
+        alert = alerts.create_alert(
+            session=session,
+            settings=settings,
+            author=author,
+            draft=weather_warning(datetime.now(UTC)),
+        )
+        alerts.submit_alert(session=session, actor=author, alert_id=alert.id)
+        alert_id = alert.id
+    with sessions.begin() as session:  # a second person, in a transaction of their own
+        _, approver = _staff(session)
+        alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
+    return alert_id
+
+
+def _follow(
+    sessions: sessionmaker[Session],
+    alert_id: int,
+    timeout: float,
+    progress_bar: Callable[[int, int], None] | None,
+) -> dict[str, dict[str, int]]:
+    deadline = time.monotonic() + timeout
+    counts: dict[str, dict[str, int]] = {}
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            status = session.scalar(select(Alert.status).where(Alert.id == alert_id))
+            counts = progress.read(session, alert_id)
+        total = sum(n for by_status in counts.values() for n in by_status.values())
+        if progress_bar is not None and total:
+            progress_bar(total - _open_count(counts), total)
+        if status is AlertStatus.DONE or (total and not _open_count(counts)):
+            return counts
+        time.sleep(0.5)
+    return counts
+
+
+def _wait_for_reports(sessions: sessionmaker[Session], alert_id: int, timeout: float) -> None:
+    """SMS reports come back a moment after the sends: give them time to land."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            sms = progress.read(session, alert_id).get("sms", {})
+        if not sms.get(DeliveryStatus.SENT.value):
+            return
+        time.sleep(0.5)
+
+
+def _check(report: DemoReport, audit_intact: bool, left: dict[str, int]) -> None:
+    """Every targeted message final, and each channel's sends equal to what arrived."""
+    for channel, by_status in sorted(report.deliveries.items()):
+        left_open = sum(n for status, n in by_status.items() if status in OPEN)
+        if left_open:
+            report.problems.append(f"{channel}: {left_open} deliveries never reached a final state")
+        if left.get(channel, 0) != report.sandbox.get(channel, 0):
+            report.problems.append(
+                f"{channel}: {left.get(channel, 0)} sent but the sandbox "
+                f"accepted {report.sandbox.get(channel, 0)}"
+            )
+    if not report.deliveries:
+        report.problems.append("the alert reached nobody")
+    if not audit_intact:
+        report.problems.append(f"audit trail: {report.audit}")

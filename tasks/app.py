@@ -14,7 +14,7 @@ above any task, and unacknowledged messages are restored quickly.
 from __future__ import annotations
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from broadcaster.settings import get_settings
 
@@ -27,16 +27,16 @@ def make_app() -> Celery:
     settings = get_settings()
     app = Celery("broadcaster", broker=settings.broker_url, include=["tasks.jobs"])
     redis_broker = settings.broker_url.startswith(("redis://", "rediss://"))
-    transport_options: dict[str, object] = {"visibility_timeout": 600}
+    # The SQLAlchemy transport hands its options to create_engine: only Redis takes these.
+    transport_options: dict[str, object] = {}
     if redis_broker:
-        transport_options.update(
-            {
-                "priority_steps": list(range(10)),
-                "sep": ":",
-                "queue_order_strategy": "priority",
-                "unacked_restore_interval": 5,
-            }
-        )
+        transport_options = {
+            "visibility_timeout": 600,
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+            "unacked_restore_interval": 5,
+        }
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -46,7 +46,9 @@ def make_app() -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_queues=[Queue(name) for name in QUEUES],
+        # One exchange and routing key per queue: a shared key would copy every message
+        # into every queue bound with it.
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         task_default_queue="plan",
         task_default_priority=NORMAL_PRIORITY,
         broker_transport_options=transport_options,
