@@ -42,9 +42,11 @@ BACKOFF_MAX = 900.0
 BOUNCES_TO_DISABLE = 3
 
 
-def retry_delay(attempts: int, retry_after: float | None, rng: random.Random) -> float:
+def retry_delay(
+    attempts: int, retry_after: float | None, rng: random.Random, base: float = BACKOFF_BASE
+) -> float:
     """Full-jitter exponential backoff, never sooner than the provider asked."""
-    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(attempts - 1, 0))
+    ceiling = min(BACKOFF_MAX, base * 2 ** max(attempts - 1, 0))
     return max(rng.uniform(0, ceiling), retry_after or 0.0)
 
 
@@ -193,6 +195,7 @@ def record(
     results: Iterable[DeliveryResult],
     now: datetime | None = None,
     rng: random.Random | None = None,
+    retry_base: float = BACKOFF_BASE,
 ) -> Recorded:
     """Record every outcome of one batch in bulk, in the caller's transaction."""
     moment = now or utcnow()
@@ -214,7 +217,8 @@ def record(
             if claimed.channel is Channel.EMAIL and (result.error_code or "").startswith("smtp-5"):
                 bounced.append(result.delivery_id)
             continue
-        delay = retry_delay(claimed.attempts.get(result.delivery_id, 1), result.retry_after, rng)
+        attempts = claimed.attempts.get(result.delivery_id, 1)
+        delay = retry_delay(attempts, result.retry_after, rng, retry_base)
         retry_at = moment + timedelta(seconds=delay)
         if result.retry_after:
             summary.retry_after = max(summary.retry_after or 0.0, result.retry_after)

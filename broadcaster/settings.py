@@ -83,6 +83,10 @@ class Settings(BaseModel):
     # Rows a worker claimed and never recorded wait again after this many seconds.
     claim_lease_seconds: float = Field(default=120, ge=1, le=3600)
     sweep_seconds: float = Field(default=2, gt=0, le=60)
+    # A published batch not claimed within this many seconds is published again.
+    requeue_seconds: float = Field(default=30, gt=0, le=3600)
+    # First retry delay of a temporary failure; doubled per attempt, with full jitter.
+    retry_base_seconds: float = Field(default=5, gt=0, le=600)
     # Shared rate limits, messages (SMS: numbers) per second, per channel.
     sms_rate: float = Field(default=2000, gt=0)
     push_rate: float = Field(default=10000, gt=0)

@@ -64,7 +64,12 @@ def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
             waited = Failure(temporary=True, code="rate-limited", retry_after=5.0)
             results = [waited.result(m.delivery_id) for m in claimed.messages]
     with rt.sessions.begin() as session:
-        recorded = sending.record(session=session, claimed=claimed, results=results)
+        recorded = sending.record(
+            session=session,
+            claimed=claimed,
+            results=results,
+            retry_base=rt.settings.retry_base_seconds,
+        )
     if recorded.retry_after:
         rt.bucket(channel).pause(recorded.retry_after)
     return {
@@ -81,7 +86,11 @@ def sweep() -> dict[str, Any]:
     """Beat's heartbeat: plan due alerts, expire, release stale claims, publish batches."""
     rt = runtime()
     with rt.sessions.begin() as session:
-        found = sweeper.sweep(session=session, lease_seconds=rt.settings.claim_lease_seconds)
+        found = sweeper.sweep(
+            session=session,
+            lease_seconds=rt.settings.claim_lease_seconds,
+            requeue_seconds=rt.settings.requeue_seconds,
+        )
     for alert_id in found.plans:
         plan_alert.apply_async(args=[alert_id], queue="plan", priority=URGENT_PRIORITY)
     publish_batches(found.batches)

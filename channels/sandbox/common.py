@@ -59,6 +59,8 @@ class Recorder:
             self.throttled = 0
             self.per_address: Counter[str] = Counter()
             self.recent: deque[dict[str, Any]] = deque(maxlen=self.keep)
+            # When each request came and what it was answered: ok, throttle or error.
+            self.log: deque[tuple[float, str]] = deque(maxlen=20000)
             self.faults = Faults()
 
     def roll(self, rate: float) -> bool:
@@ -68,13 +70,15 @@ class Recorder:
         """Count a request; return 'error' or 'throttle' when a fault hits it."""
         with self.lock:
             self.requests += 1
+            fault = None
             if self.roll(self.faults.throttle_rate):
                 self.throttled += 1
-                return "throttle"
-            if self.roll(self.faults.error_rate):
+                fault = "throttle"
+            elif self.roll(self.faults.error_rate):
                 self.errors += 1
-                return "error"
-        return None
+                fault = "error"
+            self.log.append((time.time(), fault or "ok"))
+        return fault
 
     def accept(self, address: str, record: dict[str, Any]) -> None:
         with self.lock:
@@ -97,6 +101,10 @@ class Recorder:
                 "addresses": len(self.per_address),
                 "duplicates": sum(n - 1 for n in self.per_address.values() if n > 1),
             }
+
+    def requests_log(self) -> list[tuple[float, str]]:
+        with self.lock:
+            return list(self.log)
 
     def messages(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.lock:

@@ -150,6 +150,7 @@ class SandboxServer:
         self.smsapi.routes(app)
         app.router.add_get("/_sandbox/{provider}/counts", self._counts)
         app.router.add_get("/_sandbox/{provider}/messages", self._messages)
+        app.router.add_get("/_sandbox/{provider}/requests", self._requests)
         app.router.add_post("/_sandbox/{provider}/faults", self._faults)
         app.router.add_post("/_sandbox/{provider}/reset", self._reset)
         self._runner = web.AppRunner(app, access_log=None)
@@ -216,6 +217,9 @@ class SandboxServer:
     async def _messages(self, request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "100"))
         return web.json_response(self._provider(request).recorder.messages(limit))
+
+    async def _requests(self, request: web.Request) -> web.Response:
+        return web.json_response(self._provider(request).recorder.requests_log())
 
     async def _faults(self, request: web.Request) -> web.Response:
         provider = self._provider(request)

@@ -1,0 +1,181 @@
+"""The pipeline end to end with a real worker, Redis and PostgreSQL, when things break."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from broadcaster import alerts, planning
+from broadcaster.models import Delivery, DeliveryStatus
+from subscribers.models import Subscriber
+from broadcaster.population import seed_population
+from tests.conftest import add_resident
+from tests.pipeline.conftest import REDIS_START, Stack, wait_until
+
+pytestmark = pytest.mark.pipeline
+
+
+def seed(stack: Stack, residents: int) -> None:
+    with stack.db.begin() as session:
+        seed_population(session=session, count=residents, seed=17)
+
+
+def sent_rows(stack: Stack, alert_id: int) -> dict[str, int]:
+    with stack.db() as session:
+        rows = session.execute(select(Delivery.channel).where(
+            Delivery.alert_id == alert_id, Delivery.sent_at.is_not(None))).scalars().all()
+    counts: dict[str, int] = {}
+    for channel in rows:
+        counts[channel] = counts.get(channel, 0) + 1
+    return counts
+
+
+def test_a_worker_killed_mid_fan_out_loses_nothing_and_sends_no_sms_twice(stack: Stack) -> None:
+    seed(stack, 20000)
+    for provider in ("smsapi", "fcm", "smtp"):
+        stack.sandbox.faults(provider, latency_ms=40)
+    alert_id = stack.alert()
+    wait_until(lambda: stack.sandbox.counts("smsapi")["accepted"] >= 1000, 120, "the fan-out to start")
+    stack.worker.kill()
+    before = {p: stack.sandbox.counts(p)["accepted"] for p in ("smsapi", "fcm", "smtp")}
+    assert stack.open_count(alert_id) > 0, "the kill came too late to test anything"
+    for provider in ("smsapi", "fcm", "smtp"):
+        stack.sandbox.faults(provider, latency_ms=0)
+    stack.worker.start()
+    stack.wait_all_final(alert_id, timeout=240)
+    total = stack.total(alert_id)
+    rows = stack.rows(alert_id)
+    assert sum(rows.values()) == total  # counters agree with the rows
+    assert rows.get("sent", 0) + rows.get("delivered", 0) == total  # nothing lost, nothing failed
+    sms = stack.sandbox.counts("smsapi")
+    assert sms["duplicates"] == 0
+    assert sms["accepted"] == sent_rows(stack, alert_id)["sms"]
+    # E-mail and push may repeat what was in flight at the kill: one batch at most.
+    for provider, channel, batch in (("fcm", "push", 500), ("smtp", "email", 500)):
+        counts = stack.sandbox.counts(provider)
+        assert counts["accepted"] - counts["duplicates"] == sent_rows(stack, alert_id)[channel]
+        assert counts["duplicates"] <= batch
+    assert before["smsapi"] < sms["accepted"]
+    wait_until(lambda: stack.status(alert_id) == "done", 30, "the alert to be done")
+
+
+def test_the_same_batch_delivered_twice_sends_once(stack: Stack) -> None:
+    from celery import Celery
+    from kombu.entity import Exchange, Queue
+
+    seed(stack, 1500)
+    stack.worker.stop()  # plan by hand: nothing else may publish this batch
+    alert_id = stack.alert(channels=["email"])
+    with stack.db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=200)
+    assert plan is not None and plan.due
+    first = plan.due[0]
+    publisher = Celery("publisher", broker=stack.settings.broker_url)
+    email = Queue("email", Exchange("email"), routing_key="email")
+    for _ in range(2):
+        publisher.send_task("tasks.jobs.send_batch", args=[first.alert_id, first.batch_no],
+                            queue=email)
+    stack.worker.start()
+    stack.wait_all_final(alert_id)
+    counts = stack.sandbox.counts("smtp")
+    assert counts["duplicates"] == 0
+    assert counts["accepted"] == stack.total(alert_id)
+
+
+def test_provider_errors_and_throttling_end_every_delivery(stack: Stack) -> None:
+    seed(stack, 3000)
+    for provider in ("smsapi", "fcm", "smtp"):
+        stack.sandbox.faults(provider, error_rate=0.2, throttle_rate=0.1, retry_after=1)
+    alert_id = stack.alert()
+    stack.wait_all_final(alert_id, timeout=240)
+    rows = stack.rows(alert_id)
+    assert set(rows) <= {"sent", "delivered", "failed"}
+    assert rows.get("sent", 0) + rows.get("delivered", 0) > 0.95 * sum(rows.values())
+    # Retry-After holds for the whole channel: after a 429, SMSAPI hears nothing for 1 s.
+    log = sorted(stack.sandbox.server.recorder("smsapi").requests_log())
+    throttles = [t for t, what in log if what == "throttle"]
+    assert throttles, "no throttling happened"
+    for moment in throttles:
+        later = [t for t, _ in log if t > moment]
+        if later:
+            assert later[0] - moment >= 0.9, f"a request came {later[0] - moment:.2f} s after a 429"
+    assert stack.sandbox.counts("smsapi")["duplicates"] == 0
+
+
+def test_a_redis_restart_loses_nothing(stack: Stack) -> None:
+    seed(stack, 6000)
+    for provider in ("smsapi", "fcm", "smtp"):
+        stack.sandbox.faults(provider, latency_ms=30)
+    alert_id = stack.alert()
+    wait_until(lambda: stack.sandbox.counts("smsapi")["accepted"] >= 300, 120, "the fan-out to start")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        client.shutdown(nosave=True)
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it goes
+    time.sleep(2)
+    subprocess.run(REDIS_START, check=True)  # noqa: S603 - queued messages are gone with it
+    for provider in ("smsapi", "fcm", "smtp"):
+        stack.sandbox.faults(provider, latency_ms=0)
+    stack.wait_all_final(alert_id, timeout=240)
+    rows = stack.rows(alert_id)
+    assert rows.get("sent", 0) + rows.get("delivered", 0) == stack.total(alert_id)
+    assert stack.sandbox.counts("smsapi")["duplicates"] == 0
+
+
+def test_cancel_stops_the_fan_out_within_seconds(stack: Stack) -> None:
+    seed(stack, 8000)
+    for provider in ("smsapi", "fcm", "smtp"):
+        stack.sandbox.faults(provider, latency_ms=60)
+    alert_id = stack.alert()
+    wait_until(lambda: stack.sandbox.counts("smsapi")["accepted"] >= 300, 120, "the fan-out to start")
+    with stack.db.begin() as session:
+        cancelled = alerts.cancel_alert(session=session, actor=stack.staff.author, alert_id=alert_id,
+                                        reason="fałszywy alarm")
+        cancelled_at = cancelled.cancelled_at
+    assert cancelled_at is not None
+    time.sleep(3)  # what was in flight at the cancel lands
+    settled = {p: stack.sandbox.counts(p)["accepted"] for p in ("smsapi", "fcm", "smtp")}
+    time.sleep(4)
+    assert {p: stack.sandbox.counts(p)["accepted"] for p in ("smsapi", "fcm", "smtp")} == settled
+    rows = stack.rows(alert_id)
+    assert rows.get("suppressed", 0) > 0
+    assert rows.get("pending", 0) == 0
+    with stack.db() as session:
+        latest = session.scalar(select(Delivery.sent_at).where(Delivery.alert_id == alert_id)
+                                .order_by(Delivery.sent_at.desc().nulls_last()).limit(1))
+    # Only batches already sending at the cancel may finish after it.
+    assert latest is None or latest <= cancelled_at + timedelta(seconds=3)
+
+
+def test_quiet_hours_hold_an_informational_alert_and_let_an_extreme_one_through(stack: Stack) -> None:
+    now = datetime.now(ZoneInfo("Europe/Warsaw"))
+    start = (now - timedelta(hours=1)).time().replace(second=0, microsecond=0)
+    end = (now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
+    with stack.db.begin() as session:
+        sleeper = add_resident(session, stack.settings, contacts=[("sms", "601000901")],
+                               topics=["weather-warning"], districts=["wola"])
+        session.get_one(Subscriber, sleeper.id).quiet_from = start
+        session.get_one(Subscriber, sleeper.id).quiet_until = end
+        add_resident(session, stack.settings, contacts=[("sms", "601000902")],
+                     topics=["weather-warning"], districts=["wola"])
+    info = stack.alert(whole_city=False, districts=["wola"], severity="Minor", urgency="Expected",
+                       channels=["sms"])
+    wait_until(lambda: stack.rows(info).get("sent", 0) + stack.rows(info).get("delivered", 0) == 1,
+               60, "the informational alert to reach the resident outside quiet hours")
+    time.sleep(2)
+    assert stack.rows(info).get("pending") == 1  # the other waits for the end of the window
+    with stack.db() as session:
+        held = session.scalar(select(Delivery.next_attempt_at).where(
+            Delivery.alert_id == info, Delivery.status == DeliveryStatus.PENDING))
+    assert held is not None and held > datetime.now(UTC) + timedelta(minutes=50)
+    extreme = stack.alert(whole_city=False, districts=["wola"], severity="Extreme", channels=["sms"])
+    stack.wait_all_final(extreme, timeout=60)
+    rows = stack.rows(extreme)
+    assert rows.get("sent", 0) + rows.get("delivered", 0) == 2
