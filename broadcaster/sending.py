@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster import progress
@@ -43,10 +43,14 @@ BOUNCES_TO_DISABLE = 3
 
 
 def retry_delay(
-    attempts: int, retry_after: float | None, rng: random.Random, base: float = BACKOFF_BASE
+    attempts: int,
+    retry_after: float | None,
+    rng: random.Random,
+    base: float = BACKOFF_BASE,
+    most: float = BACKOFF_MAX,
 ) -> float:
     """Full-jitter exponential backoff, never sooner than the provider asked."""
-    ceiling = min(BACKOFF_MAX, base * 2 ** max(attempts - 1, 0))
+    ceiling = min(most, base * 2 ** min(max(attempts - 1, 0), 30))
     return max(rng.uniform(0, ceiling), retry_after or 0.0)
 
 
@@ -139,6 +143,8 @@ def claim(
         .values(claimed_at=moment, runs=DispatchBatch.runs + 1)
     )
     if not rows:
+        # Nothing due (a duplicate, or rows that ended meanwhile): settle the batch.
+        reschedule_batch(session=session, alert_id=alert_id, batch_no=batch_no, now=moment)
         return None
     channel = Channel(rows[0][2])
     progress.add(
@@ -196,6 +202,7 @@ def record(
     now: datetime | None = None,
     rng: random.Random | None = None,
     retry_base: float = BACKOFF_BASE,
+    retry_max: float = BACKOFF_MAX,
 ) -> Recorded:
     """Record every outcome of one batch in bulk, in the caller's transaction."""
     moment = now or utcnow()
@@ -218,7 +225,7 @@ def record(
                 bounced.append(result.delivery_id)
             continue
         attempts = claimed.attempts.get(result.delivery_id, 1)
-        delay = retry_delay(attempts, result.retry_after, rng, retry_base)
+        delay = retry_delay(attempts, result.retry_after, rng, retry_base, retry_max)
         retry_at = moment + timedelta(seconds=delay)
         if result.retry_after:
             summary.retry_after = max(summary.retry_after or 0.0, result.retry_after)
@@ -250,14 +257,29 @@ def record(
         ),
     )
     _contact_points(session, claimed, by_id, disable, bounced, moment)
-    batch = update(DispatchBatch).where(
-        DispatchBatch.alert_id == claimed.alert_id, DispatchBatch.batch_no == claimed.batch_no
+    reschedule_batch(
+        session=session, alert_id=claimed.alert_id, batch_no=claimed.batch_no, now=moment
     )
-    if summary.next_run_at is not None:
-        session.execute(batch.values(next_run_at=summary.next_run_at, enqueued_at=None))
+    return summary
+
+
+def reschedule_batch(*, session: Session, alert_id: int, batch_no: int, now: datetime) -> None:
+    """The batch runs again when its earliest waiting row is due, or is done when none
+    waits: counted over the whole batch, not just the rows this run claimed."""
+    waiting, earliest = session.execute(
+        select(func.count(), func.min(func.coalesce(Delivery.next_attempt_at, now))).where(
+            Delivery.alert_id == alert_id,
+            Delivery.batch_no == batch_no,
+            Delivery.status.in_([D.PENDING, D.SENDING]),
+        )
+    ).one()
+    batch = update(DispatchBatch).where(
+        DispatchBatch.alert_id == alert_id, DispatchBatch.batch_no == batch_no
+    )
+    if waiting:
+        session.execute(batch.values(next_run_at=max(earliest, now), enqueued_at=None))
     else:
         session.execute(batch.values(state=BatchState.DONE))
-    return summary
 
 
 def _contact_points(

@@ -87,6 +87,7 @@ class Settings(BaseModel):
     requeue_seconds: float = Field(default=30, gt=0, le=3600)
     # First retry delay of a temporary failure; doubled per attempt, with full jitter.
     retry_base_seconds: float = Field(default=5, gt=0, le=600)
+    retry_max_seconds: float = Field(default=900, gt=0, le=86400)
     # Shared rate limits, messages (SMS: numbers) per second, per channel.
     sms_rate: float = Field(default=2000, gt=0)
     push_rate: float = Field(default=10000, gt=0)

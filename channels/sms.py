@@ -90,10 +90,18 @@ class _BearerKeepingAnswer(AuthBase):
         return request
 
     def _keep(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.local.retry_after = response.headers.get("Retry-After")
         try:
             self.local.answer = response.json()
         except ValueError:
             self.local.answer = None
+
+    def last_retry_after(self) -> float | None:
+        value = getattr(self.local, "retry_after", None)
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
 
     def last_answer(self) -> dict[str, Any]:
         answer = getattr(self.local, "answer", None)
@@ -138,10 +146,18 @@ class SmsApiChannel:
             by_text[message.text].append(message)
         results: list[DeliveryResult] = []
         size = self.config.batch_size
+        pause: float | None = None
         for text, group in by_text.items():
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
-                results.extend(await asyncio.to_thread(self._send_group, text, chunk))
+                if pause is not None:
+                    # The provider asked us to wait: the rest of the batch waits too.
+                    waiting = Failure(temporary=True, code="http-429", retry_after=pause)
+                    results.extend(waiting.result(m.delivery_id) for m in chunk)
+                    continue
+                answered = await asyncio.to_thread(self._send_group, text, chunk)
+                results.extend(answered)
+                pause = max((r.retry_after for r in answered if r.retry_after), default=None)
         return results
 
     async def aclose(self) -> None:
@@ -174,6 +190,12 @@ class SmsApiChannel:
             return [classify(error).result(m.delivery_id) for m in group]
         except (SmsApiException, requests.RequestException) as error:
             failure = classify(error)
+            if failure.code == "http-429":
+                failure = Failure(
+                    temporary=True,
+                    code=failure.code,
+                    retry_after=self.auth.last_retry_after() or 1.0,
+                )
             return [failure.result(m.delivery_id) for m in group]
         return self._map_answer(answer, group, self.auth.last_answer())
 

@@ -69,6 +69,7 @@ def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
             claimed=claimed,
             results=results,
             retry_base=rt.settings.retry_base_seconds,
+            retry_max=rt.settings.retry_max_seconds,
         )
     if recorded.retry_after:
         rt.bucket(channel).pause(recorded.retry_after)

@@ -123,8 +123,15 @@ def test_provider_trouble_is_temporary(
     sandbox: Sandbox, faults: dict[str, float], code: str
 ) -> None:
     sandbox.faults("smsapi", **faults)
-    results = send(channel(sandbox), [sms(50, "+48601000050")])
+    results = send(
+        channel(sandbox), [sms(50, "+48601000050"), sms(51, "+48601000051", "Other text")]
+    )
     assert (results[50].outcome, results[50].error_code) == (Outcome.TEMPORARY, code)  # type: ignore[attr-defined]
+    if code == "http-429":
+        # Retry-After read off the answer, and the rest of the batch held back unsent.
+        assert results[50].retry_after == 2.0  # type: ignore[attr-defined]
+        assert results[51].retry_after == 2.0  # type: ignore[attr-defined]
+        assert sandbox.counts("smsapi")["requests"] == 1
 
 
 def test_too_many_parts_is_permanent(sandbox: Sandbox) -> None:

@@ -24,17 +24,35 @@ from broadcaster.db import make_engine
 from broadcaster.models import Alert, Delivery, DeliveryStatus
 from broadcaster.settings import Settings, load_settings
 from tests.channels.conftest import Sandbox
+from tests.channels.conftest import sandbox as sandbox
+from tests.channels.conftest import sandbox_server as sandbox_server
 from tests.conftest import TEST_SECRET, Staff, _empty_postgres
 
 REDIS_URL = os.environ.get("WSP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
 ]
 OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.25) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.25
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -57,10 +75,27 @@ class Worker:
         self.starts += 1
         self.log = log = (self.directory / f"worker-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.app", "worker", "--beat", "--pool=solo",
-             "-Q", "plan,sms,push,email,receipts", "--loglevel=INFO", "--without-heartbeat",
-             "--without-gossip", "--without-mingle", "--schedule", str(self.directory / "beat")],
-            env=self.environment, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.app",
+                "worker",
+                "--beat",
+                "--pool=solo",
+                "-Q",
+                "plan,sms,push,email,receipts",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--schedule",
+                str(self.directory / "beat"),
+            ],
+            env=self.environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:
@@ -81,12 +116,21 @@ class Worker:
             self.log.close()
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.directory.glob("worker-*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:]
+            for p in sorted(self.directory.glob("worker-*.log"))
+        )
 
 
 class Stack:
-    def __init__(self, db: sessionmaker[Session], settings: Settings, sandbox: Sandbox, worker: Worker,
-                 staff: Staff) -> None:
+    def __init__(
+        self,
+        db: sessionmaker[Session],
+        settings: Settings,
+        sandbox: Sandbox,
+        worker: Worker,
+        staff: Staff,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.sandbox = sandbox
@@ -96,15 +140,22 @@ class Stack:
     def alert(self, **changes: Any) -> int:
         """Write and approve an alert (two people, as always); the sweeper takes it from there."""
         fields: dict[str, Any] = {
-            "topic": "weather-warning", "whole_city": True, "severity": "Severe",
-            "urgency": "Immediate", "channels": ["sms", "push", "email"],
+            "topic": "weather-warning",
+            "whole_city": True,
+            "severity": "Severe",
+            "urgency": "Immediate",
+            "channels": ["sms", "push", "email"],
             "contents": {"pl": ("Burza", "Silne burze z gradem od 18:00.")},
             "expires_at": datetime.now(UTC) + timedelta(hours=2),
         }
         fields.update(changes)
         with self.db.begin() as session:
-            alert = alerts.create_alert(session=session, settings=self.settings, author=self.staff.author,
-                                        draft=AlertDraft(**fields))
+            alert = alerts.create_alert(
+                session=session,
+                settings=self.settings,
+                author=self.staff.author,
+                draft=AlertDraft(**fields),
+            )
             alerts.submit_alert(session=session, actor=self.staff.author, alert_id=alert.id)
             alert_id = alert.id
         with self.db.begin() as session:
@@ -124,17 +175,31 @@ class Stack:
     def rows(self, alert_id: int) -> dict[str, int]:
         """Counted from the rows themselves, to check the counters."""
         with self.db() as session:
-            return {status.value: count for status, count in session.execute(
-                select(Delivery.status, func.count()).where(Delivery.alert_id == alert_id)
-                .group_by(Delivery.status)).all()}
+            return {
+                status.value: count
+                for status, count in session.execute(
+                    select(Delivery.status, func.count())
+                    .where(Delivery.alert_id == alert_id)
+                    .group_by(Delivery.status)
+                ).all()
+            }
 
     def status(self, alert_id: int) -> str:
         with self.db() as session:
             return str(session.scalar(select(Alert.status).where(Alert.id == alert_id)))
 
     def wait_all_final(self, alert_id: int, timeout: float = 180) -> None:
-        wait_until(lambda: self.total(alert_id) > 0 and self.open_count(alert_id) == 0, timeout,
-                   f"every delivery of alert {alert_id} to end; worker log:\n{self.worker.logs()}")
+        try:
+            wait_until(
+                lambda: self.total(alert_id) > 0 and self.open_count(alert_id) == 0,
+                timeout,
+                f"every delivery of alert {alert_id} to end",
+            )
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}: counters {self.progress(alert_id)}, rows {self.rows(alert_id)}, "
+                f"worker log:\n{self.worker.logs()}"
+            ) from None
 
 
 @pytest.fixture
@@ -152,7 +217,7 @@ def redis_broker() -> Iterator[str]:
     try:
         client.ping()
     except redis.ConnectionError:
-        subprocess.run(REDIS_START, check=True)  # noqa: S603
+        subprocess.run(REDIS_START, check=True)
         wait_until(lambda: _pings(client), 20, "Redis")
     client.flushdb()
     yield REDIS_URL
@@ -168,23 +233,35 @@ def _pings(client: redis.Redis) -> bool:
 
 
 @pytest.fixture
-def stack(database_url: str, redis_broker: str, sandbox: Sandbox, staff: Staff, tmp_path: Path,
-          db: sessionmaker[Session]) -> Iterator[Stack]:
+def stack(
+    database_url: str,
+    redis_broker: str,
+    sandbox: Sandbox,
+    staff: Staff,
+    tmp_path: Path,
+    db: sessionmaker[Session],
+) -> Iterator[Stack]:
     postgres_url = database_url
     environment = {
-        **os.environ, **sandbox.endpoints.environment(),
-        "DATABASE_URL": postgres_url, "BROKER_URL": redis_broker, "WSP_REDIS_URL": redis_broker,
-        "WSP_SECRET_KEY": TEST_SECRET, "WSP_DATA_DIR": str(tmp_path), "WSP_ENV": "test",
-        "WSP_SWEEP_SECONDS": "0.5", "WSP_CLAIM_LEASE_SECONDS": "4", "WSP_REQUEUE_SECONDS": "5",
+        **os.environ,
+        **sandbox.endpoints.environment(),
+        "DATABASE_URL": postgres_url,
+        "BROKER_URL": redis_broker,
+        "WSP_REDIS_URL": redis_broker,
+        "WSP_SECRET_KEY": TEST_SECRET,
+        "WSP_DATA_DIR": str(tmp_path),
+        "WSP_ENV": "test",
+        "WSP_SWEEP_SECONDS": "0.5",
+        "WSP_CLAIM_LEASE_SECONDS": "4",
+        "WSP_REQUEUE_SECONDS": "5",
         "WSP_RETRY_BASE_SECONDS": "0.5",
+        "WSP_RETRY_MAX_SECONDS": "4",
     }
-    settings = load_settings({k: v for k, v in environment.items() if k.startswith(("WSP_", "DATABASE", "BROKER"))})
+    settings = load_settings(
+        {k: v for k, v in environment.items() if k.startswith(("WSP_", "DATABASE", "BROKER"))}
+    )
     worker = Worker(environment, tmp_path)
     worker.start()
     built = Stack(db, settings, sandbox, worker, staff)
     yield built
     worker.stop()
-
-
-# The sandbox fixtures of the channel tests serve here too.
-from tests.channels.conftest import sandbox, sandbox_server  # noqa: E402, F401
