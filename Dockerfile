@@ -5,6 +5,8 @@ COPY pyproject.toml README.md ./
 COPY broadcaster ./broadcaster
 COPY subscribers ./subscribers
 COPY channels ./channels
+COPY templates ./templates
+COPY tasks ./tasks
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 broadcaster
 USER broadcaster
 ENTRYPOINT ["broadcaster"]

@@ -19,7 +19,8 @@ from subscribers.models import Subscriber
 from tests.conftest import add_resident
 from tests.pipeline.conftest import REDIS_START, Stack, wait_until
 
-pytestmark = pytest.mark.pipeline
+# One xdist worker runs them all, one after the other: they share Redis (and restart it).
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("pipeline")]
 
 
 def seed(stack: Stack, residents: int) -> None:
