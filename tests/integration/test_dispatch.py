@@ -1,0 +1,235 @@
+"""Planning, the outbox, claims, outcomes and receipts, in process, on both databases."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster import alerts, planning, progress, receipts, sending, sweeper
+from broadcaster.alerts import AlertDraft
+from broadcaster.api.app import create_app
+from broadcaster.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
+from broadcaster.settings import Settings
+from channels.interfaces import DeliveryResult, Outcome
+from tests.conftest import Staff, add_resident
+
+
+def approved_alert(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, **changes: object
+) -> int:
+    fields: dict[str, object] = {
+        "topic": "weather-warning",
+        "districts": ["wola"],
+        "severity": "Severe",
+        "urgency": "Immediate",
+        "channels": ["sms", "email"],
+        "contents": {"pl": ("Burza", "Silne burze od 18:00.")},
+    }
+    fields.update(changes)
+    with db.begin() as session:
+        alert = alerts.create_alert(
+            session=session, settings=settings, author=staff.author, draft=AlertDraft(**fields)
+        )  # type: ignore[arg-type]
+        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
+        alert_id = alert.id
+    with db.begin() as session:
+        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+    return alert_id
+
+
+@pytest.fixture
+def residents(db: sessionmaker[Session], settings: Settings) -> None:
+    with db.begin() as session:
+        for n in range(7):
+            add_resident(
+                session,
+                settings,
+                contacts=[("sms", f"60100070{n}"), ("email", f"r{n}@example.com")],
+                topics=["weather-warning"],
+                districts=["wola"],
+            )
+
+
+def test_a_plan_whose_publish_was_lost_is_published_by_the_sweeper(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+) -> None:
+    alert_id = approved_alert(db, settings, staff)
+    with db.begin() as session:
+        found = sweeper.sweep(session=session, lease_seconds=60)
+        assert found.plans == [alert_id]
+        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=3)
+    assert plan is not None
+    # sms 7 -> 3 batches of 3, 3, 1; e-mail likewise: 6 batches, all due now.
+    assert plan.batches == 6 and len(plan.due) == 6
+    with db.begin() as session:
+        assert planning.plan_alert(session=session, alert_id=alert_id) is None  # planned once
+        assert progress.read(session, alert_id) == {"sms": {"pending": 7}, "email": {"pending": 7}}
+    # The worker died before publishing: the sweeper finds every batch in the outbox...
+    with db.begin() as session:
+        republished = sweeper.sweep(session=session, lease_seconds=60)
+    assert sorted((b.channel, b.batch_no) for b in republished.batches) == sorted(
+        (b.channel, b.batch_no) for b in plan.due
+    )
+    # ...and, having published them, leaves them alone for a while.
+    with db.begin() as session:
+        assert sweeper.sweep(session=session, lease_seconds=60).batches == []
+
+
+def test_claims_outcomes_retries_and_the_end_of_an_alert(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+) -> None:
+    alert_id = approved_alert(db, settings, staff, channels=["sms"])
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=10)
+    assert plan is not None
+    [batch] = plan.due
+    variants = sending.Variants()
+    with db.begin() as session:
+        claimed = sending.claim(
+            session=session,
+            settings=settings,
+            variants=variants,
+            alert_id=alert_id,
+            batch_no=batch.batch_no,
+        )
+    assert claimed is not None and len(claimed.messages) == 7
+    assert {m.text for m in claimed.messages} == {"Burza: Silne burze od 18:00."}
+    with db.begin() as session:  # the same batch again: nothing to claim
+        assert (
+            sending.claim(
+                session=session,
+                settings=settings,
+                variants=variants,
+                alert_id=alert_id,
+                batch_no=batch.batch_no,
+            )
+            is None
+        )
+    ids = [m.delivery_id for m in claimed.messages]
+    results = [DeliveryResult(i, Outcome.SENT, provider_id=f"m{i}") for i in ids[:5]]
+    results.append(DeliveryResult(ids[5], Outcome.PERMANENT, error_code="13", disable_address=True))
+    results.append(DeliveryResult(ids[6], Outcome.TEMPORARY, error_code="http-500", retry_after=30))
+    with db.begin() as session:
+        recorded = sending.record(session=session, claimed=claimed, results=results)
+    assert (recorded.sent, recorded.failed, recorded.retrying) == (5, 1, 1)
+    with db() as session:
+        assert progress.read(session, alert_id) == {"sms": {"sent": 5, "failed": 1, "pending": 1}}
+        retry = session.get_one(Delivery, ids[6])
+        assert retry.next_attempt_at is not None
+        assert retry.next_attempt_at >= datetime.now(UTC) + timedelta(seconds=29)  # Retry-After
+        state = session.scalar(
+            select(DispatchBatch.state).where(DispatchBatch.alert_id == alert_id)
+        )
+        assert state is BatchState.QUEUED  # one row still waits
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    with db.begin() as session:
+        again = sending.claim(
+            session=session,
+            settings=settings,
+            variants=variants,
+            alert_id=alert_id,
+            batch_no=batch.batch_no,
+            now=later,
+        )
+        assert again is not None and [m.delivery_id for m in again.messages] == [ids[6]]
+        sending.record(
+            session=session,
+            claimed=again,
+            now=later,
+            results=[DeliveryResult(ids[6], Outcome.SENT, provider_id="m-late")],
+        )
+    with db.begin() as session:
+        found = sweeper.sweep(session=session, lease_seconds=60, now=later)
+    assert found.finished == [alert_id]
+
+
+def test_receipts_over_http_are_applied_and_unknown_ones_counted(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+) -> None:
+    alert_id = approved_alert(db, settings, staff, channels=["sms"])
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=10)
+        assert plan is not None
+        claimed = sending.claim(
+            session=session,
+            settings=settings,
+            variants=sending.Variants(),
+            alert_id=alert_id,
+            batch_no=plan.due[0].batch_no,
+        )
+        assert claimed is not None
+        ids = [m.delivery_id for m in claimed.messages]
+        sending.record(
+            session=session,
+            claimed=claimed,
+            results=[DeliveryResult(i, Outcome.SENT, provider_id=f"p{i}") for i in ids],
+        )
+
+    tallies: Counter[str] = Counter()
+
+    def apply(reports: list[dict[str, str]]) -> None:
+        with db.begin() as session:
+            tallies.update(
+                receipts.apply_smsapi_reports(
+                    session=session,
+                    reports=[
+                        receipts.Report(r["provider_id"], r["status"], r["idx"]) for r in reports
+                    ],
+                )
+            )
+
+    client = TestClient(create_app(publish=apply))
+    answer = client.get(
+        "/receipts/smsapi",
+        params={
+            "MsgId": f"p{ids[0]},p{ids[1]},x,y",
+            "status": "404,405,404,403",
+            "idx": f"{ids[0]},{ids[1]},999999,{ids[2]}",
+            "donedate": "1,1,1,1",
+            "username": "city",
+        },
+    )
+    assert (answer.status_code, answer.text) == (200, "OK")
+    answer = client.post(
+        "/receipts/smsapi", data={"MsgId": f"p{ids[0]}", "status": "404", "idx": str(ids[0])}
+    )
+    assert (answer.status_code, answer.text) == (200, "OK")
+    assert tallies == Counter({"applied": 2, "unknown": 1, "pending": 1, "stale": 1})
+    with db() as session:
+        assert progress.read(session, alert_id) == {"sms": {"delivered": 1, "failed": 1, "sent": 5}}
+        failed = session.get_one(Delivery, ids[1])
+        assert (failed.status, failed.error_code) == (DeliveryStatus.FAILED, "405")
+        assert progress.receipts(session)["smsapi"] == {
+            "applied": 2,
+            "unknown": 1,
+            "pending": 1,
+            "stale": 1,
+        }
+    for bad, field in (
+        ({"status": "404", "idx": "1"}, "MsgId"),
+        ({"MsgId": "a,b", "status": "404", "idx": "1"}, "MsgId"),
+    ):
+        refused = client.get("/receipts/smsapi", params=bad)
+        assert refused.status_code == 422
+        assert field in refused.text
+
+
+def test_quiet_hours_are_settled_at_planning(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    from datetime import time
+
+    from broadcaster.planning import WARSAW, quiet_until
+
+    at_night = datetime(2026, 12, 1, 23, 30, tzinfo=WARSAW).astimezone(UTC)
+    assert quiet_until(time(22, 0), time(7, 0), at_night) == datetime(
+        2026, 12, 2, 7, 0, tzinfo=WARSAW
+    )
+    assert quiet_until(time(22, 0), time(7, 0), at_night + timedelta(hours=9)) is None
+    assert quiet_until(time(1, 0), time(5, 0), at_night) is None
+    assert quiet_until(None, None, at_night) is None
