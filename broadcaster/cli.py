@@ -23,7 +23,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, audit, operators, population, reference, schema
+from broadcaster import alerts, audit, operators, population, progress, reference, schema
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.demo import run_demo
 from broadcaster.errors import (
@@ -340,6 +340,7 @@ def alert_show(app: App, alert_id: int, as_json: bool) -> None:
         found = alerts.get_alert(session=session, alert_id=alert_id)
         view = alerts.describe_alert(found)
         view["audience"] = count_audience(session=session, alert=found)
+        view["progress"] = progress.read(session, found.id)
     if as_json:
         _echo_json(view)
         return
@@ -358,6 +359,9 @@ def alert_show(app: App, alert_id: int, as_json: bool) -> None:
     click.echo(
         "  audience: " + (", ".join(f"{k} {v}" for k, v in sorted(audience.items())) or "nobody")
     )
+    for channel, by_status in sorted(view["progress"].items()):
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items()))
+        click.echo(f"  {channel}: {counts}")
     if view["status_reason"]:
         click.echo(f"  reason: {view['status_reason']}")
 

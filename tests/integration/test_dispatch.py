@@ -16,6 +16,7 @@ from broadcaster.api.app import create_app
 from broadcaster.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
+from subscribers.models import ContactPoint
 from tests.conftest import Staff, add_resident
 
 
@@ -119,6 +120,12 @@ def test_claims_outcomes_retries_and_the_end_of_an_alert(
     assert (recorded.sent, recorded.failed, recorded.retrying) == (5, 1, 1)
     with db() as session:
         assert progress.read(session, alert_id) == {"sms": {"sent": 5, "failed": 1, "pending": 1}}
+        # The provider called that number invalid: it is not used again.
+        dead = session.get_one(ContactPoint, session.get_one(Delivery, ids[5]).contact_point_id)
+        assert (dead.disabled_at is not None, dead.disabled_reason) == (
+            True,
+            "sms-provider-refused",
+        )
         retry = session.get_one(Delivery, ids[6])
         assert retry.next_attempt_at is not None
         assert retry.next_attempt_at >= datetime.now(UTC) + timedelta(seconds=29)  # Retry-After
@@ -233,3 +240,44 @@ def test_quiet_hours_are_settled_at_planning(
     assert quiet_until(time(22, 0), time(7, 0), at_night + timedelta(hours=9)) is None
     assert quiet_until(time(1, 0), time(5, 0), at_night) is None
     assert quiet_until(None, None, at_night) is None
+
+
+def test_an_address_that_keeps_bouncing_is_disabled(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    with db.begin() as session:
+        resident = add_resident(
+            session,
+            settings,
+            contacts=[("email", "gone@example.com")],
+            topics=["weather-warning"],
+            districts=["wola"],
+        )
+        point_id = resident.contact_points[0].id
+    for round_number in range(1, 4):
+        alert_id = approved_alert(db, settings, staff, channels=["email"])
+        with db.begin() as session:
+            plan = planning.plan_alert(session=session, alert_id=alert_id)
+            assert plan is not None
+            claimed = sending.claim(
+                session=session,
+                settings=settings,
+                variants=sending.Variants(),
+                alert_id=alert_id,
+                batch_no=plan.due[0].batch_no,
+            )
+            assert claimed is not None
+            [message] = claimed.messages
+            assert message.unsubscribe_url and "/u/" in message.unsubscribe_url
+            sending.record(
+                session=session,
+                claimed=claimed,
+                results=[
+                    DeliveryResult(message.delivery_id, Outcome.PERMANENT, error_code="smtp-550")
+                ],
+            )
+        with db() as session:
+            point = session.get_one(ContactPoint, point_id)
+            assert point.bounces == round_number
+            assert (point.disabled_at is not None) == (round_number == 3)
+    assert point.disabled_reason == "email-bounces"

@@ -3,6 +3,7 @@ and a Celery worker (with beat) in a process of its own that tests may kill and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,11 +97,13 @@ class Worker:
             env=self.environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own process group: killing the worker kills its beat child too.
+            start_new_session=True,
         )
 
     def kill(self) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
         self.log.close()
 
@@ -112,6 +115,9 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # whatever of the group is left
         if self.log is not None:
             self.log.close()
 

@@ -19,8 +19,8 @@ from subscribers.models import Subscriber
 from tests.conftest import add_resident
 from tests.pipeline.conftest import REDIS_START, Stack, wait_until
 
-# One xdist worker runs them all, one after the other: they share Redis (and restart it).
-pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("pipeline")]
+# They share Redis (one restarts it): `make test` runs them on their own, one by one.
+pytestmark = pytest.mark.pipeline
 
 
 def seed(stack: Stack, residents: int) -> None:
