@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import Alert, AlertStatus, Delivery, DeliveryStatus, Operator
 from broadcaster.settings import Environment, Settings, get_settings
 from channels.sandbox.server import SandboxServer, free_port
+from tasks.commands import all_in_one_worker
 
 DEMO_DISTRICTS = ("mokotow", "ursynow", "wilanow", "srodmiescie")
 DEMO_STAFF = (
@@ -159,24 +159,7 @@ def _api(port: int) -> Iterator[None]:
 def _worker(environment: dict[str, str], directory: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = (directory / "demo-worker.log").open("wb")
     process = subprocess.Popen(  # noqa: S603 - our own worker
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tasks.app",
-            "worker",
-            "--beat",
-            "--pool=solo",
-            "-Q",
-            "plan,sms,push,email,receipts",
-            "--loglevel=INFO",
-            "--schedule",
-            str(directory / "demo-beat"),
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        all_in_one_worker(directory / "demo-beat"),
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,

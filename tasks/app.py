@@ -17,8 +17,8 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from broadcaster.settings import get_settings
+from tasks.commands import QUEUES
 
-QUEUES = ("plan", "sms", "push", "email", "receipts")
 URGENT_PRIORITY = 0  # Redis: 0 is taken first
 NORMAL_PRIORITY = 6
 

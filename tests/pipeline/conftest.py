@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from broadcaster.alerts import AlertDraft
 from broadcaster.db import make_engine
 from broadcaster.models import Alert, Delivery, DeliveryStatus
 from broadcaster.settings import Settings, load_settings
+from tasks.commands import all_in_one_worker
 from tests.channels.conftest import Sandbox
 from tests.channels.conftest import sandbox as sandbox
 from tests.channels.conftest import sandbox_server as sandbox_server
@@ -76,24 +76,7 @@ class Worker:
         self.starts += 1
         self.log = log = (self.directory / f"worker-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks.app",
-                "worker",
-                "--beat",
-                "--pool=solo",
-                "-Q",
-                "plan,sms,push,email,receipts",
-                "--loglevel=INFO",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "--schedule",
-                str(self.directory / "beat"),
-            ],
+            all_in_one_worker(self.directory / "beat"),
             env=self.environment,
             stdout=log,
             stderr=subprocess.STDOUT,
