@@ -14,7 +14,6 @@ expires first. Severe and extreme alerts ignore quiet hours.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, cast
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster import audit, progress
 from broadcaster.alerts import Move, transition
+from broadcaster.bulk import row_writer
 from broadcaster.db import utcnow
 from broadcaster.delivery import SuppressReason
 from broadcaster.errors import Conflict
@@ -96,9 +96,8 @@ class Plan:
 class _Batches:
     """Hands out batch numbers: one open batch per (channel, time it may leave)."""
 
-    def __init__(self, size: int, now: datetime) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.now = now
         self.next_no = 1
         self.open: dict[tuple[str, datetime], tuple[int, int]] = {}
         self.rows: dict[int, dict[str, Any]] = {}
@@ -118,32 +117,6 @@ class _Batches:
         self.open[key] = (number, filled + 1)
         self.rows[number]["size"] += 1
         return number
-
-
-Writer = Callable[[list[tuple[Any, ...]]], None]
-
-
-def _writer(session: Session) -> Writer:
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        statement = f"COPY deliveries ({', '.join(DELIVERY_COLUMNS)}) FROM STDIN"
-
-        def copy(rows: list[tuple[Any, ...]]) -> None:
-            with cursor.copy(statement) as stream:
-                for row in rows:
-                    stream.write_row(row)
-
-        return copy
-    table = cast(Table, Delivery.__table__)
-
-    def executemany(rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            connection.execute(
-                insert(table), [dict(zip(DELIVERY_COLUMNS, row, strict=True)) for row in rows]
-            )
-
-    return executemany
 
 
 def plan_alert(
@@ -169,8 +142,8 @@ def plan_alert(
         return None
     urgent = is_urgent(alert)
     plan = Plan(alert_id=alert.id, urgent=urgent)
-    batches = _Batches(batch_size, moment)
-    write = _writer(session)
+    batches = _Batches(batch_size)
+    write = row_writer(session.connection(), cast(Table, Delivery.__table__), DELIVERY_COLUMNS)
     for members in stream_audience(session=session, alert=alert, batch_size=5000):
         rows: list[tuple[Any, ...]] = []
         for m in members:

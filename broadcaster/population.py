@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Connection, Table, func, select, text
 from sqlalchemy.orm import Session
 
 from broadcaster import audit
+from broadcaster.bulk import row_writer
 from broadcaster.db import utcnow
 from broadcaster.reference import DISTRICTS, TOPIC_BY_SLUG, seed_reference_data
 from subscribers.models import ContactPoint, Subscriber, Subscription
@@ -186,7 +187,14 @@ def seed_population(
         foreign_keys = _drop_foreign_keys(connection, ("contact_points", "subscriptions"))
     first_subscriber, first_contact = _next_ids(connection)
     totals = [0, 0, 0]
-    writer = _copy_writer(connection) if postgres else _executemany_writer(connection)
+    write = {
+        model.__tablename__: row_writer(connection, cast(Table, model.__table__), columns)
+        for model, columns in (
+            (Subscriber, SUBSCRIBER_COLUMNS),
+            (ContactPoint, CONTACT_COLUMNS),
+            (Subscription, SUBSCRIPTION_COLUMNS),
+        )
+    }
     for chunk in generate(
         count=count,
         first_subscriber_id=first_subscriber,
@@ -194,9 +202,9 @@ def seed_population(
         seed=seed,
         now=utcnow(),
     ):
-        writer("subscribers", SUBSCRIBER_COLUMNS, chunk.subscribers)
-        writer("contact_points", CONTACT_COLUMNS, chunk.contacts)
-        writer("subscriptions", SUBSCRIPTION_COLUMNS, chunk.subscriptions)
+        write["subscribers"](chunk.subscribers)
+        write["contact_points"](chunk.contacts)
+        write["subscriptions"](chunk.subscriptions)
         totals[0] += len(chunk.subscribers)
         totals[1] += len(chunk.contacts)
         totals[2] += len(chunk.subscriptions)
@@ -254,32 +262,3 @@ def _drop_foreign_keys(
 def _restore_foreign_keys(connection: Connection, keys: list[tuple[str, str, str]]) -> None:
     for table, name, definition in keys:
         connection.execute(text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
-
-
-Writer = Callable[[str, tuple[str, ...], list[tuple[Any, ...]]], None]
-
-
-def _copy_writer(connection: Connection) -> Writer:
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def write(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-    return write
-
-
-def _executemany_writer(connection: Connection) -> Writer:
-    tables = {
-        model.__tablename__: cast(Table, model.__table__)
-        for model in (Subscriber, ContactPoint, Subscription)
-    }
-
-    def write(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            connection.execute(
-                insert(tables[table]), [dict(zip(columns, row, strict=True)) for row in rows]
-            )
-
-    return write

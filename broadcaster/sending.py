@@ -191,7 +191,6 @@ class Recorded:
     failed: int = 0
     retrying: int = 0
     retry_after: float | None = None
-    next_run_at: datetime | None = None
 
 
 def record(
@@ -208,7 +207,6 @@ def record(
     moment = now or utcnow()
     rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
     machine = DeliveryStateMachine(session)
-    by_id = {m.delivery_id: m for m in claimed.messages}
     sent, failed, disable, bounced, delivered_ok = [], [], [], [], []
     retries: dict[datetime, list[Outcome]] = {}
     summary = Recorded()
@@ -242,7 +240,6 @@ def record(
     summary.failed = machine.record_permanent_failure(failed, now=moment)
     for retry_at, outcomes in retries.items():
         summary.retrying += machine.record_temporary_failure(outcomes, retry_at=retry_at)
-    summary.next_run_at = min(retries) if retries else None
     channel = claimed.channel.value
     progress.add(
         session,
@@ -256,7 +253,7 @@ def record(
             }
         ),
     )
-    _contact_points(session, claimed, by_id, disable, bounced, moment)
+    _contact_points(session, claimed, disable, bounced, moment)
     reschedule_batch(
         session=session, alert_id=claimed.alert_id, batch_no=claimed.batch_no, now=moment
     )
@@ -285,7 +282,6 @@ def reschedule_batch(*, session: Session, alert_id: int, batch_no: int, now: dat
 def _contact_points(
     session: Session,
     claimed: Claimed,
-    by_id: dict[int, Message],
     disable: list[int],
     bounced: list[int],
     now: datetime,

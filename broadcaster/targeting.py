@@ -102,9 +102,10 @@ def stream_audience(
 
 def count_audience(*, session: Session, alert: Alert) -> dict[str, int]:
     """How many contact points the alert reaches, per channel."""
-    inner = audience_query(alert).subquery()
-    rows = session.execute(select(inner.c.channel, func.count()).group_by(inner.c.channel)).all()
-    return {channel: count for channel, count in rows}
+    totals: dict[str, int] = {}
+    for (channel, _), count in count_audience_by_language(session=session, alert=alert).items():
+        totals[channel] = totals.get(channel, 0) + count
+    return totals
 
 
 def count_audience_by_language(*, session: Session, alert: Alert) -> dict[tuple[str, str], int]:
