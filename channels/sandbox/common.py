@@ -41,7 +41,10 @@ class Faults:
 
 
 class Recorder:
-    """Thread-safe record of accepted messages, counted per address."""
+    """Thread-safe record of accepted messages, each counted under its identity: the
+    address and what names the message (an SMS idx, a push's alert, an e-mail's
+    Message-ID), so one resident receiving two alerts is not a duplicate, and the same
+    message arriving twice is."""
 
     def __init__(self, keep: int = 2000, seed: int | None = None) -> None:
         self.lock = threading.Lock()
@@ -57,7 +60,7 @@ class Recorder:
             self.refused = 0
             self.errors = 0
             self.throttled = 0
-            self.per_address: Counter[str] = Counter()
+            self.per_message: Counter[str] = Counter()
             self.recent: deque[dict[str, Any]] = deque(maxlen=self.keep)
             # When each request came and what it was answered: ok, throttle or error.
             self.log: deque[tuple[float, str]] = deque(maxlen=20000)
@@ -80,10 +83,10 @@ class Recorder:
             self.log.append((time.time(), fault or "ok"))
         return fault
 
-    def accept(self, address: str, record: dict[str, Any]) -> None:
+    def accept(self, address: str, record: dict[str, Any], identity: str = "") -> None:
         with self.lock:
             self.accepted += 1
-            self.per_address[address] += 1
+            self.per_message[f"{address}|{identity}"] += 1
             self.recent.append({"address": address, "at": time.time(), **record})
 
     def refuse(self, count: int = 1) -> None:
@@ -98,8 +101,8 @@ class Recorder:
                 "refused": self.refused,
                 "errors": self.errors,
                 "throttled": self.throttled,
-                "addresses": len(self.per_address),
-                "duplicates": sum(n - 1 for n in self.per_address.values() if n > 1),
+                "distinct": len(self.per_message),
+                "duplicates": sum(n - 1 for n in self.per_message.values() if n > 1),
             }
 
     def requests_log(self) -> list[tuple[float, str]]:

@@ -154,6 +154,7 @@ class FcmSandbox:
                 "android": message.get("android"),
                 "apns": message.get("apns"),
             },
+            identity=str((message.get("data") or {}).get("alert_id") or notification.get("body")),
         )
         return 200, {"name": message_id}, []
 

@@ -164,6 +164,7 @@ class SmsApiSandbox:
                     "encoding": encoding,
                     "fields": fields,
                 },
+                identity=idx or message,
             )
             items.append(
                 {

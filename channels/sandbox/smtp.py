@@ -114,5 +114,9 @@ class SmtpSink:
             "parts": [part.get_content_type() for part in parsed.walk() if not part.is_multipart()],
         }
         for recipient in envelope.rcpt_tos:
-            self.recorder.accept(recipient.lower(), {**record, "raw": raw.decode(errors="replace")})
+            self.recorder.accept(
+                recipient.lower(),
+                {**record, "raw": raw.decode(errors="replace")},
+                identity=str(record["message_id"] or record["subject"]),
+            )
         return "250 Message accepted for delivery"

@@ -74,7 +74,7 @@ def test_a_retried_batch_arrives_once(sandbox: Sandbox) -> None:
     assert [results[i].error_code for i in (10, 11, 12)] == ["53", "53", "53"]  # type: ignore[attr-defined]
     assert results[13].provider_id and results[14].provider_id  # type: ignore[attr-defined]
     counts = sandbox.counts("smsapi")
-    assert (counts["accepted"], counts["duplicates"], counts["addresses"]) == (5, 0, 5)
+    assert (counts["accepted"], counts["duplicates"], counts["distinct"]) == (5, 0, 5)
 
 
 def test_an_idx_repeated_within_one_request_is_refused_by_the_provider(sandbox: Sandbox) -> None:

@@ -1,0 +1,710 @@
+"""`make bench`: the pipeline at city scale, on PostgreSQL and Redis, against the sandbox
+providers, side by side with the designs it replaces.
+
+    python -m benchmarks.city [--json]
+
+Settings (environment):
+    BENCH_SUBSCRIBERS   residents to seed (default 1,000,000; scale down for a quick run)
+    BENCH_RUNS          runs per measured stage; medians are quoted (default 3)
+    BENCH_DATABASE_URL  a database this benchmark may drop and re-create
+                        (default postgresql://postgres@127.0.0.1:5432/wsp_bench)
+    BENCH_REDIS_URL     a Redis database it may flush (default redis://127.0.0.1:6379/13)
+    BENCH_DIR           logs and scratch files (default var/bench)
+
+Stages, in order: seeding; targeting (time and peak extra memory, each run in a fresh
+process); planning (delivery rows written and every batch published); then the real
+stack - a planner worker with beat, two sender processes, the sandbox providers in a
+process of their own - sends one alert per channel, then a mixed city-wide alert during
+which extreme alerts are approved to time their first provider call; finally the
+baselines: one Celery task per recipient, Apprise, and aiosmtplib alone.
+
+Every alert is checked: each message the database records as sent arrived at the
+sandbox exactly once, and none is left pending. A failed check fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from benchmarks.stack import MemorySampler, celery_worker, process_tree, processes_named, workers
+
+DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/wsp_bench"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
+PROVIDER_OF = {"sms": "smsapi", "push": "fcm", "email": "smtp"}
+# One topic in 12 of the 18 districts: about a million contact points from a million
+# residents (the issue's targeting case), and the mixed alert's audience.
+TARGETED = (
+    "bemowo",
+    "bielany",
+    "mokotow",
+    "ochota",
+    "praga-poludnie",
+    "praga-polnoc",
+    "srodmiescie",
+    "targowek",
+    "ursynow",
+    "wola",
+    "wilanow",
+    "zoliborz",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    subscribers: int
+    runs: int
+    database_url: str
+    redis_url: str
+    directory: Path
+
+    @classmethod
+    def from_environment(cls) -> Config:
+        return cls(
+            subscribers=int(os.environ.get("BENCH_SUBSCRIBERS", "1000000")),
+            runs=max(1, int(os.environ.get("BENCH_RUNS", "3"))),
+            database_url=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE),
+            redis_url=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS),
+            directory=Path(os.environ.get("BENCH_DIR", "var/bench")).resolve(),
+        )
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# -- the database ---------------------------------------------------------------------
+
+
+def recreate_database(url: str) -> None:
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _environment(config: Config) -> None:
+    """Point our settings (and so tasks.app, imported later) at the benchmark's services."""
+    os.environ.update(
+        {
+            "DATABASE_URL": config.database_url,
+            "BROKER_URL": config.redis_url,
+            "WSP_REDIS_URL": config.redis_url,
+            "WSP_DATA_DIR": str(config.directory),
+        }
+    )
+    from broadcaster.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def _sessions(config: Config) -> sessionmaker[Session]:
+    from broadcaster.db import make_engine, make_sessionmaker
+    from broadcaster.settings import get_settings
+
+    engine = make_engine(config.database_url, pool_size=2, max_overflow=2)
+    return make_sessionmaker(engine, secret_key=get_settings().secret_key)
+
+
+# -- alerts ---------------------------------------------------------------------------
+
+
+def approve(
+    sessions: sessionmaker[Session],
+    *,
+    topic: str,
+    channels: list[str],
+    severity: str = "Minor",
+    districts: tuple[str, ...] = (),
+    label: str = "",
+) -> tuple[int, datetime]:
+    """Write, submit and approve (a second person) an alert; returns its id and the moment
+    the approval committed."""
+    from broadcaster import alerts
+    from broadcaster.alerts import AlertDraft
+    from broadcaster.demo import _staff
+
+    now = datetime.now(UTC)
+    body = (
+        f"{label} Komunikat Miasta: utrudnienia w dzielnicy do odwołania. Szczegóły na "
+        "warszawa19115.pl, tel. 19115."
+    ).strip()
+    draft = AlertDraft(
+        topic=topic,
+        severity=severity,
+        urgency="Immediate" if severity == "Extreme" else "Expected",
+        channels=channels,
+        districts=districts,
+        whole_city=not districts,
+        contents={"pl": (f"{label} Komunikat Miasta".strip(), body)},
+        expires_at=now + timedelta(hours=6),
+    )
+    with sessions.begin() as session:
+        author, _ = _staff(session)
+        alert = alerts.create_alert(
+            session=session, settings=_settings(), author=author, draft=draft
+        )
+        alerts.submit_alert(session=session, actor=author, alert_id=alert.id)
+        alert_id = alert.id
+    with sessions.begin() as session:
+        _, approver = _staff(session)
+        alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
+    return alert_id, datetime.now(UTC)
+
+
+def _settings() -> Any:
+    from broadcaster.settings import get_settings
+
+    return get_settings()
+
+
+def publish_plan(alert_id: int, urgent: bool) -> None:
+    """What the API does after an approval commits: hand the alert to the planner now,
+    rather than at the sweeper's next turn."""
+    from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY
+    from tasks.jobs import plan_alert
+
+    plan_alert.apply_async(
+        args=[alert_id], queue="plan", priority=URGENT_PRIORITY if urgent else NORMAL_PRIORITY
+    )
+
+
+# -- stage 1: seeding -------------------------------------------------------------------
+
+
+def stage_seed(config: Config) -> dict[str, Any]:
+    from broadcaster import population, schema
+    from broadcaster.db import make_engine
+
+    times = []
+    report = None
+    for run in range(config.runs):
+        recreate_database(config.database_url)
+        engine = make_engine(config.database_url)
+        schema.upgrade(engine)
+        sessions = _sessions(config)
+        started = time.perf_counter()
+        with sessions.begin() as session:
+            report = population.seed_population(session=session, count=config.subscribers)
+        times.append(time.perf_counter() - started)
+        say(f"seed run {run + 1}: {times[-1]:.1f} s")
+        sessions.kw["bind"].dispose()
+        engine.dispose()
+    assert report is not None
+    with psycopg.connect(config.database_url, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE")
+    return {
+        "subscribers": report.subscribers,
+        "contact_points": report.contact_points,
+        "subscriptions": report.subscriptions,
+        "seconds_median": round(median(times), 2),
+        "runs": [round(t, 2) for t in times],
+        "subscribers_per_second": round(report.subscribers / median(times)),
+    }
+
+
+# -- stage 2: targeting -------------------------------------------------------------------
+
+
+def _targeting_probe(database_url: str, alert_id: int, answer: Any) -> None:
+    """In a fresh process: stream the alert's audience, timing it and the peak memory it
+    adds over the process as it stood, connected, with the alert loaded."""
+    os.environ["DATABASE_URL"] = database_url
+    from broadcaster.db import make_engine, make_sessionmaker
+    from broadcaster.models import Alert
+    from broadcaster.targeting import stream_audience
+
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine, secret_key="benchmark-" * 4)
+    with sessions() as session:
+        alert = session.get_one(Alert, alert_id)
+        _ = list(alert.channels), alert.topic_id
+        session.execute(text("SELECT 1"))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        members = 0
+        for batch in stream_audience(session=session, alert=alert):
+            members += len(batch)
+        seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    answer.put({"members": members, "seconds": seconds, "extra_kib": after - before})
+
+
+def stage_targeting(config: Config, sessions: sessionmaker[Session]) -> dict[str, Any]:
+    alert_id, _ = approve(
+        sessions,
+        topic="weather-warning",
+        channels=["sms", "push", "email"],
+        districts=TARGETED,
+        label="[targeting]",
+    )
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for run in range(config.runs):
+        answer = context.Queue()
+        probe = context.Process(
+            target=_targeting_probe, args=(config.database_url, alert_id, answer)
+        )
+        probe.start()
+        results.append(answer.get(timeout=600))
+        probe.join()
+        say(f"targeting run {run + 1}: {results[-1]}")
+    _cancel(sessions, alert_id)
+    seconds = [r["seconds"] for r in results]
+    return {
+        "contact_points": results[0]["members"],
+        "seconds_median": round(median(seconds), 3),
+        "runs": [round(s, 3) for s in seconds],
+        "extra_memory_mib_median": round(median([r["extra_kib"] / 1024 for r in results]), 1),
+        "rows_per_second": round(results[0]["members"] / median(seconds)),
+    }
+
+
+def _cancel(sessions: sessionmaker[Session], alert_id: int) -> None:
+    from broadcaster import alerts
+    from broadcaster.demo import _staff
+
+    with sessions.begin() as session:
+        author, _ = _staff(session)
+        alerts.cancel_alert(
+            session=session, actor=author, alert_id=alert_id, reason="benchmark stage over"
+        )
+
+
+# -- stage 3: planning ---------------------------------------------------------------------
+
+
+def stage_planning(config: Config, sessions: sessionmaker[Session]) -> dict[str, Any]:
+    from broadcaster import planning, sweeper
+    from tasks.jobs import publish_batches
+
+    broker = redis.Redis.from_url(config.redis_url)
+    results = []
+    for run in range(config.runs):
+        alert_id, _ = approve(
+            sessions,
+            topic="weather-warning",
+            channels=["sms", "push", "email"],
+            districts=TARGETED,
+            label="[planning]",
+        )
+        broker.flushdb()
+        started = time.perf_counter()
+        with sessions.begin() as session:
+            plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=500)
+        written = time.perf_counter()
+        assert plan is not None
+        with sessions.begin() as session:
+            sweeper.mark_enqueued(session=session, refs=plan.due)
+        publish_batches(plan.due)
+        done = time.perf_counter()
+        rows = sum(plan.counts.values())
+        # Celery keeps one Redis list per queue and priority level.
+        queued = sum(broker.llen(key) for key in broker.keys("*") if broker.type(key) == b"list")
+        results.append(
+            {
+                "deliveries": rows,
+                "batches": plan.batches,
+                "published": len(plan.due),
+                "in_broker": queued,
+                "write_seconds": written - started,
+                "seconds": done - started,
+            }
+        )
+        say(f"planning run {run + 1}: {results[-1]}")
+        broker.flushdb()
+        with sessions.begin() as session:
+            for table in ("deliveries", "dispatch_batches", "alert_progress"):
+                session.execute(text(f"DELETE FROM {table} WHERE alert_id = :a"), {"a": alert_id})  # noqa: S608
+        _cancel(sessions, alert_id)
+    with psycopg.connect(config.database_url, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE deliveries")
+    seconds = [r["seconds"] for r in results]
+    return {
+        "deliveries": results[0]["deliveries"],
+        "batches": results[0]["batches"],
+        "seconds_median": round(median(seconds), 2),
+        "write_seconds_median": round(median([r["write_seconds"] for r in results]), 2),
+        "runs": [round(s, 2) for s in seconds],
+        "rows_per_second": round(results[0]["deliveries"] / median(seconds)),
+        "every_due_batch_in_broker": all(r["in_broker"] == r["published"] for r in results),
+    }
+
+
+# -- the running stack ----------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    config: Config
+    sessions: sessionmaker[Session]
+    control: str
+    sampler: MemorySampler
+    checks: list[str] = field(default_factory=list)
+    held: dict[int, int] = field(default_factory=dict)
+
+    def sandbox_counts(self, channel: str) -> dict[str, int]:
+        answer = httpx.get(f"{self.control}/{PROVIDER_OF[channel]}/counts", timeout=60)
+        answer.raise_for_status()
+        return dict(answer.json())
+
+    def reset_sandbox(self) -> None:
+        for provider in PROVIDER_OF.values():
+            httpx.post(f"{self.control}/{provider}/reset", timeout=60).raise_for_status()
+
+    def wait_done(self, alert_id: int, timeout: float = 1800) -> None:
+        """Until every delivery of the alert is final, but for those held for residents'
+        quiet hours (informational alerts at night): they leave in the morning, not
+        during the benchmark. Polls the progress counters, never the deliveries."""
+        from broadcaster import progress
+        from broadcaster.models import Alert, Delivery
+
+        deadline = time.monotonic() + timeout
+        held: int | None = None
+        while time.monotonic() < deadline:
+            with self.sessions() as session:
+                if held is None:
+                    planned = session.scalar(
+                        select(Alert.dispatched_at).where(Alert.id == alert_id)
+                    )
+                    if planned is not None:
+                        held = session.scalar(
+                            select(func.count()).where(
+                                Delivery.alert_id == alert_id,
+                                Delivery.status == "pending",
+                                Delivery.attempts == 0,
+                                Delivery.next_attempt_at > planned + timedelta(seconds=1),
+                            )
+                        )
+                counts = progress.read(session, alert_id)
+            waiting = sum(
+                n for c in counts.values() for s, n in c.items() if s in ("pending", "sending")
+            )
+            if held is not None and counts and waiting <= held:
+                self.held[alert_id] = held
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"alert {alert_id} not done after {timeout} s")
+
+    def measure(
+        self, alert_id: int, approved: datetime, others: tuple[int, ...] = ()
+    ) -> dict[str, Any]:
+        """Timings from the delivery rows, and the check against the sandbox (which also
+        counted the messages of `others`, alerts sent meanwhile)."""
+        from broadcaster.models import Delivery
+
+        with self.sessions() as session:
+            also = dict(
+                session.execute(
+                    select(Delivery.channel, func.count(Delivery.sent_at))
+                    .where(Delivery.alert_id.in_(others))
+                    .group_by(Delivery.channel)
+                ).all()
+            )
+            rows = session.execute(
+                select(
+                    Delivery.channel,
+                    func.count(Delivery.sent_at),
+                    func.min(Delivery.claimed_at),
+                    func.min(Delivery.sent_at),
+                    func.max(func.coalesce(Delivery.finished_at, Delivery.sent_at)),
+                )
+                .where(Delivery.alert_id == alert_id)
+                .group_by(Delivery.channel)
+            ).all()
+        held = self.held.get(alert_id, 0)
+        result: dict[str, Any] = {"channels": {}, "held_for_quiet_hours": held}
+        first_claim = min(r[2] for r in rows if r[2] is not None)
+        last = max(r[4] for r in rows if r[4] is not None)
+        for channel, sent, claimed, _, finished in rows:
+            counts = self.sandbox_counts(channel)
+            seconds = (finished - claimed).total_seconds()
+            result["channels"][channel] = {
+                "sent": sent,
+                "sandbox_accepted": counts["accepted"],
+                "sandbox_duplicates": counts["duplicates"],
+                "seconds": round(seconds, 2),
+                "per_second": round(sent / seconds) if seconds > 0 else None,
+            }
+            if counts["accepted"] != sent + also.get(channel, 0) or counts["duplicates"]:
+                self.checks.append(
+                    f"alert {alert_id} {channel}: {sent} sent (+{also.get(channel, 0)} of "
+                    f"other alerts), sandbox accepted "
+                    f"{counts['accepted']} with {counts['duplicates']} duplicates"
+                )
+        result["messages"] = sum(c["sent"] for c in result["channels"].values())
+        result["first_claim_after_approval_s"] = round((first_claim - approved).total_seconds(), 2)
+        result["approved_to_all_recorded_s"] = round((last - approved).total_seconds(), 2)
+        result["dispatch_seconds"] = round((last - first_claim).total_seconds(), 2)
+        result["per_second"] = round(result["messages"] / max(result["dispatch_seconds"], 1e-9))
+        return result
+
+    def run_alert(self, **alert: Any) -> dict[str, Any]:
+        self.reset_sandbox()
+        alert_id, approved = approve(self.sessions, **alert)
+        publish_plan(alert_id, urgent=alert.get("severity") in ("Severe", "Extreme"))
+        self.wait_done(alert_id)
+        figures = self.measure(alert_id, approved)
+        figures["alert_id"] = alert_id
+        return figures
+
+
+@contextmanager
+def running_stack(config: Config, sessions: sessionmaker[Session]) -> Iterator[Stack]:
+    from benchmarks.sandbox_process import sandbox_process
+
+    scratch = config.directory
+    redis.Redis.from_url(config.redis_url).flushdb()
+    with sandbox_process(scratch) as sandbox_env:
+        environment = {
+            **os.environ,
+            **sandbox_env,
+            "WSP_SWEEP_SECONDS": "1",
+            # The benchmark measures our ceiling: the providers' contractual rates would
+            # be the limit in production, so the buckets are opened wide here.
+            "WSP_SMS_RATE": "10000000",
+            "WSP_PUSH_RATE": "10000000",
+            "WSP_EMAIL_RATE": "10000000",
+        }
+        environment.pop("WSP_SMSAPI_NOTIFY_URL", None)
+        commands = {
+            "planner": celery_worker(
+                name="planner",
+                queues="plan",
+                pool="solo",
+                concurrency=1,
+                beat_schedule=scratch / "beat-schedule",
+            ),
+            "senders": celery_worker(
+                name="senders", queues="sms,push,email", pool="prefork", concurrency=2
+            ),
+        }
+        me = os.getpid()
+        with workers(commands, environment, scratch) as started:
+            groups: dict[str, Callable[[], list[int]]] = {
+                name: (lambda pid=process.pid: process_tree(pid))
+                for name, process in started.items()
+            }
+            groups["benchmark driver"] = lambda: [me]
+            groups["postgres"] = lambda: processes_named("postgres")
+            groups["redis"] = lambda: processes_named("redis-server")
+            sandbox_pids = [
+                pid
+                for pid in process_tree(me)
+                if pid != me and all(pid not in process_tree(p.pid) for p in started.values())
+            ]
+            groups["sandbox providers"] = lambda: sandbox_pids
+            with MemorySampler(groups, outside=frozenset({"sandbox providers"})) as sampler:
+                stack = Stack(
+                    config=config,
+                    sessions=sessions,
+                    control=sandbox_env["WSP_SMSAPI_URL"].rstrip("/") + "/_sandbox",
+                    sampler=sampler,
+                )
+                _warm_up(stack)
+                yield stack
+
+
+def _warm_up(stack: Stack) -> None:
+    """A small alert first, so worker start-up and first connections are not timed."""
+    figures = stack.run_alert(
+        topic="gas-outage", channels=["sms", "push", "email"], districts=("wesola",), label="[warm]"
+    )
+    say(f"warm-up: {figures['messages']} messages")
+
+
+# -- stage 4: dispatch per channel, end to end ---------------------------------------------
+
+
+def stage_dispatch(stack: Stack) -> dict[str, Any]:
+    """One alert per channel. SMS: a whole-city weather warning (the largest SMS audience
+    the population has); push and e-mail: a whole-city gas outage (a smaller topic, so the
+    e-mail run, bounded by the SMTP sink, stays a few tens of seconds)."""
+    cases = {
+        "sms": {"topic": "weather-warning", "channels": ["sms"], "severity": "Severe"},
+        "push": {"topic": "gas-outage", "channels": ["push"], "severity": "Severe"},
+        "email": {"topic": "gas-outage", "channels": ["email"], "severity": "Severe"},
+    }
+    report: dict[str, Any] = {}
+    for channel, alert in cases.items():
+        runs = []
+        for run in range(stack.config.runs):
+            figures = stack.run_alert(**alert, label=f"[{channel} {run + 1}]")
+            runs.append(figures)
+            say(
+                f"dispatch {channel} run {run + 1}: {figures['messages']} messages, "
+                f"{figures['per_second']}/s, approved->all recorded "
+                f"{figures['approved_to_all_recorded_s']} s"
+            )
+        report[channel] = {
+            "messages": runs[0]["messages"],
+            "per_second_median": median([r["per_second"] for r in runs]),
+            "runs_per_second": [r["per_second"] for r in runs],
+            "approved_to_all_recorded_s_median": median(
+                [r["approved_to_all_recorded_s"] for r in runs]
+            ),
+            "first_claim_after_approval_s_median": median(
+                [r["first_claim_after_approval_s"] for r in runs]
+            ),
+        }
+    return report
+
+
+# -- stage 5: a mixed city-scale alert, with extreme alerts cutting in -------------------
+
+
+def stage_mixed(stack: Stack) -> dict[str, Any]:
+    """The mixed informational alert (weather, 12 districts, all channels); once it is
+    sending, extreme alerts for one district are approved one after another, each timed
+    from its approval to its first message recorded as sent (an upper bound of the first
+    provider call: it includes that call's answer)."""
+    from broadcaster.models import Delivery
+
+    stack.reset_sandbox()
+    alert_id, approved = approve(
+        stack.sessions,
+        topic="weather-warning",
+        channels=["sms", "push", "email"],
+        districts=TARGETED,
+        label="[mixed]",
+    )
+    publish_plan(alert_id, urgent=False)
+    probes = []
+    with stack.sessions() as session:
+        while not session.scalar(
+            select(func.count()).where(Delivery.alert_id == alert_id, Delivery.sent_at.is_not(None))
+        ):
+            time.sleep(0.2)
+            session.rollback()
+    for number in range(stack.config.runs):
+        probe_id, probe_approved = approve(
+            stack.sessions,
+            topic="public-safety",
+            channels=["sms", "push"],
+            severity="Extreme",
+            districts=("bialoleka",),
+            label=f"[ALARM {number + 1}]",
+        )
+        publish_plan(probe_id, urgent=True)
+        first = None
+        while first is None:
+            time.sleep(0.05)
+            with stack.sessions() as session:
+                first = session.scalar(
+                    select(func.min(Delivery.sent_at)).where(Delivery.alert_id == probe_id)
+                )
+        probes.append((probe_id, (first - probe_approved).total_seconds()))
+        say(f"extreme alert {number + 1}: first send recorded {probes[-1][1]:.2f} s after approval")
+        time.sleep(3)
+    for probe_id, _ in probes:
+        stack.wait_done(probe_id)
+    stack.wait_done(alert_id)
+    figures = stack.measure(alert_id, approved, others=tuple(p for p, _ in probes))
+    figures["alert_id"] = alert_id
+    say(
+        f"mixed: {figures['messages']} messages, approved->all recorded "
+        f"{figures['approved_to_all_recorded_s']} s"
+    )
+    return {
+        "mixed": figures,
+        "extreme_first_send_s": [round(s, 2) for _, s in probes],
+        "extreme_first_send_s_median": round(median([s for _, s in probes]), 2),
+    }
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        memory = int(info.readline().split()[1]) // 1024
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_mib": memory,
+        "python": sys.version.split()[0],
+    }
+
+
+STAGES = ("seed", "targeting", "planning", "dispatch", "mixed", "baselines")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.city", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="comma-separated stages to run; without seed, the seeded database is reused",
+    )
+    arguments = parser.parse_args(argv)
+    stages = set(arguments.stages.split(","))
+    if unknown := stages - set(STAGES):
+        parser.error(f"--stages: unknown {sorted(unknown)}; known: {', '.join(STAGES)}")
+    config = Config.from_environment()
+    config.directory.mkdir(parents=True, exist_ok=True)
+    _environment(config)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "subscribers": config.subscribers,
+        "runs": config.runs,
+        "problems": [],
+    }
+    if "seed" in stages:
+        results["seed"] = stage_seed(config)
+    sessions = _sessions(config)
+    if "targeting" in stages:
+        results["targeting"] = stage_targeting(config, sessions)
+    if "planning" in stages:
+        results["planning"] = stage_planning(config, sessions)
+    if stages & {"dispatch", "mixed", "baselines"}:
+        with running_stack(config, sessions) as stack:
+            if "dispatch" in stages:
+                results["dispatch"] = stage_dispatch(stack)
+            if "mixed" in stages:
+                results.update(stage_mixed(stack))
+            results["memory"] = stack.sampler.report()
+            results["problems"] = stack.checks
+    results["seconds"] = round(time.monotonic() - started, 1)
+    if arguments.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        print(render(results))
+    return 1 if results["problems"] else 0
+
+
+def render(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
