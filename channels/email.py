@@ -7,6 +7,13 @@ retried message is recognisably the same one) and the RFC 8058 one-click unsubsc
 headers. A connection the server dropped while idle is opened again and the message
 tried once more on it. 4xx answers and network errors are temporary, 5xx permanent;
 refusals are per recipient.
+
+Building and flattening a MIME message with the standard `email` package costs about a
+millisecond of CPU, more than the SMTP exchange itself: so each variant (subject, text,
+HTML) is built once, as bytes with stand-ins for the recipient, the Message-ID and the
+unsubscribe link, and each recipient's message is that template with the stand-ins
+replaced. Bodies go 8bit (RFC 6152) so that no transfer encoding hides a stand-in; a
+server without 8BITMIME, or a non-ASCII address, gets a message built the usual way.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from html import escape
 from typing import ClassVar
 
 import aiosmtplib
@@ -34,6 +43,12 @@ from channels.interfaces import (
 )
 
 SECURITY = ("none", "starttls", "tls")
+# Stand-ins in a variant's template, replaced per recipient (ASCII, never in a real text).
+_TO = "recipient@stand-in.invalid"
+_LINK = "https://stand-in.invalid/unsubscribe-link"
+_LINK_IN_HTML = "https://stand-in.invalid/unsubscribe-link-escaped"
+_STAND_IN_ID = -1
+TEMPLATES_KEPT = 64
 
 
 def classify_code(code: int, text: str = "") -> Failure:
@@ -101,11 +116,13 @@ class SmtpEmailChannel:
         # The latest transport of each connection, so that closing leaves none half-closed
         # (a TLS transport the server dropped can linger "closing" otherwise).
         self.transports: dict[int, asyncio.BaseTransport] = {}
+        self.sender_address = address
+        self.templates: dict[tuple[str, str, str, bool, datetime], bytes] = {}
 
     def message_id(self, delivery_id: int) -> str:
         return f"<delivery-{delivery_id}@{self.domain}>"
 
-    def compose(self, message: Message, now: datetime) -> EmailMessage:
+    def compose(self, message: Message, now: datetime, cte: str | None = None) -> EmailMessage:
         mail = EmailMessage()
         mail["From"] = self.config.sender
         mail["To"] = message.address
@@ -118,10 +135,46 @@ class SmtpEmailChannel:
             # header that tells mail clients they may send it without asking.
             mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
             mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        mail.set_content(message.text)
+        mail.set_content(message.text, cte=cte)
         if message.html:
-            mail.add_alternative(message.html, subtype="html")
+            mail.add_alternative(message.html, subtype="html", cte=cte)
         return mail
+
+    def from_template(self, message: Message, now: datetime) -> bytes | None:
+        """The message as bytes, from its variant's template (built on first use); None
+        for a non-ASCII address, which needs a message built for it (SMTPUTF8)."""
+        if not message.address.isascii():
+            return None
+        link = message.unsubscribe_url or ""
+        text, html = message.text, message.html
+        escaped = escape(link, quote=True)
+        if link:
+            text = text.replace(link, _LINK)
+            html = html.replace(escaped, _LINK_IN_HTML).replace(link, _LINK)
+        key = (message.title, text, html, bool(link), now)
+        template = self.templates.get(key)
+        if template is None:
+            if len(self.templates) >= TEMPLATES_KEPT:
+                self.templates.clear()
+            stand_in = replace(
+                message,
+                delivery_id=_STAND_IN_ID,
+                address=_TO,
+                text=text,
+                html=html,
+                unsubscribe_url=_LINK if link else None,
+            )
+            template = self.compose(stand_in, now, cte="8bit").as_bytes(policy=policy.SMTP)
+            self.templates[key] = template
+        raw = template.replace(_TO.encode(), message.address.encode()).replace(
+            self.message_id(_STAND_IN_ID).encode(),
+            self.message_id(message.delivery_id).encode(),
+        )
+        if not link:
+            return raw
+        # The escaped stand-in first: the plain one is a prefix of it.
+        raw = raw.replace(_LINK_IN_HTML.encode(), escaped.encode())
+        return raw.replace(_LINK.encode(), link.encode())
 
     def _client(self) -> aiosmtplib.SMTP:
         tls_context = None
@@ -173,13 +226,25 @@ class SmtpEmailChannel:
     async def _send(
         self, client: aiosmtplib.SMTP, message: Message, now: datetime
     ) -> DeliveryResult:
-        mail = self.compose(message, now)
         for attempt in (1, 2):
             try:
                 if not client.is_connected:
                     _drop(client)  # whatever is left of a connection the server closed
                     await self._connect(client)
-                refused, _ = await client.send_message(mail)
+                raw = (
+                    self.from_template(message, now)
+                    if client.supports_extension("8bitmime")
+                    else None
+                )
+                if raw is None:
+                    refused, _ = await client.send_message(self.compose(message, now))
+                else:
+                    refused, _ = await client.sendmail(
+                        self.sender_address,
+                        [message.address],
+                        raw,
+                        mail_options=["BODY=8BITMIME"],
+                    )
             except aiosmtplib.SMTPServerDisconnected as error:
                 # Dropped while idle: open it again and try this message once more.
                 _drop(client)

@@ -91,6 +91,43 @@ def test_one_message_per_resident_with_both_parts_and_rfc8058_headers(sandbox: S
     assert wire["resident2@example.com"]["list_unsubscribe"].endswith("/u/2?sig=abc>")
 
 
+def test_each_recipient_gets_their_own_link_and_id_from_the_variant_template(
+    sandbox: Sandbox,
+) -> None:
+    """Recipients of one variant share a template; what is theirs is put in per message,
+    escaped in the HTML part; a non-ASCII address gets a message built for it."""
+    tricky = mail(3)
+    url = "https://powiadomienia.um.warszawa.pl/u/3?sig=abc&lang=pl"
+    tricky = Message(
+        delivery_id=3,
+        address=tricky.address,
+        text=tricky.text.replace(tricky.unsubscribe_url or "", url),
+        title=tricky.title,
+        html=tricky.html.replace(tricky.unsubscribe_url or "", url.replace("&", "&amp;")),
+        unsubscribe_url=url,
+    )
+    results = send(config(sandbox), [mail(1), mail(2), tricky, mail(4, "żaneta@example.com")])
+    assert {r.outcome for r in results.values()} == {Outcome.SENT}
+    wire = {m["address"]: m for m in sandbox.messages("smtp")}
+    for n in (1, 2, 4):
+        address = "żaneta@example.com" if n == 4 else f"resident{n}@example.com"
+        parsed = message_from_string(wire[address]["raw"], policy=policy.default)
+        assert parsed["To"] == address
+        assert parsed["Message-ID"] == f"<delivery-{n}@um.warszawa.pl>"
+        text = parsed.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        html = parsed.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        assert (
+            f"/u/{n}?sig=abc" in text
+            and f'href="https://powiadomienia.um.warszawa.pl/u/{n}?' in html
+        )
+        assert "stand-in" not in wire[address]["raw"]
+    parsed = message_from_string(wire["resident3@example.com"]["raw"], policy=policy.default)
+    assert parsed["List-Unsubscribe"] == f"<{url}>"
+    html = parsed.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    text = parsed.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "sig=abc&amp;lang=pl" in html and url in text
+
+
 def test_a_pool_of_connections_is_reused(sandbox: Sandbox) -> None:
     results = send(config(sandbox, pool_size=2), [mail(n) for n in range(10, 30)])
     assert len(results) == 20
