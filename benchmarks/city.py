@@ -464,10 +464,18 @@ class Stack:
     def run_alert(self, **alert: Any) -> dict[str, Any]:
         self.reset_sandbox()
         alert_id, approved = approve(self.sessions, **alert)
+        cpu_before = self.sampler.cpu()
         publish_plan(alert_id, urgent=alert.get("severity") in ("Severe", "Extreme"))
         self.wait_done(alert_id)
+        cpu_after = self.sampler.cpu()
         figures = self.measure(alert_id, approved)
         figures["alert_id"] = alert_id
+        # Where the time went: CPU seconds per thousand messages, per group of processes.
+        figures["cpu_ms_per_message"] = {
+            name: round(1000 * (cpu_after[name] - cpu_before.get(name, 0)) / figures["messages"], 3)
+            for name in cpu_after
+            if figures["messages"]
+        }
         return figures
 
 
@@ -568,6 +576,7 @@ def stage_dispatch(stack: Stack) -> dict[str, Any]:
             "first_claim_after_approval_s_median": median(
                 [r["first_claim_after_approval_s"] for r in runs]
             ),
+            "cpu_ms_per_message": runs[-1]["cpu_ms_per_message"],
         }
     return report
 

@@ -61,6 +61,19 @@ def processes_named(*names: str) -> list[int]:
     return found
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def pss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:
@@ -97,6 +110,10 @@ class MemorySampler:
             if name not in self.outside:
                 total += size
         self.total_peak = max(self.total_peak, total)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each group's current processes."""
+        return {name: sum(cpu_seconds(pid) for pid in pids()) for name, pids in self.groups.items()}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
