@@ -29,6 +29,8 @@ def sandbox_process(directory: Path) -> Iterator[dict[str, str]]:
             "0",
             "--fcm-plain-port",
             "0",
+            "--fcm-http1-port",
+            "0",
             "--smtp-port",
             "0",
             "--env-file",

@@ -490,6 +490,13 @@ def demo(app: App, count: int, timeout: float, as_json: bool) -> None:
     help="FCM over TLS (HTTP/2).",
 )
 @click.option("--fcm-plain-port", type=click.IntRange(0, 65535), default=9080, show_default=True)
+@click.option(
+    "--fcm-http1-port",
+    type=click.IntRange(0, 65535),
+    default=9445,
+    show_default=True,
+    help="FCM over TLS and HTTP/1.1 on aiohttp's server, cheaper per request (load tests).",
+)
 @click.option("--smtp-port", type=click.IntRange(0, 65535), default=2525, show_default=True)
 @click.option("--receipt-url", help="Where SMSAPI delivery reports are called back.")
 @click.option(
@@ -504,6 +511,7 @@ def sandbox(
     smsapi_port: int,
     fcm_port: int,
     fcm_plain_port: int,
+    fcm_http1_port: int,
     smtp_port: int,
     receipt_url: str | None,
     env_file: Path | None,
@@ -515,6 +523,7 @@ def sandbox(
         smsapi_port=smsapi_port,
         fcm_port=fcm_port,
         fcm_plain_port=fcm_plain_port,
+        fcm_http1_port=fcm_http1_port,
         smtp_port=smtp_port,
         receipt_url=receipt_url,
     )
@@ -523,10 +532,15 @@ def sandbox(
         endpoints = await server.start()
         environment = endpoints.environment()
         lines = [f"export {name}={value}" for name, value in environment.items()]
+        # Not a setting: where load tests may point WSP_FCM_ENDPOINT instead.
+        lines.append(f"export SANDBOX_FCM_HTTP1_URL={endpoints.fcm_http1_url}")
         if env_file is not None:
             env_file.write_text("\n".join(lines) + "\n")
         click.echo(f"SMSAPI  {endpoints.smsapi_url}sms.do")
-        click.echo(f"FCM     {endpoints.fcm_url} (TLS, HTTP/2), {endpoints.fcm_plain_url} (plain)")
+        click.echo(
+            f"FCM     {endpoints.fcm_url} (TLS, HTTP/2), {endpoints.fcm_plain_url} (plain), "
+            f"{endpoints.fcm_http1_url} (TLS, HTTP/1.1, for load)"
+        )
         click.echo(f"SMTP    {endpoints.host}:{endpoints.smtp_port} (STARTTLS)")
         click.echo(
             f"control {endpoints.control_url}/{{smsapi,fcm,smtp}}/{{counts,messages,faults,reset}}"

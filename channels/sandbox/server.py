@@ -71,6 +71,8 @@ class Endpoints:
     fcm_url: str
     fcm_plain_url: str
     smtp_port: int
+    # FCM over TLS and HTTP/1.1 served by aiohttp: cheaper per request, for load tests.
+    fcm_http1_url: str
     ca_file: str
     fcm_credentials_file: str
 
@@ -98,6 +100,7 @@ class SandboxServer:
         smsapi_port: int = 0,
         fcm_port: int = 0,
         fcm_plain_port: int = 0,
+        fcm_http1_port: int = 0,
         smtp_port: int = 0,
         receipt_url: str | None = None,
         smtp_idle_timeout: float = 300,
@@ -108,6 +111,7 @@ class SandboxServer:
             "smsapi": smsapi_port,
             "fcm": fcm_port,
             "fcm_plain": fcm_plain_port,
+            "fcm_http1": fcm_http1_port,
             "smtp": smtp_port,
         }
         self.smsapi = SmsApiSandbox(token=SMSAPI_TOKEN, receipt_url=receipt_url)
@@ -116,6 +120,7 @@ class SandboxServer:
         self.smtp: SmtpSink | None = None
         self.endpoints: Endpoints | None = None
         self._runner: web.AppRunner | None = None
+        self._fcm_runner: web.AppRunner | None = None
         self._smtp_server: asyncio.Server | None = None
         self._fcm_task: asyncio.Task[None] | None = None
         self._fcm_stop = asyncio.Event()
@@ -157,6 +162,16 @@ class SandboxServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, ports["smsapi"]).start()
 
+        fcm_app = web.Application()
+        fcm_app.router.add_post("/{path:.*}", self.fcm.aiohttp_handler)
+        fcm_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        leaf.configure_cert(fcm_context)
+        self._fcm_runner = web.AppRunner(fcm_app, access_log=None)
+        await self._fcm_runner.setup()
+        await web.TCPSite(
+            self._fcm_runner, self.host, ports["fcm_http1"], ssl_context=fcm_context
+        ).start()
+
         config = Config()
         config.bind = [f"{self.host}:{ports['fcm']}"]
         config.insecure_bind = [f"{self.host}:{ports['fcm_plain']}"]
@@ -184,6 +199,7 @@ class SandboxServer:
             fcm_url=f"https://{self.host}:{ports['fcm']}",
             fcm_plain_url=plain,
             smtp_port=ports["smtp"],
+            fcm_http1_url=f"https://{self.host}:{ports['fcm_http1']}",
             ca_file=str(ca_file),
             fcm_credentials_file=str(credentials_file),
         )
@@ -196,6 +212,8 @@ class SandboxServer:
                 await self._fcm_task
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._fcm_runner is not None:
+            await self._fcm_runner.cleanup()
         if self._smtp_server is not None:
             self._smtp_server.close()
             await self._smtp_server.wait_closed()
