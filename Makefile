@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint clean
+.PHONY: install demo test test-unit lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# The pipeline at city scale on PostgreSQL and Redis (see benchmarks/city.py): a million
+# residents by default, BENCH_SUBSCRIBERS=100000 for a quicker run; BENCH_ARGS=--json.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.city $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

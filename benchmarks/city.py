@@ -25,6 +25,8 @@ sandbox exactly once, and none is left pending. A failed check fails the run.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import json
 import multiprocessing
 import os
@@ -42,13 +44,14 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.stack import MemorySampler, celery_worker, process_tree, processes_named, workers
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/wsp_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
+NAIVE_BROKER = "redis://127.0.0.1:6379/14"
 PROVIDER_OF = {"sms": "smsapi", "push": "fcm", "email": "smtp"}
 # One topic in 12 of the 18 districts: about a million contact points from a million
 # residents (the issue's targeting case), and the mixed alert's audience.
@@ -364,6 +367,7 @@ class Stack:
     sampler: MemorySampler
     checks: list[str] = field(default_factory=list)
     held: dict[int, int] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
 
     def sandbox_counts(self, channel: str) -> dict[str, int]:
         answer = httpx.get(f"{self.control}/{PROVIDER_OF[channel]}/counts", timeout=60)
@@ -440,7 +444,7 @@ class Stack:
         last = max(r[4] for r in rows if r[4] is not None)
         for channel, sent, claimed, _, finished in rows:
             counts = self.sandbox_counts(channel)
-            seconds = (finished - claimed).total_seconds()
+            seconds = (finished - claimed).total_seconds() if claimed and finished else 0.0
             result["channels"][channel] = {
                 "sent": sent,
                 "sandbox_accepted": counts["accepted"],
@@ -515,7 +519,7 @@ def running_stack(config: Config, sessions: sessionmaker[Session]) -> Iterator[S
         me = os.getpid()
         with workers(commands, environment, scratch) as started:
             groups: dict[str, Callable[[], list[int]]] = {
-                name: (lambda pid=process.pid: process_tree(pid))
+                name: functools.partial(process_tree, process.pid)
                 for name, process in started.items()
             }
             groups["benchmark driver"] = lambda: [me]
@@ -533,6 +537,7 @@ def running_stack(config: Config, sessions: sessionmaker[Session]) -> Iterator[S
                     sessions=sessions,
                     control=sandbox_env["WSP_SMSAPI_URL"].rstrip("/") + "/_sandbox",
                     sampler=sampler,
+                    environment=environment,
                 )
                 _warm_up(stack)
                 yield stack
@@ -646,6 +651,93 @@ def stage_mixed(stack: Stack) -> dict[str, Any]:
     }
 
 
+# -- stage 6: the baselines -----------------------------------------------------------------
+
+
+def stage_baselines(stack: Stack, environment: dict[str, str]) -> dict[str, Any]:
+    """The same sandbox, the same run: one Celery task per recipient (SMS), Apprise (e-mail
+    and push), and aiosmtplib alone (the e-mail ceiling)."""
+    from benchmarks import baselines
+    from benchmarks.naive import run_naive_sms
+    from broadcaster import planning
+    from broadcaster.models import BatchState, DispatchBatch
+
+    sizes = {
+        "naive": int(os.environ.get("BENCH_NAIVE_MESSAGES", "2000")),
+        "apprise": int(os.environ.get("BENCH_APPRISE_MESSAGES", "300")),
+        "smtp": int(os.environ.get("BENCH_SMTP_MESSAGES", "5000")),
+    }
+    control = stack.control
+    report: dict[str, Any] = {}
+    # The naive design's deliveries: planned by us, but their batches closed at once, so
+    # our own workers never touch them and the naive tasks send every one.
+    alert_id, _ = approve(
+        stack.sessions,
+        topic="weather-warning",
+        channels=["sms"],
+        severity="Severe",
+        label="[naive]",
+    )
+    with stack.sessions.begin() as session:
+        planning.plan_alert(session=session, alert_id=alert_id)
+        session.execute(
+            update(DispatchBatch)
+            .where(DispatchBatch.alert_id == alert_id)
+            .values(state=BatchState.DONE)
+        )
+    say(f"naive design: {sizes['naive']} SMS, one task each")
+    report["naive_sms"] = run_naive_sms(
+        stack.config.database_url,
+        NAIVE_BROKER,
+        environment,
+        alert_id,
+        limit=sizes["naive"],
+        concurrency=2,
+    )
+    smtp_host, smtp_port = environment["WSP_SMTP_HOST"], int(environment["WSP_SMTP_PORT"])
+    say(f"aiosmtplib alone: {sizes['smtp']} e-mails over 8 connections, STARTTLS")
+    report["aiosmtplib_alone"] = asyncio.run(
+        baselines.aiosmtplib_alone(
+            smtp_host,
+            smtp_port,
+            sizes["smtp"],
+            connections=8,
+            ca_file=environment["WSP_SMTP_CA_FILE"],
+            control_url=control,
+        )
+    )
+    say(f"Apprise: {sizes['apprise']} e-mails, one notify each")
+    report["apprise_email"] = baselines.apprise_email(
+        smtp_host, smtp_port, sizes["apprise"], control_url=control
+    )
+    say(f"Apprise: {sizes['apprise']} pushes, one notify each")
+    report["apprise_push"] = baselines.apprise_push(
+        environment["WSP_FCM_ENDPOINT"],
+        environment["WSP_FCM_CREDENTIALS_FILE"],
+        environment["WSP_FCM_CA_FILE"],
+        sizes["apprise"],
+        control_url=control,
+    )
+    report["apprise_push"]["note"] = baselines.APPRISE_FCM_NOTE
+    return report
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Ours / theirs, throughput against throughput, from the same run."""
+    dispatch, base = results.get("dispatch", {}), results.get("baselines", {})
+    pairs = {
+        "sms_ours_over_one_task_per_recipient": ("sms", "naive_sms"),
+        "email_ours_over_apprise": ("email", "apprise_email"),
+        "push_ours_over_apprise": ("push", "apprise_push"),
+        "email_ours_over_aiosmtplib_alone": ("email", "aiosmtplib_alone"),
+    }
+    found = {}
+    for name, (ours, theirs) in pairs.items():
+        if ours in dispatch and theirs in base and base[theirs]["per_second"]:
+            found[name] = round(dispatch[ours]["per_second_median"] / base[theirs]["per_second"], 2)
+    return found
+
+
 # -- the report ----------------------------------------------------------------------------
 
 
@@ -705,6 +797,9 @@ def main(argv: list[str] | None = None) -> int:
             if "mixed" in stages:
                 results.update(stage_mixed(stack))
             results["memory"] = stack.sampler.report()
+            if "baselines" in stages:
+                results["baselines"] = stage_baselines(stack, stack.environment)
+                results["ours_over_theirs"] = ratios(results)
             results["problems"] = stack.checks
     results["seconds"] = round(time.monotonic() - started, 1)
     if arguments.json:
