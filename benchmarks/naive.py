@@ -197,6 +197,9 @@ def run_naive_sms(
             **environment,
             "BENCH_NAIVE_BROKER": broker_url,
             "BENCH_NAIVE_DATABASE_URL": database_url,
+            # Celery's command line takes BROKER_URL from the environment over the app's
+            # own broker: the caller's may point at another Redis database.
+            "BROKER_URL": broker_url,
         }
         with os.fdopen(log_fd, "wb") as log:
             started = time.perf_counter()
