@@ -810,7 +810,72 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(results: dict[str, Any]) -> str:
-    return json.dumps(results, indent=2, default=str)
+    """The figures as a short text report (the JSON has everything)."""
+    lines = []
+    m = results["machine"]
+    lines.append(
+        f"machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_mib']} MiB, Python {m['python']}; "
+        f"{results['subscribers']:,} residents, medians of {results['runs']} runs"
+    )
+
+    def row(label: str, value: str, target: str = "") -> None:
+        lines.append(f"  {label:<46} {value:>22}  {target}")
+
+    if seed := results.get("seed"):
+        row(
+            "seeding (COPY)",
+            f"{seed['seconds_median']} s",
+            f"{seed['subscribers']:,} residents, {seed['contact_points']:,} contact points",
+        )
+    if targeting := results.get("targeting"):
+        row(
+            f"targeting {targeting['contact_points']:,} contact points",
+            f"{targeting['seconds_median']} s",
+            f"+{targeting['extra_memory_mib_median']} MiB peak (target <= 1 s, <= 50 MB)",
+        )
+    if planning := results.get("planning"):
+        row(
+            f"planning {planning['deliveries']:,} deliveries",
+            f"{planning['seconds_median']} s",
+            f"{planning['batches']} batches, every due batch in the broker: "
+            f"{planning['every_due_batch_in_broker']} (target <= 5 s)",
+        )
+    targets = {"sms": ">= 100,000/s", "push": ">= 5,000/s", "email": ">= 90% of aiosmtplib"}
+    for channel, figures in results.get("dispatch", {}).items():
+        row(
+            f"dispatch {channel} ({figures['messages']:,} messages)",
+            f"{figures['per_second_median']:,.0f}/s",
+            f"approved -> all recorded {figures['approved_to_all_recorded_s_median']} s "
+            f"(target {targets[channel]})",
+        )
+    if mixed := results.get("mixed"):
+        per_channel = ", ".join(f"{c} {f['sent']:,}" for c, f in sorted(mixed["channels"].items()))
+        row(
+            f"mixed alert ({mixed['messages']:,} messages)",
+            f"{mixed['approved_to_all_recorded_s']} s",
+            f"approved -> all recorded; {per_channel}; "
+            f"{mixed['held_for_quiet_hours']:,} held for quiet hours",
+        )
+        row(
+            "extreme alert during it: approved -> first send",
+            f"{results['extreme_first_send_s_median']} s",
+            f"runs {results['extreme_first_send_s']} (target <= 2 s)",
+        )
+    if memory := results.get("memory"):
+        groups = ", ".join(f"{k} {v}" for k, v in memory["groups_peak_mib"].items())
+        row(
+            "peak memory of the stack (PSS)",
+            f"{memory['stack_total_peak_mib']} MiB",
+            f"{groups} (MiB; sandbox not in the total; target <= 1 GiB)",
+        )
+    for name, figures in results.get("baselines", {}).items():
+        row(
+            f"baseline {name}", f"{figures['per_second']:,.1f}/s", f"{figures['messages']} messages"
+        )
+    for name, ratio in results.get("ours_over_theirs", {}).items():
+        row(name.replace("_", " "), f"{ratio}x")
+    lines.append(f"took {results['seconds']} s; problems: {results['problems'] or 'none'}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
