@@ -65,11 +65,12 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time the process has used so far."""
+    """User and system CPU time the process has used so far, with that of its children
+    that have ended (a PostgreSQL backend or an autovacuum worker that came and went)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
     except (OSError, IndexError, ValueError):
         return 0.0
 
