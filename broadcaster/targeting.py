@@ -7,20 +7,30 @@ subscription test is a semi-join (EXISTS), so a resident subscribed to several o
 targeted districts still yields each contact point once, with no DISTINCT to sort a
 million rows. Exercise and test alerts reach only the test audience.
 
+The districts go into the query as a list of ids rather than a subquery on the alert's
+districts: PostgreSQL then estimates the audience from the statistics of the subscriptions
+(611k rows for a 1.01M audience, against 120k through the subquery) and plans its joins
+accordingly.
+
 Rows come from a server-side cursor in batches: memory stays flat at any audience size.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import itertools
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from broadcaster.models import Alert, AlertDistrict, CapStatus
+from broadcaster.models import Alert, CapStatus
 from subscribers.models import ContactPoint, Subscriber, Subscription
 
 DEFAULT_BATCH = 5000
@@ -44,9 +54,7 @@ def audience_query(alert: Alert) -> Select[int, int, str, str, time | None, time
     )
     if not alert.whole_city:
         subscription = subscription.where(
-            Subscription.district_id.in_(
-                select(AlertDistrict.district_id).where(AlertDistrict.alert_id == alert.id)
-            )
+            Subscription.district_id.in_([district.id for district in alert.districts])
         )
     query = (
         select(
@@ -79,9 +87,11 @@ def stream_audience(
 ) -> Iterator[list[AudienceMember]]:
     """The alert's audience in batches of at most `batch_size`, from a server-side cursor.
 
-    On PostgreSQL the rows come straight from a named psycopg cursor in the session's
-    transaction: SQLAlchemy's per-row result processing cost four times the query itself
-    for a million rows (5.2 s against 1.3 s, measured here).
+    On PostgreSQL the rows come straight from a cursor declared in the session's
+    transaction, read through psycopg (SQLAlchemy's per-row result processing cost four
+    times the query itself for a million rows, 5.2 s against 1.3 s, measured here) and
+    fetched one batch ahead. The caller may use the session between two batches; closing
+    the iterator early frees the cursor.
     """
     connection = session.connection()
     if connection.dialect.name == "postgresql":
@@ -119,19 +129,85 @@ def count_audience_by_language(*, session: Session, alert: Alert) -> dict[tuple[
     return {(channel, language): count for channel, language, count in rows}
 
 
+# Called by psycopg's C row loop on each record: a C-level call, where `_make` is a Python
+# function that cost 0.5 us a row (half of the client's time for a million rows).
+_member: Callable[[Sequence[Any]], AudienceMember] = functools.partial(
+    tuple.__new__, AudienceMember
+)
+
+
+def _member_rows(_cursor: Any) -> Callable[[Sequence[Any]], AudienceMember]:
+    return _member
+
+
 def _stream_postgres(
     connection: Connection, alert: Alert, batch_size: int
 ) -> Iterator[list[AudienceMember]]:
+    """Batches from a cursor declared in the session's transaction, each fetched by a
+    helper thread while the caller converts and handles the one before.
+
+    A plain FETCH returns when the server has sent its rows, before psycopg converts
+    them, so the server works on the next batch while this thread builds the members:
+    the two overlap instead of taking turns (3.1 s -> 2.4 s for a million rows, measured
+    here). Not `cursor.stream()`: it holds the connection's lock until the last row, so a
+    query of the caller's between two batches would wait on itself; here it waits at most
+    for one FETCH.
+    """
     statement = audience_query(alert).compile(
         dialect=connection.dialect, compile_kwargs={"literal_binds": True}
     )
     driver = connection.connection.driver_connection
     assert driver is not None
-    cursor = driver.cursor(name=f"audience_{alert.id}_{next(_cursors)}")
-    cursor.itersize = batch_size
+    name = f"audience_{alert.id}_{next(_cursors)}"
+    driver.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {statement}")
+    fetched: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                cursor = driver.cursor(binary=True, row_factory=_member_rows)
+                cursor.execute(f"FETCH FORWARD {batch_size} FROM {name}")
+                fetched.put(cursor)
+                if cursor.rowcount < batch_size:
+                    break
+            fetched.put(None)
+        except BaseException as error:  # handed to the caller's thread, raised there
+            fetched.put(error)
+
+    helper = threading.Thread(target=fetch, name=name, daemon=True)
+    helper.start()
+    item: Any = ...
     try:
-        cursor.execute(str(statement))
-        while rows := cursor.fetchmany(batch_size):
-            yield [AudienceMember._make(row) for row in rows]
+        while (item := fetched.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            rows = _without_collector(item.fetchall)
+            item.close()
+            if rows:
+                yield rows
     finally:
-        cursor.close()
+        stop.set()
+        while item is not None and not isinstance(item, BaseException):
+            item = fetched.get()  # let a helper blocked on the queue see `stop` and end
+        helper.join()
+        if driver.info.transaction_status == TransactionStatus.INTRANS:
+            driver.execute(f"CLOSE {name}")
+
+
+def _without_collector(fetch: Callable[[], list[AudienceMember]]) -> list[AudienceMember]:
+    """Run `fetch` with the cyclic garbage collector paused.
+
+    The rows hold no reference cycles, yet building a million of them sets the collector
+    off every 700 allocations, and the batches it finds alive are promoted until each full
+    pass re-scans the whole process: 0.6 s of the 1.6 s of client CPU for a million rows,
+    measured here. Paused for the few milliseconds of psycopg's C loop, it runs once a
+    batch instead.
+    """
+    if not gc.isenabled():
+        return fetch()
+    gc.disable()
+    try:
+        return fetch()
+    finally:
+        gc.enable()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -281,3 +281,144 @@ def test_an_address_that_keeps_bouncing_is_disabled(
             assert point.bounces == round_number
             assert (point.disabled_at is not None) == (round_number == 3)
     assert point.disabled_reason == "email-bounces"
+
+
+def _planned(session: Session, alert_id: int) -> dict[int, list[tuple[str, datetime | None, str]]]:
+    """batch number -> (channel, next_attempt_at, status) of each of its deliveries, after
+    checking that the batch rows agree with the deliveries they count."""
+    rows: dict[int, list[tuple[str, datetime | None, str]]] = {}
+    for number, channel, held, status in session.execute(
+        select(Delivery.batch_no, Delivery.channel, Delivery.next_attempt_at, Delivery.status)
+        .where(Delivery.alert_id == alert_id)
+        .order_by(Delivery.id)
+    ):
+        rows.setdefault(number, []).append((channel, held, status.value))
+    batches = session.scalars(select(DispatchBatch).where(DispatchBatch.alert_id == alert_id)).all()
+    for batch in batches:
+        members = rows[batch.batch_no]
+        assert batch.size == len(members)
+        assert {(c, h or batch.next_run_at) for c, h, _ in members} == {
+            (batch.channel, batch.next_run_at)
+        }
+    assert set(rows) - {0} == {b.batch_no for b in batches}
+    return rows
+
+
+def test_quiet_hours_hold_or_suppress_at_planning_and_urgent_alerts_ignore_them(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    from broadcaster.planning import WARSAW, quiet_until
+    from subscribers.models import Subscriber
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    local = now.astimezone(WARSAW)
+
+    def clock(hours: int) -> time:
+        return (local + timedelta(hours=hours)).time().replace(second=0, microsecond=0)
+
+    windows = {
+        "sleeper": (clock(-1), clock(1)),  # inside: held for about an hour
+        "late": (clock(-2), clock(3)),  # inside: held for about three hours
+        "awake": (clock(2), clock(4)),  # not inside
+        "plain": (None, None),
+    }
+    people = {}
+    with db.begin() as session:
+        for n, (name, (start, end)) in enumerate(windows.items()):
+            person = add_resident(
+                session,
+                settings,
+                contacts=[("sms", f"60100080{n}"), ("email", f"{name}@example.com")],
+                topics=["weather-warning"],
+                districts=["wola"],
+            )
+            subscriber = session.get_one(Subscriber, person.id)
+            subscriber.quiet_from, subscriber.quiet_until = start, end
+            people[name] = person.id
+    sleeper_ends = quiet_until(*windows["sleeper"], now)
+    late_ends = quiet_until(*windows["late"], now)
+    assert sleeper_ends is not None and late_ends is not None
+    assert now + timedelta(minutes=58) < sleeper_ends < now + timedelta(minutes=62)
+
+    informational = approved_alert(
+        db,
+        settings,
+        staff,
+        severity="Minor",
+        urgency="Expected",
+        expires_at=now + timedelta(hours=8),
+    )
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=informational, batch_size=2, now=now)
+    assert plan is not None
+    with db() as session:
+        rows = _planned(session, informational)
+        assert progress.read(session, informational) == {
+            "sms": {"pending": 4},
+            "email": {"pending": 4},
+        }
+    # Now: the two residents awake, one batch per channel; each held group a batch of its own.
+    assert Counter((c, h, len(r)) for c, h, r in _shape(rows)) == Counter(
+        [
+            ("email", None, 2),
+            ("sms", None, 2),
+            ("email", sleeper_ends, 1),
+            ("sms", sleeper_ends, 1),
+            ("email", late_ends, 1),
+            ("sms", late_ends, 1),
+        ]
+    )
+    assert plan.batches == 6
+    assert sorted(b.channel for b in plan.due) == ["email", "sms"]
+    assert {rows[b.batch_no][0][1] for b in plan.due} == {None}
+
+    # Expiring between the two ends: the later sleeper is suppressed, counted and recorded.
+    short = approved_alert(
+        db,
+        settings,
+        staff,
+        severity="Minor",
+        urgency="Expected",
+        expires_at=now + timedelta(hours=2),
+    )
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=short, batch_size=500, now=now)
+    assert plan is not None and plan.batches == 4 and len(plan.due) == 2
+    with db() as session:
+        rows = _planned(session, short)
+        assert progress.read(session, short) == {
+            "sms": {"pending": 3, "suppressed": 1},
+            "email": {"pending": 3, "suppressed": 1},
+        }
+        suppressed = session.execute(
+            select(Delivery.subscriber_id, Delivery.reason, Delivery.finished_at).where(
+                Delivery.alert_id == short, Delivery.status == DeliveryStatus.SUPPRESSED
+            )
+        ).all()
+    assert sorted(c for c, _, _ in rows[0]) == ["email", "sms"]
+    assert {(s, r, f) for s, r, f in suppressed} == {(people["late"], "quiet_hours", now)}
+
+    # Severe: quiet hours do not apply; everyone now.
+    severe = approved_alert(
+        db, settings, staff, severity="Severe", expires_at=now + timedelta(hours=2)
+    )
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=severe, batch_size=3, now=now)
+    assert plan is not None and plan.urgent
+    with db() as session:
+        rows = _planned(session, severe)
+        assert progress.read(session, severe) == {"sms": {"pending": 4}, "email": {"pending": 4}}
+    assert sorted((c, h, len(r)) for c, h, r in _shape(rows)) == [
+        ("email", None, 1),
+        ("email", None, 3),
+        ("sms", None, 1),
+        ("sms", None, 3),
+    ]
+    assert plan.batches == len(plan.due) == 4
+
+
+def _shape(
+    rows: dict[int, list[tuple[str, datetime | None, str]]],
+) -> list[tuple[str, datetime | None, list[tuple[str, datetime | None, str]]]]:
+    """(channel, held until, rows) of each batch (not the suppressed rows, batch 0)."""
+    return [(r[0][0], r[0][1], r) for number, r in rows.items() if number]

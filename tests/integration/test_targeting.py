@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import alerts
 from broadcaster.models import Alert, Delivery, Topic
 from broadcaster.settings import Settings
-from broadcaster.targeting import count_audience, stream_audience
+from broadcaster.targeting import AudienceMember, count_audience, stream_audience
 from subscribers import services
 from subscribers.models import ContactPoint, Subscription
 from tests.conftest import Staff, add_resident
@@ -220,6 +220,7 @@ def test_audience_carries_language_and_quiet_hours(
         )
         alert = make_alert(session, settings, staff, districts=["wola"])
         [member] = [m for b in stream_audience(session=session, alert=alert) for m in b]
+        assert type(member) is AudienceMember
         assert member.language == language
         assert (member.quiet_from.isoformat(), member.quiet_until.isoformat()) == (
             "22:00:00",
@@ -276,3 +277,42 @@ def test_the_preview_shows_every_variant_with_sms_parts(
     gsm = transliterated["variants"]["pl"]["sms"]
     assert (gsm["encoding"], gsm["parts"]) == ("GSM-7", 1)
     assert transliterated["sms"]["total_parts"] == 3
+
+
+def test_a_consumer_may_query_between_batches_and_stop_early(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    import threading
+
+    from sqlalchemy import func, text
+
+    from broadcaster.population import seed_population
+
+    def helpers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("audience_")]
+
+    with db.begin() as session:
+        seed_population(session=session, count=400, seed=11)
+        session.execute(
+            update(ContactPoint).values(
+                verified_at=datetime.now(UTC), wanted=True, unsubscribed_at=None
+            )
+        )
+        alert = make_alert(session, settings, staff, districts=[], whole_city=True)
+        everyone = audience_ids(session, alert, batch_size=1000)
+        assert len(everyone) > 200
+
+        stream = stream_audience(session=session, alert=alert, batch_size=50)
+        first = next(stream)
+        # The session answers between two batches, and the stream goes on afterwards.
+        assert session.scalar(select(func.count()).select_from(ContactPoint)) >= len(everyone)
+        second = next(stream)
+        stream.close()
+        assert helpers() == []
+        assert len(first) == len(second) == 50
+        assert {m.contact_point_id for m in first + second} <= set(everyone)
+        if session.get_bind().dialect.name == "postgresql":
+            assert session.scalar(text("SELECT count(*) FROM pg_cursors")) == 0
+        # Still usable, and the same audience again.
+        assert audience_ids(session, alert, batch_size=70) == everyone
+    assert helpers() == []
