@@ -241,7 +241,9 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    # No foreign key: the planner writes a million of these in one statement, for the
+    # alert it has just locked, and alerts are never deleted (migration 0003).
+    alert_id: Mapped[int] = mapped_column(Integer)
     batch_no: Mapped[int] = mapped_column(Integer, default=0)
     subscriber_id: Mapped[int] = mapped_column(Integer)
     contact_point_id: Mapped[int] = mapped_column(Integer)
