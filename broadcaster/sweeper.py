@@ -5,7 +5,10 @@ seconds by beat.
 - live alerts past their expiry expire, and what has not left is suppressed;
 - rows held by a worker that died (claimed longer ago than the lease) wait again;
 - batches due and not published lately are published (the outbox: a crash between a
-  commit and its publish, a retry time reached, a broker that lost a message);
+  commit and its publish, a retry time reached, a broker that lost a message); a batch
+  published a while ago is published again only when its channel's queue has drained
+  (`busy_channels` names those that have not): in a long queue it is waiting, not lost,
+  and publishing every waiting batch again would only lengthen the queue;
 - dispatching alerts with no batch left are done.
 Everything it finds, it finds through small indexed tables (alerts, batches), never by
 scanning deliveries.
@@ -17,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster import progress
@@ -45,6 +48,7 @@ def sweep(
     requeue_seconds: float = 30.0,
     now: datetime | None = None,
     limit: int = 5000,
+    busy_channels: frozenset[str] = frozenset(),
 ) -> Sweep:
     moment = now or utcnow()
     found = Sweep()
@@ -77,7 +81,10 @@ def sweep(
             DispatchBatch.next_run_at <= moment,
             or_(
                 DispatchBatch.enqueued_at.is_(None),
-                DispatchBatch.enqueued_at < moment - timedelta(seconds=requeue_seconds),
+                and_(
+                    DispatchBatch.enqueued_at < moment - timedelta(seconds=requeue_seconds),
+                    DispatchBatch.channel.not_in(sorted(busy_channels)),
+                ),
             ),
             DispatchBatch.alert_id.in_(dispatching),
         )

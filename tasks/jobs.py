@@ -86,11 +86,13 @@ def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
 def sweep() -> dict[str, Any]:
     """Beat's heartbeat: plan due alerts, expire, release stale claims, publish batches."""
     rt = runtime()
+    busy = frozenset(c for c in ("sms", "push", "email") if rt.queued(c))
     with rt.sessions.begin() as session:
         found = sweeper.sweep(
             session=session,
             lease_seconds=rt.settings.claim_lease_seconds,
             requeue_seconds=rt.settings.requeue_seconds,
+            busy_channels=busy,
         )
     for alert_id in found.plans:
         plan_alert.apply_async(args=[alert_id], queue="plan", priority=URGENT_PRIORITY)

@@ -78,6 +78,21 @@ class Runtime:
                 self.buckets[channel] = LocalBucket(rate, burst=max(rate, 500))
         return self.buckets[channel]
 
+    def queued(self, queue: str) -> int:
+        """Messages waiting in a queue of a Redis broker (all its priority levels); 0 when
+        the broker cannot tell (the embedded one)."""
+        if not self.settings.broker_url.startswith(("redis://", "rediss://")):
+            return 0
+        client = redis.Redis.from_url(self.settings.broker_url)
+        try:
+            # kombu keeps one list per priority level: "<queue>" for 0, "<queue>:<n>" after.
+            with client.pipeline(transaction=False) as pipe:
+                for key in [queue, *(f"{queue}:{n}" for n in range(1, 10))]:
+                    pipe.llen(key)
+                return sum(pipe.execute())
+        finally:
+            client.close()
+
     def close(self) -> None:
         if self._loop is None:
             return

@@ -81,6 +81,31 @@ def test_a_plan_whose_publish_was_lost_is_published_by_the_sweeper(
         assert sweeper.sweep(session=session, lease_seconds=60).batches == []
 
 
+def test_a_waiting_batch_is_published_again_only_once_its_queue_has_drained(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+) -> None:
+    alert_id = approved_alert(db, settings, staff)
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=3)
+        assert plan is not None
+        sweeper.mark_enqueued(session=session, refs=plan.due)
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    # Published a minute ago and not run: while the SMS queue still holds messages, its
+    # batches are waiting their turn; the e-mail queue is empty, so its batches were lost.
+    with db.begin() as session:
+        found = sweeper.sweep(
+            session=session,
+            lease_seconds=600,
+            requeue_seconds=30,
+            now=later,
+            busy_channels=frozenset({"sms"}),
+        )
+    assert {b.channel for b in found.batches} == {"email"}
+    with db.begin() as session:
+        found = sweeper.sweep(session=session, lease_seconds=600, requeue_seconds=30, now=later)
+    assert {b.channel for b in found.batches} == {"sms"}
+
+
 def test_claims_outcomes_retries_and_the_end_of_an_alert(
     db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
 ) -> None:
