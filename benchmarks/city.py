@@ -47,7 +47,8 @@ import redis
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks.stack import MemorySampler, celery_worker, process_tree, processes_named, workers
+from benchmarks.stack import MemorySampler, process_tree, processes_named, workers
+from tasks.commands import worker_command
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/wsp_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
@@ -255,14 +256,20 @@ def _targeting_probe(database_url: str, alert_id: int, answer: Any) -> None:
     answer.put({"members": members, "seconds": seconds, "extra_kib": after - before})
 
 
-def stage_targeting(config: Config, sessions: sessionmaker[Session]) -> dict[str, Any]:
-    alert_id, _ = approve(
+def approve_targeted(sessions: sessionmaker[Session], label: str) -> tuple[int, datetime]:
+    """The issue's case: weather warnings in 12 districts, on every channel (Minor, so an
+    informational alert: lower priority, quiet hours kept)."""
+    return approve(
         sessions,
         topic="weather-warning",
         channels=["sms", "push", "email"],
         districts=TARGETED,
-        label="[targeting]",
+        label=label,
     )
+
+
+def stage_targeting(config: Config, sessions: sessionmaker[Session]) -> dict[str, Any]:
+    alert_id, _ = approve_targeted(sessions, "[targeting]")
     context = multiprocessing.get_context("spawn")
     results = []
     for run in range(config.runs):
@@ -306,13 +313,7 @@ def stage_planning(config: Config, sessions: sessionmaker[Session]) -> dict[str,
     broker = redis.Redis.from_url(config.redis_url)
     results = []
     for run in range(config.runs):
-        alert_id, _ = approve(
-            sessions,
-            topic="weather-warning",
-            channels=["sms", "push", "email"],
-            districts=TARGETED,
-            label="[planning]",
-        )
+        alert_id, _ = approve_targeted(sessions, "[planning]")
         broker.flushdb()
         started = time.perf_counter()
         with sessions.begin() as session:
@@ -505,15 +506,18 @@ def running_stack(config: Config, sessions: sessionmaker[Session]) -> Iterator[S
         # transport speaks): hypercorn costs 0.4 ms of CPU a request, twice that one.
         environment["WSP_FCM_ENDPOINT"] = sandbox_env["SANDBOX_FCM_HTTP1_URL"]
         commands = {
-            "planner": celery_worker(
+            "planner": worker_command(
                 name="planner",
                 queues="plan",
-                pool="solo",
-                concurrency=1,
                 beat_schedule=scratch / "beat-schedule",
+                loglevel="WARNING",
             ),
-            "senders": celery_worker(
-                name="senders", queues="sms,push,email", pool="prefork", concurrency=2
+            "senders": worker_command(
+                name="senders",
+                queues="sms,push,email",
+                pool="prefork",
+                concurrency=2,
+                loglevel="WARNING",
             ),
         }
         me = os.getpid()
@@ -600,13 +604,7 @@ def stage_mixed(stack: Stack) -> dict[str, Any]:
     from broadcaster.models import Delivery
 
     stack.reset_sandbox()
-    alert_id, approved = approve(
-        stack.sessions,
-        topic="weather-warning",
-        channels=["sms", "push", "email"],
-        districts=TARGETED,
-        label="[mixed]",
-    )
+    alert_id, approved = approve_targeted(stack.sessions, "[mixed]")
     publish_plan(alert_id, urgent=False)
     probes = []
     with stack.sessions() as session:

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -139,31 +138,6 @@ class MemorySampler:
             "stack_total_peak_mib": round(self.total_peak / MIB, 1),
             "not_in_total": sorted(self.outside),
         }
-
-
-def celery_worker(
-    *, name: str, queues: str, pool: str, concurrency: int, beat_schedule: Path | None = None
-) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tasks.app",
-        "worker",
-        f"--hostname={name}@%h",
-        f"--pool={pool}",
-        f"--concurrency={concurrency}",
-        "-Q",
-        queues,
-        "--loglevel=WARNING",
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if beat_schedule is not None:
-        argv += ["--beat", "--schedule", str(beat_schedule)]
-    return argv
 
 
 @contextlib.contextmanager

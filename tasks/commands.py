@@ -9,23 +9,39 @@ from pathlib import Path
 QUEUES = ("plan", "sms", "push", "email", "receipts")
 
 
-def all_in_one_worker(schedule: Path) -> list[str]:
-    """One worker process for every queue, with beat: the demo's and the tests' stack."""
-    return [
+def worker_command(
+    *,
+    queues: str,
+    pool: str = "solo",
+    concurrency: int = 1,
+    name: str | None = None,
+    beat_schedule: Path | None = None,
+    loglevel: str = "INFO",
+) -> list[str]:
+    """A Celery worker for `queues` (comma-separated), with beat when given its schedule."""
+    argv = [
         sys.executable,
         "-m",
         "celery",
         "-A",
         "tasks.app",
         "worker",
-        "--beat",
-        "--pool=solo",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
         "-Q",
-        ",".join(QUEUES),
-        "--loglevel=INFO",
+        queues,
+        f"--loglevel={loglevel}",
         "--without-heartbeat",
         "--without-gossip",
         "--without-mingle",
-        "--schedule",
-        str(schedule),
     ]
+    if name is not None:
+        argv.append(f"--hostname={name}@%h")
+    if beat_schedule is not None:
+        argv += ["--beat", "--schedule", str(beat_schedule)]
+    return argv
+
+
+def all_in_one_worker(schedule: Path) -> list[str]:
+    """One worker process for every queue, with beat: the demo's and the tests' stack."""
+    return worker_command(queues=",".join(QUEUES), beat_schedule=schedule)
