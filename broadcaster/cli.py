@@ -23,7 +23,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, audit, operators, population, progress, reference, schema
+from broadcaster import alerts, audit, operators, population, progress, reference, schema, tokens
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.demo import run_demo
 from broadcaster.errors import (
@@ -33,6 +33,7 @@ from broadcaster.errors import (
     InvalidInput,
     NotFound,
     RateLimited,
+    Unauthenticated,
 )
 from broadcaster.messages import preview_alert
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
@@ -41,6 +42,7 @@ from channels.sandbox.server import SandboxServer
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 EXIT_CODES: dict[type[BroadcasterError], int] = {
+    Unauthenticated: 3,
     RateLimited: 5,
     InvalidInput: 2,
     NotFound: 2,
@@ -199,6 +201,37 @@ def operator_add(app: App, username: str, role: str, display_name: str) -> None:
             created_by="system:cli",
         )
         click.echo(f"operator {created.username} ({created.role}) has id {created.id}")
+
+
+@main.group(cls=BroadcasterGroup)
+def token() -> None:
+    """Staff API tokens: issue (shown once), revoke."""
+
+
+@token.command("issue")
+@click.option("--as", "username", required=True, envvar="WSP_CLI_OPERATOR")
+@click.option("--name", "label", default="api", show_default=True, help="What it is for.")
+@click.option("--days", type=int, default=30, show_default=True, help="Lifetime, 1-365.")
+@pass_app
+def token_issue(app: App, username: str, label: str, days: int) -> None:
+    """Issue an API token for yourself; it is printed once and stored only as a hash."""
+    with app.transaction() as session:
+        owner = operators.get_operator(session=session, username=username)
+        issued = tokens.issue_token(session=session, operator=owner, name=label, lifetime_days=days)
+    click.echo(f"token {issued.id} expires {issued.expires_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(issued.token)
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.option("--as", "username", required=True, envvar="WSP_CLI_OPERATOR")
+@pass_app
+def token_revoke(app: App, token_id: int, username: str) -> None:
+    """Revoke a token (your own, or anyone's as an admin)."""
+    with app.transaction() as session:
+        actor = operators.get_operator(session=session, username=username)
+        tokens.revoke_token(session=session, actor=actor, token_id=token_id)
+    click.echo(f"token {token_id} revoked")
 
 
 @main.group(cls=BroadcasterGroup)

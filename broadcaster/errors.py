@@ -26,6 +26,14 @@ class NotFound(BroadcasterError):
         self.key = key
 
 
+class Unauthenticated(BroadcasterError):
+    """No valid credential: unknown, expired or revoked token, or a deactivated account.
+    One message for all, so that a guesser learns nothing (the API answers 401)."""
+
+    def __init__(self) -> None:
+        super().__init__("a valid, unexpired token of an active account is required")
+
+
 class Forbidden(BroadcasterError):
     """The actor may not do this (wrong role, or the four-eyes rule)."""
 
