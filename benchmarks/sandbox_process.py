@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from channels.sandbox.server import command_line
 
 
 @contextmanager
@@ -18,24 +19,7 @@ def sandbox_process(directory: Path) -> Iterator[dict[str, str]]:
     env_file = directory / "sandbox.env"
     env_file.unlink(missing_ok=True)
     process = subprocess.Popen(  # noqa: S603 - our own command line
-        [
-            sys.executable,
-            "-m",
-            "broadcaster",
-            "sandbox",
-            "--smsapi-port",
-            "0",
-            "--fcm-port",
-            "0",
-            "--fcm-plain-port",
-            "0",
-            "--fcm-http1-port",
-            "0",
-            "--smtp-port",
-            "0",
-            "--env-file",
-            str(env_file),
-        ],
+        command_line(env_file),
         env={**os.environ, "WSP_DATA_DIR": str(directory)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

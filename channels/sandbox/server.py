@@ -17,6 +17,7 @@ import contextlib
 import json
 import socket
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,16 @@ class Endpoints:
             "WSP_SMTP_SECURITY": "starttls",
             "WSP_SMTP_CA_FILE": self.ca_file,
         }
+
+
+def command_line(env_file: Path) -> list[str]:
+    """`broadcaster sandbox` in a process of its own, every port picked free, the settings
+    that point at it written to `env_file`."""
+    ports = ("--smsapi-port", "--fcm-port", "--fcm-plain-port", "--fcm-http1-port", "--smtp-port")
+    argv = [sys.executable, "-m", "broadcaster", "sandbox"]
+    for option in ports:
+        argv += [option, "0"]
+    return [*argv, "--env-file", str(env_file)]
 
 
 class SandboxServer:

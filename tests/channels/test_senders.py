@@ -78,28 +78,14 @@ def test_broadcaster_sandbox_runs_until_interrupted(tmp_path: Path) -> None:
     import json
     import signal
     import subprocess
-    import sys
     import time
     import urllib.request
 
+    from channels.sandbox.server import command_line
+
     env_file = tmp_path / "sandbox.env"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broadcaster",
-            "sandbox",
-            "--smsapi-port",
-            "0",
-            "--fcm-port",
-            "0",
-            "--fcm-plain-port",
-            "0",
-            "--smtp-port",
-            "0",
-            "--env-file",
-            str(env_file),
-        ],
+        command_line(env_file),
         env={"PATH": "/usr/bin:/bin", "WSP_DATA_DIR": str(tmp_path)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
