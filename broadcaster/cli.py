@@ -600,4 +600,4 @@ def serve(app: App, host: str, port: int) -> None:
 
     from broadcaster.api.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(app.settings), host=host, port=port, log_level="warning")

@@ -139,9 +139,9 @@ def weather_warning(now: datetime) -> AlertDraft:
 
 
 @contextlib.contextmanager
-def _api(port: int) -> Iterator[None]:
+def _api(port: int, settings: Settings) -> Iterator[None]:
     server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
@@ -221,7 +221,7 @@ def run_demo(
         schema.upgrade(engine)
         with sessions.begin() as session:
             population.seed_population(session=session, count=residents, progress=seeding)
-        with _api(api_port), _worker(environment, directory):
+        with _api(api_port, get_settings()), _worker(environment, directory):
             alert_id = _write_and_approve(settings, sessions)
             counts = _follow(sessions, alert_id, timeout, progress_bar)
             _wait_for_reports(sessions, alert_id, timeout=30)

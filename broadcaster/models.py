@@ -96,6 +96,15 @@ class CapStatus(StrEnum):
     TEST = "Test"
 
 
+class MsgType(StrEnum):
+    """CAP 1.2 msgType: an alert, or an Update / Cancel of one already sent, which goes
+    to exactly the people who received the original."""
+
+    ALERT = "alert"
+    UPDATE = "update"
+    CANCEL = "cancel"
+
+
 class Language(StrEnum):
     PL = "pl"
     EN = "en"
@@ -164,6 +173,19 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` an operator sent with a create: the same key again returns the
+    alert it made, and the same key with another body is refused."""
+
+    __tablename__ = "idempotency_keys"
+
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Alert(Base):
     __tablename__ = "alerts"
     __table_args__ = (
@@ -171,7 +193,11 @@ class Alert(Base):
         CheckConstraint(f"severity IN ({_values(Severity)})", name="severity"),
         CheckConstraint(f"urgency IN ({_values(Urgency)})", name="urgency"),
         CheckConstraint(f"cap_status IN ({_values(CapStatus)})", name="cap_status"),
+        CheckConstraint(f"msg_type IN ({_values(MsgType)})", name="msg_type"),
         CheckConstraint("send_at IS NULL OR send_at < expires_at", name="schedule"),
+        CheckConstraint(
+            "(msg_type = 'alert') = (references_id IS NULL)", name="follow_up_references"
+        ),
         Index("ix_alerts_status_send_at", "status", "send_at"),
     )
 
@@ -187,6 +213,9 @@ class Alert(Base):
     cap_status: Mapped[CapStatus] = mapped_column(
         enum_column(CapStatus, 10), default=CapStatus.ACTUAL
     )
+    msg_type: Mapped[MsgType] = mapped_column(enum_column(MsgType, 8), default=MsgType.ALERT)
+    # The alert an Update or Cancel follows up (CAP `references`).
+    references_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
     channels: Mapped[list[str]] = mapped_column(JSON)
     # Send SMS with Polish and Ukrainian letters spelt in GSM-7 (cheaper, longer parts).
     transliterate_sms: Mapped[bool] = mapped_column(Boolean, default=False)

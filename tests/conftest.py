@@ -53,7 +53,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    name = f"wsp_test_{_worker()}"
+    # A separate prefix lets two checkouts run their suites side by side on one server.
+    name = f"{os.environ.get('WSP_TEST_DB_PREFIX', 'wsp_test')}_{_worker()}"
     admin = make_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

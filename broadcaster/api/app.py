@@ -1,19 +1,24 @@
-"""The HTTP application: provider callbacks (delivery reports) and health.
+"""The HTTP application: staff (operators, approvers, auditors, admins), residents, and
+provider callbacks, with an OpenAPI description at /docs.
 
-SMSAPI calls its callback URL with MsgId, status and idx (several reports comma-joined,
-by GET, or by POST as a form) and expects the body `OK`. The reports are handed to the
-`receipts` queue as plain data and applied in bulk by a worker; the answer does not wait.
+`create_app()` builds everything from the settings; tests pass their own settings and the
+two hand-offs to the workers (delivery reports to the `receipts` queue, messages to a
+resident such as a one-time code).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-from broadcaster.receipts import parse_smsapi
+from broadcaster.api import alerts, auditors, callbacks, residents, staff
+from broadcaster.api.support import Api, BodyLimit, install_error_handlers
+from broadcaster.db import make_engine, make_sessionmaker
+from broadcaster.settings import Settings, get_settings
 
 Publish = Callable[[list[dict[str, str]]], None]
 
@@ -24,31 +29,50 @@ def _publish_to_receipts_queue(reports: list[dict[str, str]]) -> None:
     record_smsapi_reports.apply_async(args=[reports], queue="receipts")
 
 
-def create_app(*, publish: Publish = _publish_to_receipts_queue) -> FastAPI:
-    app = FastAPI(title="Warszawski System Powiadomień", version="0.1.0")
+def _notify_through_worker(notice: Any) -> None:
+    from tasks.jobs import send_notice
 
-    @app.get("/healthz", response_class=PlainTextResponse)
+    send_notice.apply_async(args=[notice.as_dict()], queue="notices")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    publish: Publish = _publish_to_receipts_queue,
+    notify: Callable[[Any], None] = _notify_through_worker,
+) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Warszawski System Powiadomień",
+        version="0.1.0",
+        description=(
+            "Targeted alerts for Warsaw's residents. Staff authenticate with a bearer token "
+            "(`broadcaster token issue`); residents need no account: they act through "
+            "one-time codes and signed links."
+        ),
+    )
+    app.state.api = Api(
+        settings=settings,
+        sessions=make_sessionmaker(engine, secret_key=settings.secret_key),
+        publish=publish,
+        notify=notify,
+    )
+    app.add_middleware(BodyLimit)
+    install_error_handlers(app)
+
+    @app.get("/healthz", response_class=PlainTextResponse, tags=["health"])
     async def health() -> str:
         return "ok"
 
-    async def smsapi_reports(request: Request) -> str:
-        fields: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            fields.update(dict(await request.form()))
-        missing = [name for name in ("MsgId", "status", "idx") if not fields.get(name)]
-        if missing:
-            raise HTTPException(status_code=422, detail=f"{missing[0]}: is required")
-        try:
-            reports = parse_smsapi(str(fields["MsgId"]), str(fields["status"]), str(fields["idx"]))
-        except ValueError as error:
-            raise HTTPException(status_code=422, detail=f"MsgId: {error}") from None
-        publish([{"provider_id": r.provider_id, "status": r.status, "idx": r.idx} for r in reports])
-        return "OK"
+    for module in (staff, alerts, residents, auditors, callbacks):
+        app.include_router(module.router)
 
-    app.add_api_route(
-        "/receipts/smsapi",
-        smsapi_reports,
-        methods=["GET", "POST"],
-        response_class=PlainTextResponse,
-    )
     return app

@@ -181,7 +181,11 @@ def test_claims_outcomes_retries_and_the_end_of_an_alert(
 
 
 def test_receipts_over_http_are_applied_and_unknown_ones_counted(
-    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+    db: sessionmaker[Session],
+    settings: Settings,
+    staff: Staff,
+    residents: None,
+    database_url: str,
 ) -> None:
     alert_id = approved_alert(db, settings, staff, channels=["sms"])
     with db.begin() as session:
@@ -215,7 +219,8 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
                 )
             )
 
-    client = TestClient(create_app(publish=apply))
+    app_settings = settings.model_copy(update={"database_url": database_url})
+    client = TestClient(create_app(app_settings, publish=apply))
     answer = client.get(
         "/receipts/smsapi",
         params={

@@ -1,0 +1,80 @@
+"""The HTTP application over a real database (SQLite and PostgreSQL), driven by
+FastAPI's TestClient; staff authenticate with real tokens issued to the `staff` fixture.
+
+The two hand-offs to the workers are collected instead of queued: delivery reports
+(`published`) and messages to residents such as one-time codes (`notices`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster import tokens
+from broadcaster.api.app import create_app
+from broadcaster.settings import Settings
+from tests.conftest import Staff
+
+
+@dataclass
+class Outbox:
+    published: list[dict[str, str]] = field(default_factory=list)
+    notices: list[Any] = field(default_factory=list)
+
+    def publish(self, reports: list[dict[str, str]]) -> None:
+        self.published.extend(reports)
+
+
+@pytest.fixture
+def app_settings(settings: Settings, database_url: str) -> Settings:
+    return settings.model_copy(update={"database_url": database_url})
+
+
+@pytest.fixture
+def outbox() -> Outbox:
+    return Outbox()
+
+
+@pytest.fixture
+def client(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
+    app = create_app(app_settings, publish=outbox.publish, notify=outbox.notices.append)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@dataclass
+class Headers:
+    """Authorization headers for each member of `staff`, by role name."""
+
+    operator: dict[str, str]
+    second_operator: dict[str, str]
+    approver: dict[str, str]
+    auditor: dict[str, str]
+    admin: dict[str, str]
+
+    def of(self, who: str) -> dict[str, str]:
+        headers: dict[str, str] = getattr(self, who)
+        return headers
+
+
+@pytest.fixture
+def auth(db: sessionmaker[Session], staff: Staff) -> Headers:
+    with db.begin() as session:
+        issued = {
+            name: tokens.issue_token(
+                session=session, operator=person, name="tests", lifetime_days=1
+            ).token
+            for name, person in [
+                ("operator", staff.author),
+                ("second_operator", staff.second_author),
+                ("approver", staff.approver),
+                ("auditor", staff.auditor),
+                ("admin", staff.admin),
+            ]
+        }
+    return Headers(**{name: {"Authorization": f"Bearer {token}"} for name, token in issued.items()})
