@@ -14,6 +14,9 @@ Quiet hours are settled here: an informational alert to a resident inside their 
 window waits in a batch of its own until the window ends, or is suppressed if the alert
 expires first. Severe and extreme alerts ignore quiet hours. The few distinct windows are
 read first and each is settled once, in Python (`quiet_until`), for both paths.
+
+An Update or Cancel is planned like any alert: only its audience differs (those who
+received the original, see `targeting`), and its own severity settles quiet hours.
 """
 
 from __future__ import annotations

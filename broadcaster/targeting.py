@@ -12,6 +12,14 @@ districts: PostgreSQL then estimates the audience from the statistics of the sub
 (611k rows for a 1.01M audience, against 120k through the subquery) and plans its joins
 accordingly.
 
+An Update or Cancel (a follow-up, `msg_type` other than alert) reaches instead exactly the
+contact points that received the alert it references: those whose delivery of it was sent
+or delivered, each on the channel it was received on, whatever they subscribe to today,
+less those that have since become unreachable by the rules above (unsubscribed, channel no
+longer wanted, disabled, erased). The query starts from the original's deliveries, and a
+contact point has at most one delivery per alert (a unique constraint), so again each
+appears once with no DISTINCT.
+
 Rows come from a server-side cursor in batches: memory stays flat at any audience size.
 """
 
@@ -30,7 +38,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from broadcaster.models import Alert, CapStatus
+from broadcaster.models import Alert, CapStatus, Delivery, DeliveryStatus, MsgType
 from subscribers.models import ContactPoint, Subscriber, Subscription
 
 DEFAULT_BATCH = 5000
@@ -46,8 +54,45 @@ class AudienceMember(NamedTuple):
     quiet_until: time | None
 
 
-def audience_query(alert: Alert) -> Select[int, int, str, str, time | None, time | None]:
+AudienceQuery = Select[int, int, str, str, time | None, time | None]
+
+# A message of the original that reached its contact point, as far as we know.
+RECEIVED = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
+
+
+def audience_query(alert: Alert) -> AudienceQuery:
     """The SELECT of an alert's audience (also usable inside INSERT ... SELECT)."""
+    if alert.msg_type is MsgType.ALERT:
+        query = _subscribers_of(alert)
+    else:
+        query = _recipients_of_original(alert)
+    query = query.join(Subscriber, Subscriber.id == ContactPoint.subscriber_id).where(
+        ContactPoint.channel.in_(list(alert.channels)),
+        ContactPoint.verified_at.is_not(None),
+        ContactPoint.wanted.is_(True),
+        ContactPoint.unsubscribed_at.is_(None),
+        ContactPoint.disabled_at.is_(None),
+        ContactPoint.address.is_not(None),
+        Subscriber.erased_at.is_(None),
+    )
+    if alert.cap_status is not CapStatus.ACTUAL:
+        query = query.where(Subscriber.test_audience.is_(True))
+    return query
+
+
+def _columns() -> AudienceQuery:
+    return select(
+        ContactPoint.id,
+        ContactPoint.subscriber_id,
+        ContactPoint.channel,
+        Subscriber.language,
+        Subscriber.quiet_from,
+        Subscriber.quiet_until,
+    )
+
+
+def _subscribers_of(alert: Alert) -> AudienceQuery:
+    """Contact points of those subscribed to the alert's topic in one of its districts."""
     subscription = select(Subscription.subscriber_id).where(
         Subscription.subscriber_id == ContactPoint.subscriber_id,
         Subscription.topic_id == alert.topic_id,
@@ -56,30 +101,23 @@ def audience_query(alert: Alert) -> Select[int, int, str, str, time | None, time
         subscription = subscription.where(
             Subscription.district_id.in_([district.id for district in alert.districts])
         )
-    query = (
-        select(
-            ContactPoint.id,
-            ContactPoint.subscriber_id,
-            ContactPoint.channel,
-            Subscriber.language,
-            Subscriber.quiet_from,
-            Subscriber.quiet_until,
-        )
-        .join(Subscriber, Subscriber.id == ContactPoint.subscriber_id)
+    return _columns().select_from(ContactPoint).where(exists(subscription))
+
+
+def _recipients_of_original(alert: Alert) -> AudienceQuery:
+    """Contact points that received the alert a follow-up references: its deliveries that
+    were sent or delivered (not those failed, suppressed or still waiting)."""
+    if alert.references_id is None:
+        raise ValueError(f"alert {alert.id} is a {alert.msg_type} that references no alert")
+    return (
+        _columns()
+        .select_from(Delivery)
+        .join(ContactPoint, ContactPoint.id == Delivery.contact_point_id)
         .where(
-            ContactPoint.channel.in_(list(alert.channels)),
-            ContactPoint.verified_at.is_not(None),
-            ContactPoint.wanted.is_(True),
-            ContactPoint.unsubscribed_at.is_(None),
-            ContactPoint.disabled_at.is_(None),
-            ContactPoint.address.is_not(None),
-            Subscriber.erased_at.is_(None),
-            exists(subscription),
+            Delivery.alert_id == alert.references_id,
+            Delivery.status.in_(RECEIVED),
         )
     )
-    if alert.cap_status is not CapStatus.ACTUAL:
-        query = query.where(Subscriber.test_audience.is_(True))
-    return query
 
 
 def stream_audience(

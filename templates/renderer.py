@@ -4,6 +4,11 @@ Each (alert, language, channel) variant is rendered once per alert; only the e-m
 unsubscribe link differs per recipient, and it is put in by `EmailVariant.for_recipient`
 (a plain replacement, escaped for HTML). HTML is autoescaped: an alert body can never
 inject markup. Languages are pl, en and uk; anything else falls back to pl.
+
+An Update or Cancel of an alert is marked as one in every channel (SMS, push title,
+e-mail subject and text), after the exercise marker when both apply; a Cancel also says
+that the earlier alert no longer applies. The SMS markers are short words: every
+character counts against 70 per part once Polish or Cyrillic letters make it UCS-2.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ SEVERITY_COLOURS = {
 HTML_LABELS = {
     "pl": {
         "exercise": "TO SĄ ĆWICZENIA - nie podejmuj żadnych działań.",
+        "update": "AKTUALIZACJA wcześniejszego alertu w tej sprawie.",
+        "cancel": "ODWOŁANIE: wcześniejszy alert w tej sprawie jest nieaktualny i został odwołany.",
         "topic": "Temat",
         "area": "Obszar",
         "expires": "Ważne do",
@@ -41,6 +48,8 @@ HTML_LABELS = {
     },
     "en": {
         "exercise": "THIS IS AN EXERCISE - no action is needed.",
+        "update": "UPDATE of an earlier alert on this matter.",
+        "cancel": "CANCELLED: the earlier alert on this matter is withdrawn and no longer applies.",
         "topic": "Topic",
         "area": "Area",
         "expires": "Valid until",
@@ -49,6 +58,8 @@ HTML_LABELS = {
     },
     "uk": {
         "exercise": "ЦЕ НАВЧАННЯ - жодних дій не потрібно.",
+        "update": "ОНОВЛЕННЯ попереднього сповіщення з цього питання.",
+        "cancel": "СКАСОВАНО: попереднє сповіщення з цього питання відкликано, воно більше не діє.",
         "topic": "Тема",
         "area": "Район",
         "expires": "Діє до",
@@ -79,6 +90,9 @@ class AlertText:
     expires_at: datetime
     exercise: bool = False
     transliterate_sms: bool = False
+    # CAP msgType: "alert", or "update" / "cancel" of an alert the resident received,
+    # which every channel marks as such.
+    msg_type: str = "alert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,7 @@ def _context(text: AlertText) -> dict[str, object]:
         "topic": text.topic,
         "area": text.area,
         "exercise": text.exercise,
+        "msg_type": text.msg_type,
         "expires": text.expires_at.astimezone(WARSAW).strftime("%d.%m.%Y %H:%M"),
         "language": language_of(text.language),
     }

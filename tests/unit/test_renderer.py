@@ -86,3 +86,57 @@ def test_paragraphs_of_the_body_become_paragraphs() -> None:
         "https://x.example/u"
     )
     assert "<p>Pierwszy akapit.</p>" in markup and "<p>Drugi akapit.</p>" in markup
+
+
+@pytest.mark.parametrize(
+    ("language", "msg_type", "sms_prefix", "push_prefix", "subject", "notice"),
+    [
+        ("pl", "update", "AKTUALIZACJA. ", "[AKTUALIZACJA] ", "[AKTUALIZACJA] ", "AKTUALIZACJA "),
+        ("en", "update", "UPDATE. ", "[UPDATE] ", "[UPDATE] ", "UPDATE of an earlier alert"),
+        ("uk", "update", "ОНОВЛЕННЯ. ", "[ОНОВЛЕННЯ] ", "[ОНОВЛЕННЯ] ", "ОНОВЛЕННЯ "),
+        ("pl", "cancel", "ODWOŁANIE ALERTU. ", "[ODWOŁANIE] ", "[ODWOŁANIE] ", "został odwołany"),
+        ("en", "cancel", "ALERT CANCELLED. ", "[CANCELLED] ", "[CANCELLED] ", "is withdrawn"),
+        ("uk", "cancel", "СКАСУВАННЯ СПОВІЩЕННЯ. ", "[СКАСОВАНО] ", "[СКАСОВАНО] ", "відкликано"),
+    ],
+)
+def test_updates_and_cancellations_are_marked_in_every_channel(
+    language: str, msg_type: str, sms_prefix: str, push_prefix: str, subject: str, notice: str
+) -> None:
+    alert = text(language=language, msg_type=msg_type)
+    assert render_sms(alert).text == f"{sms_prefix}Ostrzeżenie przed burzami: Silne burze z gradem."
+    push = render_push(alert)
+    assert push.title == f"{push_prefix}Ostrzeżenie przed burzami"
+    # Only a Cancel says in the body that the earlier alert no longer applies.
+    assert (notice in push.body) is (msg_type == "cancel")
+    assert push.body.endswith("Silne burze z gradem.")
+    email = render_email(alert)
+    assert email.subject.startswith(subject)
+    plain, markup = email.for_recipient("https://x.example/u")
+    assert plain.startswith(subject.strip("[] "))  # the notice opens the text
+    assert notice in plain and notice in markup
+
+
+def test_an_update_of_an_exercise_carries_both_markers() -> None:
+    alert = text(exercise=True, msg_type="update")
+    assert render_sms(alert).text.startswith("ĆWICZENIA. AKTUALIZACJA. ")
+    assert render_push(alert).title.startswith("[ĆWICZENIA] [AKTUALIZACJA] ")
+    assert render_email(alert).subject.startswith("[ĆWICZENIA] [AKTUALIZACJA] Ostrzeżenie: ")
+
+
+def test_a_plain_alert_carries_no_follow_up_marker() -> None:
+    alert = text()
+    assert render_push(alert).body == "Silne burze z gradem."
+    email = render_email(alert)
+    assert email.subject == "Ostrzeżenie: Ostrzeżenie przed burzami"
+    assert email.text.startswith("Ostrzeżenie przed burzami\n\nSilne burze z gradem.")
+    for marker in ("AKTUALIZACJA", "ODWOŁANIE", "#e3f2fd"):
+        assert marker not in email.text + email.html
+
+
+def test_the_markers_keep_a_short_sms_to_one_part_once_transliterated() -> None:
+    # "ODWOŁANIE ALERTU. " is 18 characters: with the Polish letters spelt in GSM-7, a
+    # title and body of 140 characters still fit one part of 160.
+    body = "x" * (140 - len("Burza: "))
+    sms = render_sms(text(title="Burza", body=body, msg_type="cancel", transliterate_sms=True))
+    assert sms.text.startswith("ODWOLANIE ALERTU. Burza: ")
+    assert (sms.shape.encoding, sms.shape.parts) == (Encoding.GSM7, 1)
