@@ -237,3 +237,40 @@ def _walk(key: bytes, events: Iterable[AuditEvent], head_seq: int, head_hash: st
             "records were removed from the end",
         )
     return Verification(True, checked)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which audit records to read; every field left None matches any record."""
+
+    object_type: str | None = None
+    object_id: str | None = None
+    action: str | None = None
+    actor: str | None = None
+
+
+def read_events(
+    *,
+    session: Session,
+    chosen: EventFilter,
+    newest_first: bool,
+    after_seq: int | None,
+    limit: int,
+) -> list[AuditEvent]:
+    """Up to `limit` records in chain order (or against it), past `after_seq` in that
+    direction: a keyset read on the unique `seq`, so a page costs the same at any depth."""
+    query = select(AuditEvent).limit(limit)
+    query = query.order_by(AuditEvent.seq.desc() if newest_first else AuditEvent.seq)
+    if after_seq is not None:
+        query = query.where(
+            AuditEvent.seq < after_seq if newest_first else AuditEvent.seq > after_seq
+        )
+    for column, value in (
+        (AuditEvent.object_type, chosen.object_type),
+        (AuditEvent.object_id, chosen.object_id),
+        (AuditEvent.action, chosen.action),
+        (AuditEvent.actor, chosen.actor),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return list(session.scalars(query))
