@@ -4,6 +4,9 @@ Celery's own `rate_limit` is per worker process; a provider's limit is per accou
 the bucket lives in Redis and one Lua script takes tokens atomically. A provider's
 Retry-After pauses the whole channel (every worker) until then. Without Redis (the
 embedded default) the bucket is local to the process.
+
+The same buckets, one per key, limit what residents can make us send (codes and links):
+per contact point, per client IP and for the whole service.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 import redis
@@ -100,3 +104,47 @@ async def take(bucket: Bucket, wanted: int, *, deadline: float = 30.0) -> bool:
             return False
         await asyncio.sleep(wait)
         waited += wait
+
+
+class KeyedLimiter(Protocol):
+    def hit(self, key: str, per_hour: int) -> float:
+        """Count one event for `key`; 0 when allowed, else the seconds until it would be."""
+        ...
+
+
+class RedisKeyedLimiter:
+    """Per-key hourly limits shared by every API process: a token bucket per key (burst
+    `per_hour`, refilled evenly over the hour) in Redis, taken by the same Lua script."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.script = client.register_script(_TAKE)
+
+    def hit(self, key: str, per_hour: int) -> float:
+        keys = [f"{self.prefix}:{key}", f"{self.prefix}:{key}:pause"]
+        args = [per_hour / 3600, per_hour, 1, time.time()]
+        return float(self.script(keys=keys, args=args))
+
+
+class LocalKeyedLimiter:
+    """The same limits within one process (the embedded default, with no Redis).
+
+    Buckets are kept for at most `max_keys` keys, the least recently used forgotten
+    first: memory stays bounded whatever number of addresses a client tries.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self.buckets: OrderedDict[str, LocalBucket] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def hit(self, key: str, per_hour: int) -> float:
+        with self.lock:
+            bucket = self.buckets.pop(key, None)
+            if bucket is None or bucket.burst != per_hour:
+                bucket = LocalBucket(per_hour / 3600, burst=per_hour)
+            self.buckets[key] = bucket
+            while len(self.buckets) > self.max_keys:
+                self.buckets.popitem(last=False)
+        return bucket.try_take(1)

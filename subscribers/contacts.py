@@ -6,6 +6,7 @@ One normal form per address, so that the same phone typed two ways is one contac
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -33,6 +34,18 @@ def normalise_phone(raw: str, *, field: str = "phone") -> str:
     if phonenumbers.number_type(number) not in _MOBILE_TYPES:
         raise InvalidInput(field, "is not a mobile number, so it cannot receive SMS")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def require_region(address: str, regions: Collection[str], *, field: str = "phone") -> None:
+    """Refuse an E.164 number from outside `regions` (ISO 3166 codes; settings: PL only).
+
+    SMS pumping fraud asks for codes to be sent to premium or foreign numbers, billed to
+    us; the city serves residents, so other countries are refused unless configured.
+    """
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(address))
+    if region not in regions:
+        allowed = ", ".join(sorted(regions))
+        raise InvalidInput(field, f"must be a mobile number from {allowed}")
 
 
 def normalise_email(raw: str, *, field: str = "email") -> str:

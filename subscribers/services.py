@@ -6,12 +6,12 @@ offending field; the caller owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from broadcaster.models import Delivery, District, Language, Topic
 from broadcaster.reference import resolve_slugs
 from broadcaster.settings import Settings
 from channels import Channel
-from subscribers.contacts import normalise_address, parse_channel
+from subscribers.contacts import normalise_address, parse_channel, require_region
 from subscribers.models import ContactPoint, Subscriber, Subscription, VerificationCode
 from subscribers.verification import issue_code
 
@@ -90,6 +90,55 @@ def _subscription_pairs(
     return [(topic, district) for topic in topic_ids for district in district_ids]
 
 
+def normalise_contacts(
+    contacts: Sequence[tuple[str, str]], *, sms_regions: Collection[str]
+) -> list[tuple[Channel, str]]:
+    """(channel, address) pairs in normal form, phones only from `sms_regions`; the field
+    of the first bad one is named."""
+    if isinstance(contacts, str) or not isinstance(contacts, list | tuple) or not contacts:
+        raise InvalidInput("contacts", "must name at least one phone, e-mail or device")
+    normalised: list[tuple[Channel, str]] = []
+    for index, pair in enumerate(contacts):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise InvalidInput(f"contacts[{index}]", "must be a channel and an address")
+        channel, raw = pair
+        kind = parse_channel(channel, field=f"contacts[{index}].channel")
+        field = f"contacts[{index}].address"
+        address = normalise_address(kind, raw, field=field)
+        if kind is Channel.SMS:
+            require_region(address, sms_regions, field=field)
+        if (kind, address) in normalised:
+            raise InvalidInput(field, "is given twice")
+        normalised.append((kind, address))
+    return normalised
+
+
+def check_subscriptions(
+    *, session: Session, topics: Iterable[str], districts: Iterable[str]
+) -> int:
+    """Validate topics x districts without writing; returns how many pairs they make."""
+    return len(_subscription_pairs(session=session, topics=topics, districts=districts))
+
+
+def find_contacts(
+    *, session: Session, contacts: Sequence[tuple[Channel, str]]
+) -> dict[tuple[Channel, str], ContactPoint]:
+    """The registered contact points among normalised `contacts`, in one query."""
+    if not contacts:
+        return {}
+    found = session.scalars(
+        select(ContactPoint).where(
+            or_(
+                *(
+                    and_(ContactPoint.channel == kind, ContactPoint.address == address)
+                    for kind, address in contacts
+                )
+            )
+        )
+    )
+    return {(Channel(point.channel), str(point.address)): point for point in found}
+
+
 def subscribe(
     *,
     session: Session,
@@ -106,18 +155,7 @@ def subscribe(
     `contacts` holds (channel, address) pairs; `districts` may be ["*"] for the whole city.
     """
     lang = parse_language(language)
-    if isinstance(contacts, str) or not isinstance(contacts, list | tuple) or not contacts:
-        raise InvalidInput("contacts", "must name at least one phone, e-mail or device")
-    normalised: list[tuple[Channel, str]] = []
-    for index, pair in enumerate(contacts):
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise InvalidInput(f"contacts[{index}]", "must be a channel and an address")
-        channel, raw = pair
-        kind = parse_channel(channel, field=f"contacts[{index}].channel")
-        address = normalise_address(kind, raw, field=f"contacts[{index}].address")
-        if (kind, address) in normalised:
-            raise InvalidInput(f"contacts[{index}].address", "is given twice")
-        normalised.append((kind, address))
+    normalised = normalise_contacts(contacts, sms_regions=settings.sms_regions)
     pairs = _subscription_pairs(session=session, topics=topics, districts=districts)
     stale: list[ContactPoint] = []
     for index, (kind, address) in enumerate(normalised):
@@ -253,7 +291,8 @@ def set_preferences(
     )
 
 
-def _find_contact(*, session: Session, channel: str, address: str) -> ContactPoint | None:
+def find_contact(*, session: Session, channel: str, address: str) -> ContactPoint | None:
+    """The contact point registered for an address in any form; None if there is none."""
     kind = parse_channel(channel)
     normal = normalise_address(kind, address)
     return session.scalar(
@@ -269,7 +308,7 @@ def unsubscribe_contact(
     Returns the contact point, or None when the address is not registered: the caller
     answers the same either way, so nobody learns who is subscribed.
     """
-    point = _find_contact(session=session, channel=channel, address=address)
+    point = find_contact(session=session, channel=channel, address=address)
     if point is None:
         return None
     if point.unsubscribed_at is None:
@@ -290,7 +329,7 @@ def resubscribe_contact(
     *, session: Session, channel: str, address: str, via: str
 ) -> ContactPoint | None:
     """Undo an unsubscribe (an SMS START); only a contact point proven before comes back."""
-    point = _find_contact(session=session, channel=channel, address=address)
+    point = find_contact(session=session, channel=channel, address=address)
     if point is None or point.verified_at is None:
         return None
     if point.unsubscribed_at is not None:

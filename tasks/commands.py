@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-QUEUES = ("plan", "sms", "push", "email", "receipts")
+QUEUES = ("plan", "sms", "push", "email", "receipts", "notices")
 
 
 def worker_command(

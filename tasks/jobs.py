@@ -10,9 +10,14 @@ from celery.signals import worker_process_shutdown
 from broadcaster import planning, receipts, sending, sweeper
 from broadcaster.planning import BatchRef
 from broadcaster.ratelimit import take
-from channels.interfaces import DeliveryResult, Failure
+from channels.interfaces import DeliveryResult, Failure, Outcome
+from subscribers.notices import Notice
 from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY, app
-from tasks.runtime import runtime
+from tasks.runtime import Runtime, runtime
+
+# A code is worth sending for minutes, not hours: retries of a notice stop early.
+NOTICE_RETRIES = 5
+NOTICE_RETRY_MAX_SECONDS = 60.0
 
 
 def publish_batches(refs: list[BatchRef]) -> None:
@@ -118,6 +123,35 @@ def record_smsapi_reports(reports: list[dict[str, str]]) -> dict[str, int]:
     with rt.sessions.begin() as session:
         tally = receipts.apply_smsapi_reports(session=session, reports=parsed)
     return dict(tally)
+
+
+def deliver_notice(rt: Runtime, notice: Notice) -> DeliveryResult:
+    """Send one notice through its channel's sender, within the channel's shared rate."""
+    if not rt.run(take(rt.bucket(notice.channel), 1, deadline=10.0)):
+        return Failure(temporary=True, code="rate-limited", retry_after=5.0).result(notice.id)
+    [result] = rt.run(rt.sender(notice.channel).send_batch([notice.message()]))
+    return result
+
+
+@app.task(name="tasks.jobs.send_notice", acks_late=True, bind=True, max_retries=NOTICE_RETRIES)
+def send_notice(self: Any, notice: dict[str, Any]) -> dict[str, Any]:
+    """Send a resident a code or a link (a plain dict from the API, after its commit).
+
+    Temporary failures are retried a few times with backoff; a run twice over sends one
+    SMS (the notice id is SMSAPI's idx, checked) and one e-mail Message-ID.
+    """
+    parsed = Notice.from_dict(notice)
+    result = deliver_notice(runtime(), parsed)
+    if result.outcome is Outcome.TEMPORARY and self.request.retries < NOTICE_RETRIES:
+        wait = result.retry_after or 5.0 * 2**self.request.retries
+        raise self.retry(countdown=min(wait, NOTICE_RETRY_MAX_SECONDS))
+    return {
+        "notice_id": parsed.id,
+        "kind": parsed.kind.value,
+        "channel": parsed.channel.value,
+        "outcome": result.outcome.value,
+        "error_code": result.error_code,
+    }
 
 
 @worker_process_shutdown.connect

@@ -1,0 +1,268 @@
+"""What we send a resident outside alerts: a one-time code, an e-mail confirmation link,
+a link to manage their subscriptions.
+
+The API builds a `Notice` after its transaction commits and hands it to the `notices`
+queue as a plain dict (`as_dict`); a worker turns it into one channel message
+(`message`) and sends it with the channel's own sender. Texts come in pl, en and uk;
+an SMS code fits one part: a text that would need two is sent transliterated to GSM-7.
+
+Each notice has a random id far above any delivery id: it is the SMSAPI `idx` (sent with
+`check_idx`, so a task run twice sends one SMS) and the e-mail Message-ID.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from broadcaster.settings import Settings
+from channels.interfaces import Channel, Message
+from subscribers.links import confirm_token, manage_token
+from subscribers.models import ContactPoint
+from templates.sms_encoding import shape, transliterate
+
+# Delivery ids count up from 1; notice ids are drawn from [10**15, 2**53): never the
+# same idx as an alert's SMS, and exact in JSON.
+NOTICE_ID_FLOOR = 10**15
+NOTICE_ID_CEILING = 2**53
+
+
+class NoticeKind(StrEnum):
+    CODE = "code"
+    CONFIRM = "confirm"
+    MANAGE = "manage"
+
+
+# How a contact point proves it is held: a code typed in (SMS), posted back by the app
+# that received it (push), or a link opened from the mailbox (e-mail).
+PROOF = {
+    Channel.SMS: NoticeKind.CODE,
+    Channel.PUSH: NoticeKind.CODE,
+    Channel.EMAIL: NoticeKind.CONFIRM,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    title: str
+    # The SMS text and push body.
+    short: str
+    # The e-mail's text.
+    long: str
+
+
+WORDING: dict[NoticeKind, dict[str, Wording]] = {
+    NoticeKind.CODE: {
+        "pl": Wording(
+            "Kod potwierdzenia",
+            "Warszawa: Twój kod to {code}. Ważny {minutes} min. Nie podawaj go nikomu.",
+            "Twój kod potwierdzenia to {code}. Jest ważny {minutes} min.",
+        ),
+        "en": Wording(
+            "Confirmation code",
+            "Warsaw alerts: your code is {code}. Valid for {minutes} min. Do not share it.",
+            "Your confirmation code is {code}. It is valid for {minutes} min.",
+        ),
+        "uk": Wording(
+            "Код підтвердження",
+            "Варшава: ваш код {code}. Дійсний {minutes} хв. Нікому його не повідомляйте.",
+            "Ваш код підтвердження: {code}. Він дійсний {minutes} хв.",
+        ),
+    },
+    NoticeKind.CONFIRM: {
+        "pl": Wording(
+            "Potwierdź adres e-mail",
+            "Warszawa: potwierdź adres: {url}",
+            "Ten adres zapisano do Warszawskiego Systemu Powiadomień. Aby to potwierdzić, "
+            "otwórz link (ważny {minutes} min):\n\n{url}\n\n"
+            "Jeśli to nie Ty, zignoruj tę wiadomość: bez potwierdzenia nic nie wyślemy.",
+        ),
+        "en": Wording(
+            "Confirm your e-mail address",
+            "Warsaw alerts: confirm your address: {url}",
+            "This address was signed up for the Warsaw Notification Service. To confirm, "
+            "open the link (valid for {minutes} min):\n\n{url}\n\n"
+            "If it was not you, ignore this message: nothing is sent without confirmation.",
+        ),
+        "uk": Wording(
+            "Підтвердіть адресу e-mail",
+            "Варшава: підтвердіть адресу: {url}",
+            "Цю адресу підписано на Варшавську систему сповіщень. Щоб підтвердити, "
+            "відкрийте посилання (дійсне {minutes} хв):\n\n{url}\n\n"
+            "Якщо це були не ви, проігноруйте цей лист: без підтвердження ми нічого не надішлемо.",
+        ),
+    },
+    NoticeKind.MANAGE: {
+        "pl": Wording(
+            "Twoje powiadomienia",
+            "Warszawa: zarządzaj powiadomieniami: {url}",
+            "Link do zarządzania Twoimi powiadomieniami (tematy, dzielnice, kanały, "
+            "usunięcie danych):\n\n{url}\n\n"
+            "Nie przekazuj go nikomu. Jeśli o niego nie prosiłeś, zignoruj tę wiadomość.",
+        ),
+        "en": Wording(
+            "Your alerts",
+            "Warsaw alerts: manage your alerts: {url}",
+            "The link to manage your alerts (topics, districts, channels, erasing your "
+            "data):\n\n{url}\n\n"
+            "Do not share it. If you did not ask for it, ignore this message.",
+        ),
+        "uk": Wording(
+            "Ваші сповіщення",
+            "Варшава: керування сповіщеннями: {url}",
+            "Посилання для керування вашими сповіщеннями (теми, райони, канали, "
+            "видалення даних):\n\n{url}\n\n"
+            "Нікому його не передавайте. Якщо ви його не просили, проігноруйте цей лист.",
+        ),
+    },
+}
+FALLBACK_LANGUAGE = "pl"
+
+
+def new_notice_id() -> int:
+    return NOTICE_ID_FLOOR + secrets.randbelow(NOTICE_ID_CEILING - NOTICE_ID_FLOOR)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One message to one contact point; plain data, so it travels through the broker."""
+
+    id: int
+    kind: NoticeKind
+    channel: Channel
+    address: str
+    language: str
+    contact_point_id: int
+    code: str = ""
+    url: str = ""
+    valid_minutes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": self.kind.value, "channel": self.channel.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Notice:
+        return cls(
+            id=int(data["id"]),
+            kind=NoticeKind(data["kind"]),
+            channel=Channel(data["channel"]),
+            address=str(data["address"]),
+            language=str(data["language"]),
+            contact_point_id=int(data["contact_point_id"]),
+            code=str(data.get("code", "")),
+            url=str(data.get("url", "")),
+            valid_minutes=int(data.get("valid_minutes", 0)),
+        )
+
+    def wording(self) -> Wording:
+        by_language = WORDING[self.kind]
+        chosen = by_language.get(self.language, by_language[FALLBACK_LANGUAGE])
+        values = {"code": self.code, "url": self.url, "minutes": self.valid_minutes}
+        return Wording(chosen.title, chosen.short.format(**values), chosen.long.format(**values))
+
+    def message(self) -> Message:
+        """The channel message that carries this notice."""
+        return _FORMS[self.channel](self, self.wording())
+
+
+def _sms(notice: Notice, wording: Wording) -> Message:
+    text = wording.short
+    if shape(text).parts > 1 and shape(transliterate(text)).parts < shape(text).parts:
+        text = transliterate(text)
+    return Message(delivery_id=notice.id, address=notice.address, text=text)
+
+
+def _push(notice: Notice, wording: Wording) -> Message:
+    # The app reads the code (or link) from the data and posts it back by itself.
+    data = {"kind": notice.kind.value}
+    data.update({"code": notice.code} if notice.code else {})
+    data.update({"url": notice.url} if notice.url else {})
+    return Message(
+        delivery_id=notice.id,
+        address=notice.address,
+        title=wording.title,
+        text=wording.short,
+        urgent=True,
+        data=data,
+    )
+
+
+def _email(notice: Notice, wording: Wording) -> Message:
+    paragraphs = []
+    for paragraph in wording.long.split("\n\n"):
+        escaped = html.escape(paragraph, quote=True)
+        if notice.url and paragraph == notice.url:
+            escaped = f'<a href="{escaped}">{escaped}</a>'
+        paragraphs.append(f"<p>{escaped}</p>")
+    body = "\n".join(paragraphs)
+    page = (
+        f'<!doctype html><html lang="{html.escape(notice.language)}"><meta charset="utf-8">'
+        f"<title>{html.escape(wording.title)}</title><body>{body}</body></html>"
+    )
+    return Message(
+        delivery_id=notice.id,
+        address=notice.address,
+        title=wording.title,
+        text=wording.long + "\n",
+        html=page,
+    )
+
+
+# The registry: how each channel carries a notice.
+_FORMS: dict[Channel, Callable[[Notice, Wording], Message]] = {
+    Channel.SMS: _sms,
+    Channel.PUSH: _push,
+    Channel.EMAIL: _email,
+}
+
+
+def confirm_url(settings: Settings, token: str) -> str:
+    return f"{settings.public_base_url}/residents/confirm/{token}"
+
+
+def manage_url(settings: Settings, token: str) -> str:
+    return f"{settings.public_base_url}/manage/{token}"
+
+
+def _addressed(point: ContactPoint, kind: NoticeKind, language: str, **fields: Any) -> Notice:
+    return Notice(
+        id=new_notice_id(),
+        kind=kind,
+        channel=Channel(point.channel),
+        address=str(point.address),
+        language=language,
+        contact_point_id=point.id,
+        **fields,
+    )
+
+
+def proof_notice(
+    *, settings: Settings, point: ContactPoint, code: str, language: str, now: float
+) -> Notice:
+    """What proves `point` is held: its code, or for e-mail a link that carries it."""
+    kind = PROOF[Channel(point.channel)]
+    minutes = max(1, settings.verification_code_ttl_seconds // 60)
+    if kind is NoticeKind.CONFIRM:
+        expires = int(now) + settings.verification_code_ttl_seconds
+        token = confirm_token(settings.secret_key, point.id, code, expires)
+        return _addressed(
+            point, kind, language, url=confirm_url(settings, token), valid_minutes=minutes
+        )
+    return _addressed(point, kind, language, code=code, valid_minutes=minutes)
+
+
+def manage_notice(*, settings: Settings, point: ContactPoint, language: str, now: float) -> Notice:
+    """A link to manage the subscriber `point` belongs to, sent to `point` only."""
+    expires = int(now) + settings.manage_link_ttl_seconds
+    token = manage_token(settings.secret_key, point.subscriber_id, expires)
+    return _addressed(
+        point,
+        NoticeKind.MANAGE,
+        language,
+        url=manage_url(settings, token),
+        valid_minutes=settings.manage_link_ttl_seconds // 60,
+    )

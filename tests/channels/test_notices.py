@@ -1,0 +1,160 @@
+"""Notices to residents (codes and links) sent by the `send_notice` task with the real
+channel senders against the sandbox providers: SMSAPI, SMTP and FCM."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from email import message_from_string, policy
+from pathlib import Path
+
+import pytest
+
+from broadcaster.settings import Settings, get_settings, load_settings
+from channels.interfaces import Channel, Outcome
+from subscribers.notices import WORDING, Notice, NoticeKind, new_notice_id
+from tasks import runtime as runtime_module
+from tasks.jobs import deliver_notice, send_notice
+from tasks.runtime import Runtime
+from templates.sms_encoding import shape
+from tests.channels.conftest import Sandbox
+from tests.conftest import TEST_SECRET
+
+
+def sandbox_settings(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    return {
+        "WSP_ENV": "test",
+        "WSP_DATA_DIR": str(tmp_path),
+        "WSP_SECRET_KEY": TEST_SECRET,
+        **sandbox.endpoints.environment(),
+    }
+
+
+@pytest.fixture
+def rt(sandbox: Sandbox, tmp_path: Path) -> Iterator[Runtime]:
+    runtime = Runtime(load_settings(sandbox_settings(sandbox, tmp_path)))
+    yield runtime
+    close(runtime)
+
+
+def close(runtime: Runtime) -> None:
+    """Close the senders, then the event loop they ran on (its thread stops with it)."""
+    loop = runtime.loop()
+    runtime.close()
+    for _ in range(100):
+        if not loop.is_running():
+            break
+        time.sleep(0.01)
+    loop.close()
+
+
+def notice(kind: NoticeKind, channel: Channel, address: str, language: str = "pl") -> Notice:
+    return Notice(
+        id=new_notice_id(),
+        kind=kind,
+        channel=channel,
+        address=address,
+        language=language,
+        contact_point_id=7,
+        code="482913" if kind is NoticeKind.CODE else "",
+        url="https://powiadomienia.um.warszawa.pl/manage/7.1800000000.abc"
+        if kind is not NoticeKind.CODE
+        else "",
+        valid_minutes=15,
+    )
+
+
+@pytest.mark.parametrize("language", ["pl", "en", "uk"])
+def test_an_sms_code_fits_one_part_in_every_language(language: str) -> None:
+    message = notice(NoticeKind.CODE, Channel.SMS, "+48601000700", language).message()
+    assert "482913" in message.text
+    assert shape(message.text).parts == 1
+
+
+def test_every_kind_has_every_language() -> None:
+    assert {kind: set(texts) for kind, texts in WORDING.items()} == {
+        kind: {"pl", "en", "uk"} for kind in NoticeKind
+    }
+
+
+def test_an_sms_code_reaches_smsapi_once_even_when_the_task_runs_twice(
+    rt: Runtime, sandbox: Sandbox
+) -> None:
+    code = notice(NoticeKind.CODE, Channel.SMS, "+48601000700")
+    first = deliver_notice(rt, code)
+    assert first.outcome is Outcome.SENT and first.provider_id
+    [sent] = sandbox.messages("smsapi")
+    assert sent["address"] == "48601000700"
+    assert sent["idx"] == str(code.id)
+    assert "482913" in sent["text"] and sent["parts"] == 1
+    # Redelivered by the broker: SMSAPI refuses the used idx, and nobody gets it twice.
+    again = deliver_notice(rt, Notice.from_dict(code.as_dict()))
+    assert again.outcome is Outcome.SENT
+    assert sandbox.counts("smsapi")["accepted"] == 1
+
+
+def test_an_email_confirmation_link_reaches_smtp(rt: Runtime, sandbox: Sandbox) -> None:
+    confirm = notice(NoticeKind.CONFIRM, Channel.EMAIL, "jan@example.com", "en")
+    result = deliver_notice(rt, confirm)
+    assert result.outcome is Outcome.SENT
+    [mail] = sandbox.messages("smtp")
+    assert mail["address"] == "jan@example.com"
+    assert mail["subject"] == "Confirm your e-mail address"
+    assert mail["parts"] == ["text/plain", "text/html"]
+    assert mail["list_unsubscribe"] is None  # a transactional message, not a list
+    parsed = message_from_string(mail["raw"], policy=policy.default)
+    text = parsed.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = parsed.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert confirm.url in text and f'href="{confirm.url}"' in html
+
+
+def test_a_push_code_reaches_fcm_with_the_code_in_its_data(rt: Runtime, sandbox: Sandbox) -> None:
+    token = "fcm-token_" + "y" * 60
+    result = deliver_notice(rt, notice(NoticeKind.CODE, Channel.PUSH, token, "uk"))
+    assert result.outcome is Outcome.SENT
+    [push] = sandbox.messages("fcm")
+    assert push["address"] == token
+    assert push["data"] == {"kind": "code", "code": "482913"}
+    assert push["title"] == "Код підтвердження"
+
+
+def test_a_refused_address_is_a_permanent_failure(rt: Runtime, sandbox: Sandbox) -> None:
+    sandbox.faults("smtp", refused=["gone@example.com"])
+    result = deliver_notice(rt, notice(NoticeKind.MANAGE, Channel.EMAIL, "gone@example.com"))
+    assert result.outcome is Outcome.PERMANENT and result.error_code == "smtp-550"
+
+
+@pytest.fixture
+def task_environment(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """The process environment a worker would have, pointed at the sandbox."""
+    for name, value in sandbox_settings(sandbox, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    yield get_settings()
+    close(runtime_module.runtime())
+    get_settings.cache_clear()
+
+
+def test_the_send_notice_task_sends_what_the_api_handed_over(
+    task_environment: Settings, sandbox: Sandbox
+) -> None:
+    manage = notice(NoticeKind.MANAGE, Channel.SMS, "+48601000701")
+    outcome = send_notice.apply(args=[manage.as_dict()]).get(timeout=30)
+    assert outcome == {
+        "notice_id": manage.id,
+        "kind": "manage",
+        "channel": "sms",
+        "outcome": "sent",
+        "error_code": None,
+    }
+    [sent] = sandbox.messages("smsapi")
+    assert manage.url in sent["text"] and sent["address"] == "48601000701"
+
+
+def test_notice_ids_never_meet_delivery_ids() -> None:
+    ids = {new_notice_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert min(ids) >= 10**15 and max(ids) < 2**53
