@@ -33,6 +33,7 @@ from broadcaster.models import (
     CapStatus,
     District,
     Language,
+    MsgType,
     Operator,
     Role,
     Severity,
@@ -94,7 +95,7 @@ class AlertDraft:
 
 
 @dataclass(frozen=True, slots=True)
-class _Checked:
+class CheckedDraft:
     topic_id: int
     district_ids: list[int]
     whole_city: bool
@@ -146,9 +147,9 @@ def _texts(value: object, language: str) -> tuple[str, str]:
     return value[0].strip(), value[1].strip()
 
 
-def _check_draft(
+def check_draft(
     *, session: Session, settings: Settings, draft: AlertDraft, now: datetime
-) -> _Checked:
+) -> CheckedDraft:
     """Validate everything before anything is written; the first problem names its field."""
     if not isinstance(draft.topic, str):
         raise InvalidInput("topic", "must be a topic name")
@@ -201,7 +202,7 @@ def _check_draft(
         raise InvalidInput(
             "expires_at", "must be later than send_at" if send_at else "is in the past"
         )
-    return _Checked(
+    return CheckedDraft(
         topic_id=topic_id,
         district_ids=district_ids,
         whole_city=draft.whole_city,
@@ -228,7 +229,7 @@ def _check_draft(
     )
 
 
-def _apply(alert: Alert, checked: _Checked, session: Session) -> None:
+def apply_draft(alert: Alert, checked: CheckedDraft, session: Session) -> None:
     alert.topic_id = checked.topic_id
     alert.whole_city = checked.whole_city
     alert.severity = checked.severity
@@ -243,7 +244,7 @@ def _apply(alert: Alert, checked: _Checked, session: Session) -> None:
         for lang, (title, body) in sorted(checked.contents.items())
     ]
     alert.districts = [
-        session.get_one(District, district_id) for district_id in checked.district_ids
+        session.get_one(District, district_id) for district_id in sorted(checked.district_ids)
     ]
 
 
@@ -251,9 +252,9 @@ def create_alert(
     *, session: Session, settings: Settings, author: Operator, draft: AlertDraft
 ) -> Alert:
     require_role(author, Role.OPERATOR, Role.ADMIN)
-    checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
+    checked = check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     alert = Alert(author_id=author.id, status=AlertStatus.DRAFT, editor_ids=[author.id])
-    _apply(alert, checked, session)
+    apply_draft(alert, checked, session)
     session.add(alert)
     session.flush()
     audit.record(
@@ -274,6 +275,26 @@ def get_alert(*, session: Session, alert_id: int) -> Alert:
     return alert
 
 
+def _keep_follow_up_targeting(alert: Alert, draft: AlertDraft) -> None:
+    """An Update or Cancel goes to whoever received its original, as the original went:
+    only its text (and an Update's severity and urgency) may change."""
+    fixed: list[tuple[str, object, object]] = [
+        ("topic", draft.topic, alert.topic.slug),
+        ("whole_city", bool(draft.whole_city), alert.whole_city),
+        ("districts", sorted(draft.districts), sorted(d.slug for d in alert.districts)),
+        ("channels", sorted(draft.channels), sorted(alert.channels)),
+        ("cap_status", draft.cap_status, alert.cap_status.value),
+    ]
+    if alert.msg_type is MsgType.CANCEL:
+        fixed += [
+            ("severity", draft.severity, alert.severity.value),
+            ("urgency", draft.urgency, alert.urgency.value),
+        ]
+    for field_name, wanted, kept in fixed:
+        if wanted != kept:
+            raise InvalidInput(field_name, f"a {alert.msg_type.value} keeps the original's")
+
+
 def edit_draft(
     *, session: Session, settings: Settings, editor: Operator, alert_id: int, draft: AlertDraft
 ) -> Alert:
@@ -282,7 +303,9 @@ def edit_draft(
     alert = get_alert(session=session, alert_id=alert_id)
     if editor.role is not Role.ADMIN and alert.author_id != editor.id:
         raise Forbidden("only the author edits a draft")
-    checked = _check_draft(session=session, settings=settings, draft=draft, now=utcnow())
+    if alert.msg_type is not MsgType.ALERT:
+        _keep_follow_up_targeting(alert, draft)
+    checked = check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     # Lock the row while it is still a draft: a submit racing this edit either waits for
     # it or makes it fail, so no approved alert ever carries text nobody reviewed.
     locked = session.execute(
@@ -294,7 +317,7 @@ def edit_draft(
     session.refresh(alert)
     if locked.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be edited")
-    _apply(alert, checked, session)
+    apply_draft(alert, checked, session)
     if editor.id not in alert.editor_ids:
         alert.editor_ids = [*alert.editor_ids, editor.id]
     session.flush()
@@ -305,6 +328,43 @@ def edit_draft(
         object_type="alert",
         object_id=alert.id,
         payload=checked.summary,
+    )
+    return alert
+
+
+def schedule_alert(
+    *, session: Session, actor: Operator, alert_id: int, send_at: datetime | None
+) -> Alert:
+    """Set when a draft goes out once approved (None: as soon as it is approved).
+
+    Only a draft: the time an approver agreed to is part of what they approved.
+    """
+    require_role(actor, Role.OPERATOR, Role.ADMIN)
+    alert = get_alert(session=session, alert_id=alert_id)
+    if actor.role is not Role.ADMIN and alert.author_id != actor.id:
+        raise Forbidden("only the author schedules a draft")
+    moment = _aware(send_at, "send_at")
+    if moment is not None:
+        if moment <= utcnow():
+            raise InvalidInput("send_at", "is in the past")
+        if moment >= alert.expires_at:
+            raise InvalidInput("send_at", "must be earlier than expires_at")
+    locked = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.status == AlertStatus.DRAFT)
+        .values(send_at=moment)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(alert)
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be scheduled")
+    audit.record(
+        session=session,
+        actor=actor_of(actor),
+        action="alert.scheduled",
+        object_type="alert",
+        object_id=alert.id,
+        payload={"send_at": moment.isoformat() if moment else None},
     )
     return alert
 
@@ -464,6 +524,10 @@ def describe_alert(alert: Alert) -> dict[str, Any]:
     return {
         "id": alert.id,
         "status": alert.status,
+        "msg_type": alert.msg_type,
+        "references_id": alert.references_id,
+        # Exercise and Test alerts reach only the test audience, and say so everywhere.
+        "exercise": alert.cap_status is not CapStatus.ACTUAL,
         "topic": alert.topic.slug,
         "districts": "*" if alert.whole_city else [d.slug for d in alert.districts],
         "severity": alert.severity,
@@ -473,12 +537,17 @@ def describe_alert(alert: Alert) -> dict[str, Any]:
         "transliterate_sms": alert.transliterate_sms,
         "contents": {c.language: {"title": c.title, "body": c.body} for c in alert.contents},
         "author_id": alert.author_id,
+        "editor_ids": list(alert.editor_ids),
+        "submitted_by_id": alert.submitted_by_id,
         "approver_id": alert.approver_id,
+        "cancelled_by_id": alert.cancelled_by_id,
         "send_at": iso(alert.send_at),
         "expires_at": iso(alert.expires_at),
         "created_at": iso(alert.created_at),
         "submitted_at": iso(alert.submitted_at),
         "approved_at": iso(alert.approved_at),
         "cancelled_at": iso(alert.cancelled_at),
+        "dispatched_at": iso(alert.dispatched_at),
+        "finished_at": iso(alert.finished_at),
         "status_reason": alert.status_reason,
     }

@@ -407,7 +407,9 @@ def alert_preview(app: App, alert_id: int, as_json: bool) -> None:
     """Every message variant, as residents will see it, with SMS encoding and parts."""
     with app.transaction() as session:
         found = alerts.get_alert(session=session, alert_id=alert_id)
-        view = preview_alert(session=session, alert=found)
+        view = preview_alert(
+            session=session, alert=found, sms_part_price=app.settings.sms_part_price
+        )
     if as_json:
         _echo_json(view)
         return

@@ -14,6 +14,7 @@ caller can tell a duplicate from real work.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from sqlalchemy.sql.visitors import replacement_traverse
 
+from broadcaster import progress
 from broadcaster.db import utcnow
 from broadcaster.models import Alert, AlertStatus, Delivery, DeliveryStatus
 from subscribers.models import ContactPoint
@@ -297,10 +299,32 @@ class DeliveryStateMachine:
             if not contact_point_ids:
                 return 0
             statement = statement.where(_table.c.contact_point_id.in_(contact_point_ids))
-        result = self.session.connection().execute(
-            statement.values(status=target, reason=reason.value, finished_at=now or utcnow())
-        )
-        return int(result.rowcount)
+        statement = statement.values(
+            status=target, reason=reason.value, finished_at=now or utcnow()
+        ).returning(_table.c.alert_id, _table.c.channel)
+        connection = self.session.connection()
+        if connection.dialect.name == "postgresql":
+            # Counted in the server: a cancelled city-wide alert moves a million rows.
+            moved = statement.cte("moved")
+            rows: list[tuple[int, str, int]] = [
+                (a, c, n)
+                for a, c, n in connection.execute(
+                    select(moved.c.alert_id, moved.c.channel, func.count()).group_by(
+                        moved.c.alert_id, moved.c.channel
+                    )
+                )
+            ]
+        else:
+            rows = [(a, c, 1) for a, c in connection.execute(statement)]
+        # The alerts' progress counters move with the rows they count.
+        deltas: dict[int, Counter[tuple[str, str]]] = {}
+        for moved_alert, channel, count in rows:
+            delta = deltas.setdefault(moved_alert, Counter())
+            delta[(channel, D.PENDING.value)] -= count
+            delta[(channel, target.value)] += count
+        for moved_alert, delta in sorted(deltas.items()):
+            progress.add(self.session, moved_alert, delta)
+        return sum(count for _, _, count in rows)
 
     def record_receipts(
         self,

@@ -7,13 +7,16 @@ rendering, this module only hands it plain data.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from broadcaster.models import Alert, CapStatus, Language
-from broadcaster.targeting import count_audience_by_language
+from broadcaster.models import Alert, CapStatus, District, Language
+from broadcaster.targeting import audience_query, count_audience_by_language
 from channels import Channel
+from subscribers.models import Subscription
 from templates.renderer import AlertText, render_email, render_push, render_sms
 
 WHOLE_CITY = {"pl": "cała Warszawa", "en": "all of Warsaw", "uk": "уся Варшава"}
@@ -40,11 +43,38 @@ def alert_text(alert: Alert, language: str) -> AlertText:
         expires_at=alert.expires_at,
         exercise=alert.cap_status is not CapStatus.ACTUAL,
         transliterate_sms=alert.transliterate_sms,
+        msg_type=alert.msg_type.value,
     )
 
 
-def preview_alert(*, session: Session, alert: Alert) -> dict[str, Any]:
-    """Every variant the alert will send, and who receives which, before approval."""
+def count_audience_by_district(*, session: Session, alert: Alert) -> dict[str, dict[str, int]]:
+    """district slug -> channel -> contact points that follow the alert's topic there.
+
+    A resident who follows the topic in several of the targeted districts counts in each,
+    so these add up to more than the audience; residents of an Update or Cancel who no
+    longer follow the topic are in the audience but in no district.
+    """
+    audience = audience_query(alert).subquery()
+    query = (
+        select(District.slug, audience.c.channel, func.count())
+        .join(Subscription, Subscription.subscriber_id == audience.c.subscriber_id)
+        .join(District, District.id == Subscription.district_id)
+        .where(Subscription.topic_id == alert.topic_id)
+        .group_by(District.slug, audience.c.channel)
+    )
+    if not alert.whole_city:
+        query = query.where(District.id.in_([district.id for district in alert.districts]))
+    counts: dict[str, dict[str, int]] = {}
+    for slug, channel, count in session.execute(query):
+        counts.setdefault(slug, {})[channel] = int(count)
+    return counts
+
+
+def preview_alert(
+    *, session: Session, alert: Alert, sms_part_price: Decimal | None = None
+) -> dict[str, Any]:
+    """Every variant the alert will send, who receives which (per channel and district),
+    and what its SMS will cost at `sms_part_price` per part, before approval."""
     audience = count_audience_by_language(session=session, alert=alert)
     languages = sorted({language for _, language in audience} | {Language.PL.value})
     variants: dict[str, Any] = {}
@@ -82,11 +112,18 @@ def preview_alert(*, session: Session, alert: Alert) -> dict[str, Any]:
         by_channel[channel] = by_channel.get(channel, 0) + count
     return {
         "alert_id": alert.id,
+        "exercise": alert.cap_status is not CapStatus.ACTUAL,
         "audience": by_channel,
+        "audience_by_district": count_audience_by_district(session=session, alert=alert),
         "variants": variants,
         "sms": {
             "recipients": total_sms,
             "total_parts": total_parts,
             "transliterated": alert.transliterate_sms,
+            "estimated_cost_pln": (
+                str((sms_part_price * total_parts).quantize(Decimal("0.01")))
+                if sms_part_price is not None
+                else None
+            ),
         },
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,9 @@ from sqlalchemy.exc import ArgumentError
 
 PREFIX = "WSP_"
 # Our variables that are not settings of the system: read by the CLI and the test suite.
-OTHER_VARIABLES = frozenset({"WSP_CLI_OPERATOR", "WSP_TEST_POSTGRES_URL"})
+OTHER_VARIABLES = frozenset(
+    {"WSP_CLI_OPERATOR", "WSP_TEST_POSTGRES_URL", "WSP_TEST_DB_PREFIX", "WSP_TEST_REDIS_URL"}
+)
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "pyamqp", "memory")
 DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused outside development
@@ -74,6 +77,20 @@ class Settings(BaseModel):
     verification_code_ttl_seconds: int = Field(default=900, ge=60, le=86400)
     verification_max_attempts: int = Field(default=5, ge=1, le=20)
     verification_codes_per_hour: int = Field(default=5, ge=1, le=100)
+    # Residents' self-service. Codes and links sent to residents (SMS pumping, mail
+    # bombing) are limited per client IP and for the whole service, per hour.
+    verification_messages_per_ip_per_hour: int = Field(default=20, ge=1, le=100_000)
+    verification_messages_per_hour: int = Field(default=5000, ge=1, le=10_000_000)
+    # Countries (ISO 3166 codes, comma-separated) whose mobile numbers may subscribe.
+    sms_allowed_regions: str = "PL"
+    # How long a manage link sent to a resident works.
+    manage_link_ttl_seconds: int = Field(default=7 * 86400, ge=300, le=90 * 86400)
+    # Proxies in front of the API that append to X-Forwarded-For; 0: use the peer address.
+    forwarded_for_hops: int = Field(default=0, ge=0, le=5)
+    # The secret path segment of SMSAPI's incoming-SMS callback URL; empty: refused.
+    smsapi_incoming_secret: str = ""
+    # Namespace of the residents' rate-limit keys in Redis.
+    ratelimit_key_prefix: str = Field(default="wsp:limit", min_length=1, max_length=64)
 
     # Alerts.
     default_alert_lifetime_hours: int = Field(default=24, ge=1, le=24 * 14)
@@ -98,6 +115,8 @@ class Settings(BaseModel):
     smsapi_url: str = "https://api.smsapi.pl/"
     smsapi_sender: str = Field(default="Warszawa", min_length=1, max_length=11)
     sms_max_parts: int = Field(default=3, ge=1, le=10)
+    # What one SMS part costs (PLN, net, as in the SMSAPI price list): the preview's estimate.
+    sms_part_price: Decimal = Field(default=Decimal("0.16"), ge=0, le=10, decimal_places=4)
     # Where SMSAPI sends delivery reports; empty: the account's default callback.
     smsapi_notify_url: str = ""
 
@@ -133,6 +152,21 @@ class Settings(BaseModel):
     def _no_surrounding_space(cls, value: str) -> str:
         if value != value.strip():
             raise ValueError("must not start or end with white space")
+        return value
+
+    @field_validator("sms_allowed_regions")
+    @classmethod
+    def _region_codes(cls, value: str) -> str:
+        codes = [code.strip().upper() for code in value.split(",")]
+        if not all(len(code) == 2 and code.isascii() and code.isalpha() for code in codes):
+            raise ValueError("must be ISO 3166 country codes separated by commas (e.g. PL)")
+        return ",".join(codes)
+
+    @field_validator("smsapi_incoming_secret")
+    @classmethod
+    def _callback_secret(cls, value: str) -> str:
+        if value and (len(value) < 16 or not value.replace("-", "").replace("_", "").isalnum()):
+            raise ValueError("must be empty or at least 16 letters, digits, '-' or '_'")
         return value
 
     @field_validator("database_url")
@@ -219,6 +253,10 @@ class Settings(BaseModel):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def sms_regions(self) -> frozenset[str]:
+        return frozenset(self.sms_allowed_regions.split(","))
 
 
 def _variable_for(field: str) -> str:

@@ -12,15 +12,41 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from broadcaster.api import alerts, auditors, callbacks, residents, staff
-from broadcaster.api.support import Api, BodyLimit, install_error_handlers
+from broadcaster.api.support import Api, BodyLimit, install_error_handlers, refuse_unknown_query
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.settings import Settings, get_settings
 
 Publish = Callable[[list[dict[str, str]]], None]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        401: "No valid token: unknown, expired or revoked, or a deactivated account",
+        403: "The role, or the rule about this object (author, four eyes), does not allow it",
+        404: "No such object",
+        409: "The object's state does not allow it",
+        410: "The link has expired",
+        413: "The request body is over 1,000,000 bytes",
+        429: "Too many requests; Retry-After says when to try again",
+    }
+    # Errors are JSON on every route, plain-text ones (provider callbacks) included.
+    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        code: {"model": Problem, "description": what[code], "content": problem} for code in codes
+    }
+
+
+STAFF_ERRORS = _errors(401, 403, 404, 409, 413, 429)
+PUBLIC_ERRORS = _errors(403, 404, 409, 410, 413, 429)
 
 
 def _publish_to_receipts_queue(reports: list[dict[str, str]]) -> None:
@@ -72,7 +98,13 @@ def create_app(
     async def health() -> str:
         return "ok"
 
-    for module in (staff, alerts, residents, auditors, callbacks):
-        app.include_router(module.router)
+    # Staff routes refuse unknown query parameters in their credential check.
+    for module in (staff, alerts, auditors):
+        app.include_router(module.router, responses=STAFF_ERRORS)
+    app.include_router(
+        residents.router, responses=PUBLIC_ERRORS, dependencies=[Depends(refuse_unknown_query)]
+    )
+    # Providers send fields we do not use (SMSAPI: username, points, donedate, ...).
+    app.include_router(callbacks.router, responses=PUBLIC_ERRORS)
 
     return app

@@ -1,34 +1,141 @@
-"""Provider callbacks: SMSAPI delivery reports (and incoming SMS keywords).
+"""Provider callbacks: SMSAPI delivery reports and incoming SMS (keywords).
 
 SMSAPI calls its callback URL with MsgId, status and idx (several reports comma-joined,
 by GET, or by POST as a form) and expects the body `OK`. The reports are handed to the
 `receipts` queue as plain data and applied in bulk by a worker; the answer does not wait.
+
+Incoming SMS ("Odbiór SMS") arrive as a form with sms_from (the sender, digits with the
+country code, no '+'), sms_to, sms_text, sms_date (Unix time), MsgId and username, and
+SMSAPI expects `OK`. STOP / NIE / WYPISZ (any case, with or without Polish letters,
+punctuation or spaces around) unsubscribe that phone; START / TAK / ZAPISZ resubscribe a
+phone proven before. Anything else is ignored, and still answered `OK`, so that SMSAPI
+does not retry it. SMSAPI does not sign its callbacks: the URL carries a secret
+(`WSP_SMSAPI_INCOMING_SECRET`) and a request without it is refused with 403; with no
+secret configured the endpoint refuses everything.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hmac
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import PlainTextResponse
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
-from broadcaster.api.support import ApiDep
+from broadcaster.api.support import Api, ApiDep
+from broadcaster.errors import Forbidden, InvalidInput
 from broadcaster.receipts import parse_smsapi
+from subscribers import services
 
 router = APIRouter(tags=["provider callbacks"])
 
 
-@router.api_route("/receipts/smsapi", methods=["GET", "POST"], response_class=PlainTextResponse)
-async def smsapi_reports(request: Request, api: ApiDep) -> str:
+def _publish_reports(api: Api, msg_ids: str, statuses: str, idx: str) -> str:
+    try:
+        reports = parse_smsapi(msg_ids, statuses, idx)
+    except ValueError as error:
+        raise InvalidInput("MsgId", str(error)) from None
+    api.publish([{"provider_id": r.provider_id, "status": r.status, "idx": r.idx} for r in reports])
+    return "OK"
+
+
+# SMSAPI joins several reports with commas (a few hundred characters for a batch).
+ReportField = Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+@router.get("/receipts/smsapi", response_class=PlainTextResponse, operation_id="smsapi_reports")
+async def smsapi_reports(
+    api: ApiDep,
+    msg_ids: Annotated[ReportField, Query(alias="MsgId")],
+    statuses: Annotated[ReportField, Query(alias="status")],
+    idx: Annotated[ReportField, Query()],
+) -> str:
+    """Delivery reports (several comma-joined); the other fields SMSAPI sends are ignored."""
+    return _publish_reports(api, msg_ids, statuses, idx)
+
+
+@router.post(
+    "/receipts/smsapi", response_class=PlainTextResponse, operation_id="smsapi_reports_by_form"
+)
+async def smsapi_reports_by_form(
+    api: ApiDep,
+    msg_ids: Annotated[ReportField, Form(alias="MsgId")],
+    statuses: Annotated[ReportField, Form(alias="status")],
+    idx: Annotated[ReportField, Form()],
+) -> str:
+    return _publish_reports(api, msg_ids, statuses, idx)
+
+
+# Single-word (or two-word) messages, compared without case, accents or punctuation.
+STOP_WORDS = frozenset(
+    {"stop", "nie", "wypisz", "wypisz sie", "wypisz mnie", "rezygnuje", "unsubscribe", "стоп"}
+)
+START_WORDS = frozenset({"start", "tak", "zapisz", "zapisz mnie", "subscribe", "старт"})
+Keyword = Callable[..., object]
+KEYWORDS: dict[str, Keyword] = {
+    **dict.fromkeys(STOP_WORDS, services.unsubscribe_contact),
+    **dict.fromkeys(START_WORDS, services.resubscribe_contact),
+}
+# Letters with no decomposition into a base letter and an accent.
+_PLAIN_LETTERS = str.maketrans({"ł": "l", "Ł": "l"})
+
+
+def keyword(text: str) -> str:
+    """The message as a keyword: lower case, Polish letters plain, words only."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_PLAIN_LETTERS).casefold())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.findall(r"\w+", plain))
+
+
+def _sender_number(raw: str) -> str:
+    """SMSAPI gives the sender's number with its country code but no '+'."""
+    digits = raw.strip()
+    return f"+{digits}" if digits.isdigit() and len(digits) > 9 else digits
+
+
+_INCOMING = "/callbacks/smsapi/incoming/{secret}"
+_FORGED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The secret in the URL is not ours."}
+}
+
+
+@router.get(
+    _INCOMING, response_class=PlainTextResponse, responses=_FORGED, operation_id="smsapi_incoming"
+)
+@router.post(
+    _INCOMING,
+    response_class=PlainTextResponse,
+    responses=_FORGED,
+    operation_id="smsapi_incoming_by_form",
+)
+async def smsapi_incoming(secret: str, request: Request, api: ApiDep) -> str:
+    """An SMS a resident sent to our number: STOP and START keywords."""
+    expected = api.settings.smsapi_incoming_secret
+    if not expected or not hmac.compare_digest(expected.encode(), secret.encode()):
+        raise Forbidden("this callback URL is not ours")
     fields: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
         fields.update(dict(await request.form()))
-    missing = [name for name in ("MsgId", "status", "idx") if not fields.get(name)]
+    missing = [name for name in ("sms_from", "sms_text") if not str(fields.get(name, ""))]
     if missing:
-        raise HTTPException(status_code=422, detail=f"{missing[0]}: is required")
-    try:
-        reports = parse_smsapi(str(fields["MsgId"]), str(fields["status"]), str(fields["idx"]))
-    except ValueError as error:
-        raise HTTPException(status_code=422, detail=f"MsgId: {error}") from None
-    api.publish([{"provider_id": r.provider_id, "status": r.status, "idx": r.idx} for r in reports])
+        raise InvalidInput(missing[0], "is required")
+    word = keyword(str(fields["sms_text"]))
+    act = KEYWORDS.get(word)
+    if act is None:
+        return "OK"
+    number = _sender_number(str(fields["sms_from"]))
+    await run_in_threadpool(_apply_keyword, api, act, number)
     return "OK"
+
+
+def _apply_keyword(api: Api, act: Keyword, number: str) -> None:
+    try:
+        with api.transaction() as session:
+            act(session=session, channel="sms", address=number, via="sms-keyword")
+    except InvalidInput:
+        pass  # not a number we could have registered: nothing to stop or start

@@ -8,14 +8,21 @@ with the wrong role 403) before its body is even read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broadcaster import tokens
@@ -33,6 +40,26 @@ from broadcaster.operators import require_role
 from broadcaster.settings import Settings
 
 MAX_BODY_BYTES = 1_000_000
+MAX_ID = 2**31 - 1  # the database's INTEGER: a larger id is simply not there
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _plain(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and no alert or name needs control characters.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain)]
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused, naming them."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Api:
@@ -83,8 +110,10 @@ def authenticated(
 def staff(*roles: Role) -> Any:
     """A dependency: the authenticated staff member, who must hold one of `roles`."""
 
-    def check(operator: Annotated[Operator, Depends(authenticated)]) -> Operator:
+    def check(request: Request, operator: Annotated[Operator, Depends(authenticated)]) -> Operator:
         require_role(operator, *roles)
+        # After the credential and the role: a stranger learns nothing from a 422.
+        refuse_unknown_query(request)
         return operator
 
     return Depends(check)
@@ -130,7 +159,51 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, BroadcasterError)
         return error_response(error)
 
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, not form data): a
+            # validation error like any other, about the body as a whole.
+            return _json(422, [{"type": "body_invalid", "loc": ["body"], "msg": str(error.detail)}])
+        return await http_exception_handler(request, error)
+
     app.add_exception_handler(BroadcasterError, handle)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names: set[str] = set()
+    for param in dependant.query_params:
+        model = param.field_info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            # Query parameters declared together as one model.
+            names |= {f.alias or name for name, f in model.model_fields.items()}
+        else:
+            names.add(param.alias)
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """Refuse query parameters a route does not take: an auditor's misspelt filter must
+    not quietly return everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    known = _query_names(route.dependant)
+    for name in request.query_params:
+        if name not in known:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ["query", name],
+                        "msg": "is not a parameter of this route",
+                        "input": request.query_params[name],
+                    }
+                ]
+            )
 
 
 class BodyTooLarge(HTTPException):

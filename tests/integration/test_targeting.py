@@ -272,7 +272,12 @@ def test_the_preview_shows_every_variant_with_sms_parts(
     # Ukrainian readers get the Polish text (no translation) under Ukrainian labels.
     assert preview["variants"]["uk"]["sms"]["recipients"] == 1
     assert preview["variants"]["uk"]["email"]["subject"] == "Попередження: Burza"
-    assert preview["sms"] == {"recipients": 3, "total_parts": 6, "transliterated": False}
+    assert preview["sms"] == {
+        "recipients": 3,
+        "total_parts": 6,
+        "transliterated": False,
+        "estimated_cost_pln": None,
+    }
     assert preview["audience"] == {"sms": 3, "email": 3}
     gsm = transliterated["variants"]["pl"]["sms"]
     assert (gsm["encoding"], gsm["parts"]) == ("GSM-7", 1)
