@@ -140,8 +140,22 @@ def weather_warning(now: datetime) -> AlertDraft:
 
 @contextlib.contextmanager
 def _api(port: int, settings: Settings) -> Iterator[None]:
+    # A Celery client of the demo's own broker: the process-wide app of `tasks` may have
+    # been made earlier in this process, for another broker.
+    from tasks.app import make_app
+
+    celery = make_app()
+
+    def publish(reports: list[dict[str, str]]) -> None:
+        celery.send_task("tasks.jobs.record_smsapi_reports", args=[reports], queue="receipts")
+
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings, publish=publish),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
@@ -297,7 +311,8 @@ def _follow(
         total = sum(n for by_status in counts.values() for n in by_status.values())
         if progress_bar is not None and total:
             progress_bar(total - _open_count(counts), total)
-        if status is AlertStatus.DONE or (total and not _open_count(counts)):
+        # Done only once the sweeper has seen every message final and closed the alert.
+        if status in (AlertStatus.DONE, AlertStatus.CANCELLED, AlertStatus.EXPIRED):
             return counts
         time.sleep(0.5)
     return counts
