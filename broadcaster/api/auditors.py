@@ -140,24 +140,7 @@ class DeliveryRow(BaseModel):
 
     @classmethod
     def of(cls, row: LoggedDelivery) -> DeliveryRow:
-        return cls(
-            delivery_id=row.delivery_id,
-            alert_id=row.alert_id,
-            exercise=row.exercise,
-            cap_status=row.cap_status,
-            channel=row.channel,
-            contact=row.contact,
-            language=row.language,
-            status=row.status,
-            attempts=row.attempts,
-            error_code=row.error_code,
-            reason=row.reason,
-            created_at=row.created_at,
-            claimed_at=row.claimed_at,
-            sent_at=row.sent_at,
-            finished_at=row.finished_at,
-            next_attempt_at=row.next_attempt_at,
-        )
+        return cls.model_validate(row, from_attributes=True)
 
 
 class DeliveryPageOut(BaseModel):
