@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from broadcaster import alerts, follow_ups, idempotency, progress
-from broadcaster.api.support import ApiDep, Body, ObjectId, PlainText, staff
+from broadcaster.api.support import ApiDep, Body, IsoDateTime, ObjectId, PlainText, staff
 from broadcaster.messages import preview_alert
 from broadcaster.models import (
     Alert,
@@ -61,8 +62,8 @@ class AlertIn(Body):
     channels: list[Channel] = Field(min_length=1, max_length=3)
     contents: dict[Language, Texts]
     transliterate_sms: bool = False
-    send_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    send_at: IsoDateTime | None = None
+    expires_at: IsoDateTime | None = None
 
     def draft(self) -> alerts.AlertDraft:
         return alerts.AlertDraft(
@@ -89,7 +90,7 @@ class FollowUpIn(Body):
     contents: dict[Language, Texts]
     severity: Severity | None = Field(default=None, description="An Update may change it.")
     urgency: Urgency | None = Field(default=None, description="An Update may change it.")
-    expires_at: AwareDatetime | None = None
+    expires_at: IsoDateTime | None = None
 
 
 class Reason(Body):
@@ -97,7 +98,7 @@ class Reason(Body):
 
 
 class Schedule(Body):
-    send_at: AwareDatetime | None = Field(
+    send_at: IsoDateTime | None = Field(
         description="When the alert goes once approved; null: as soon as it is approved."
     )
 
@@ -257,7 +258,13 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AlertPage:
     """Newest first; approvers find their queue with `status=awaiting_approval`."""
-    query = select(Alert).order_by(Alert.id.desc()).limit(limit + 1)
+    # Texts and districts in one query each for the whole page, not one per alert.
+    query = (
+        select(Alert)
+        .options(selectinload(Alert.contents), selectinload(Alert.districts))
+        .order_by(Alert.id.desc())
+        .limit(limit + 1)
+    )
     if status:
         query = query.where(Alert.status.in_(status))
     if before is not None:

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal, NoReturn
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from broadcaster import audit, delivery_log
-from broadcaster.api.support import ApiDep, staff
+from broadcaster.api.support import ApiDep, IsoDateTime, staff
 from broadcaster.db import utcnow
 from broadcaster.delivery_log import DeliveryFilter, LoggedDelivery
 from broadcaster.errors import InvalidInput
@@ -105,10 +105,10 @@ class DeliveryFilters(BaseModel):
             "hold no subscriptions and match no district."
         ),
     )
-    created_from: AwareDatetime | None = Field(
+    created_from: IsoDateTime | None = Field(
         None, alias="from", description="Created at or after (with a UTC offset)."
     )
-    created_to: AwareDatetime | None = Field(
+    created_to: IsoDateTime | None = Field(
         None, alias="to", description="Created before (with a UTC offset)."
     )
 

@@ -65,12 +65,12 @@ LINK_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "The link is not one of ours (forged or mistyped)."},
     410: {"description": "The link was ours but has expired."},
 }
-CODE_PROBLEMS = {
-    CodeCheck.WRONG: "is not the code we sent",
-    CodeCheck.NO_CODE: "is not the code we sent",
-    CodeCheck.EXPIRED: "has expired; ask for a new code",
-    CodeCheck.LOCKED: "was tried too many times; ask for a new code",
-}
+# One answer for every failure: telling a locked or expired code from a wrong one would
+# tell a stranger that this address has a sign-up waiting.
+_CODE_PROBLEM = "is not valid: wrong, expired or tried too many times; ask for a new code"
+CODE_PROBLEMS = dict.fromkeys(
+    (CodeCheck.WRONG, CodeCheck.NO_CODE, CodeCheck.EXPIRED, CodeCheck.LOCKED), _CODE_PROBLEM
+)
 
 
 class Strict(BaseModel):
@@ -311,8 +311,7 @@ def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDe
                         now=now,
                     )
                 )
-    for notice in notices:
-        api.notify(notice)
+    api.hand_off(notices)
     return Accepted(
         detail="we have sent a code (or, by e-mail, a link) to each address; "
         "confirm them to start receiving alerts"
@@ -351,8 +350,7 @@ def verify(body: VerifyIn, api: ApiDep) -> Verified:
             notices = _manage_notices(settings, point, time.time())
     if outcome is not CodeCheck.VERIFIED:
         raise InvalidInput("code", CODE_PROBLEMS[outcome])
-    for notice in notices:
-        api.notify(notice)
+    api.hand_off(notices)
     return Verified()
 
 
@@ -385,8 +383,7 @@ def _remind(
 @router.post("/residents/codes", status_code=202, response_model=Accepted)
 def resend_code(body: AddressIn, request: Request, api: ApiDep, limits: LimitsDep) -> Accepted:
     """Ask for a new code (or confirmation link) for an address signed up but unproven."""
-    for notice in _remind(api, request, limits, body, codes=True):
-        api.notify(notice)
+    api.hand_off(_remind(api, request, limits, body, codes=True))
     return Accepted(detail="if this address is signed up, a message is on its way to it")
 
 
@@ -395,8 +392,7 @@ def request_manage_link(
     body: AddressIn, request: Request, api: ApiDep, limits: LimitsDep
 ) -> Accepted:
     """Ask for a new manage link; it goes only to a proven address, never to the asker."""
-    for notice in _remind(api, request, limits, body, codes=False):
-        api.notify(notice)
+    api.hand_off(_remind(api, request, limits, body, codes=False))
     return Accepted(detail="if this address is signed up, a link is on its way to it")
 
 
@@ -472,8 +468,7 @@ def confirm(token: str, api: ApiDep) -> HTMLResponse:
             outcome = check_code(session=session, settings=settings, contact_point=point, code=code)
         if outcome is CodeCheck.VERIFIED and not already:
             notices = _manage_notices(settings, point, time.time())
-    for notice in notices:
-        api.notify(notice)
+    api.hand_off(notices)
     if outcome is not CodeCheck.VERIFIED:
         # A newer link replaced this one (or it ran out of time or tries).
         return _expired_page()

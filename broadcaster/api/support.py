@@ -8,10 +8,12 @@ with the wrong role 403) before its body is even read.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.dependencies.models import Dependant
@@ -20,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +41,8 @@ from broadcaster.models import Operator, Role
 from broadcaster.operators import require_role
 from broadcaster.settings import Settings
 
+_log = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 1_000_000
 MAX_ID = 2**31 - 1  # the database's INTEGER: a larger id is simply not there
 
@@ -53,6 +57,17 @@ def _plain(value: str) -> str:
 
 
 PlainText = Annotated[str, AfterValidator(_plain)]
+
+
+def _iso_text(value: Any) -> Any:
+    # Pydantic would also read a bare number as seconds since 1970; a person means a date.
+    if not isinstance(value, str | datetime) or (isinstance(value, str) and "-" not in value[1:]):
+        raise ValueError("must be a date and time like 2026-12-01T18:00:00+01:00")
+    return value
+
+
+# An ISO 8601 date and time with its UTC offset.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -77,6 +92,16 @@ class Api:
         self.sessions = sessions
         self.publish = publish
         self.notify = notify
+
+    def hand_off(self, notices: Iterable[Any]) -> None:
+        """Queue messages to residents, after the commit. A broker that fails now must
+        not turn a committed request into a 500: the resident can ask again, and the
+        failure is logged (without the address)."""
+        for notice in notices:
+            try:
+                self.notify(notice)
+            except Exception:
+                _log.exception("a %s notice could not be queued", getattr(notice, "channel", "?"))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -171,39 +196,48 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
 
-def _query_names(dependant: Dependant) -> set[str]:
-    names: set[str] = set()
+def _many(annotation: Any) -> bool:
+    """Whether a parameter of this type takes several values (`?status=a&status=b`)."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return any(_many(arg) for arg in get_args(annotation)) if origin is not None else False
+
+
+def _query_names(dependant: Dependant) -> dict[str, bool]:
+    """The route's query parameters, and whether each may be repeated."""
+    names: dict[str, bool] = {}
     for param in dependant.query_params:
         model = param.field_info.annotation
         if isinstance(model, type) and issubclass(model, BaseModel):
             # Query parameters declared together as one model.
-            names |= {f.alias or name for name, f in model.model_fields.items()}
+            for name, field in model.model_fields.items():
+                names[field.alias or name] = _many(field.annotation)
         else:
-            names.add(param.alias)
+            names[param.alias] = _many(model)
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
+        names.update(_query_names(sub))
     return names
 
 
 def refuse_unknown_query(request: Request) -> None:
-    """Refuse query parameters a route does not take: an auditor's misspelt filter must
-    not quietly return everything."""
+    """Refuse query parameters a route does not take, and a single-valued one given twice:
+    an auditor's misspelt or doubled filter must not quietly return something else."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return
     known = _query_names(route.dependant)
     for name in request.query_params:
+        values = request.query_params.getlist(name)
         if name not in known:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "extra_forbidden",
-                        "loc": ["query", name],
-                        "msg": "is not a parameter of this route",
-                        "input": request.query_params[name],
-                    }
-                ]
-            )
+            problem = "is not a parameter of this route"
+        elif len(values) > 1 and not known[name]:
+            problem = "is given more than once"
+        else:
+            continue
+        raise RequestValidationError(
+            [{"type": "extra_forbidden", "loc": ["query", name], "msg": problem, "input": values}]
+        )
 
 
 class BodyTooLarge(HTTPException):

@@ -206,6 +206,7 @@ def test_the_same_idempotency_key_gives_the_same_alert(
         ({"contents": {"pl": {"title": "x" * 201, "body": "B"}}}, "body.contents.pl.title"),
         ({"contents": {"de": {"title": "Sturm", "body": "B"}}}, "body.contents.de.[key]"),
         ({"send_at": "2030-01-01T10:00:00"}, "body.send_at"),
+        ({"send_at": 1893456000}, "body.send_at"),
         ({"send_at": "2020-01-01T10:00:00+01:00"}, "body.send_at"),
         ({"expires_at": "2020-01-01T10:00:00+01:00"}, "body.expires_at"),
         ({"whole_city": True}, "body.districts"),
@@ -460,3 +461,17 @@ def test_an_update_goes_to_exactly_who_received_the_original(
     preview = client.get(f"/alerts/{follow['id']}/preview", headers=auth.approver).json()
     assert sum(preview["audience"].values()) == len(reached)
     assert sent_to_all(db, settings, follow["id"]) == reached
+
+
+def test_a_filter_given_twice_or_misspelt_is_refused_not_ignored(
+    client: TestClient, auth: Headers
+) -> None:
+    create(client, auth.operator)
+    both = client.get("/alerts?status=draft&status=approved", headers=auth.auditor)
+    assert both.status_code == 200 and len(both.json()["items"]) == 1
+    twice = client.get("/alerts?limit=1&limit=50", headers=auth.auditor)
+    assert twice.status_code == 422
+    assert twice.json()["detail"][0]["loc"] == ["query", "limit"]
+    typo = client.get("/alerts?statsu=approved", headers=auth.auditor)
+    assert typo.status_code == 422
+    assert typo.json()["detail"][0]["loc"] == ["query", "statsu"]

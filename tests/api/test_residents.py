@@ -17,13 +17,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.api.app import create_app
+from broadcaster.api.residents import CODE_PROBLEMS
 from broadcaster.settings import Settings
 from subscribers import links
 from subscribers.models import ContactPoint, Subscriber, Subscription, VerificationCode
 from subscribers.notices import Notice, NoticeKind
+from subscribers.verification import CodeCheck
 from tests.api.conftest import Outbox
 from tests.conftest import TEST_SECRET, add_resident
 
+CODE_PROBLEM = CODE_PROBLEMS[CodeCheck.WRONG]
 PHONE = "601 000 700"
 E164 = "+48601000700"
 EMAIL = "Jan.Kowalski@example.com"
@@ -131,7 +134,26 @@ def test_an_unknown_address_answers_like_a_wrong_code(client: TestClient) -> Non
         "/residents/verify", json={"channel": "sms", "address": "601999999", "code": "123456"}
     )
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["msg"] == "is not the code we sent"
+    assert answer.json()["detail"][0]["msg"] == CODE_PROBLEM
+
+
+def test_a_locked_code_answers_like_a_wrong_one(
+    client: TestClient, db: sessionmaker[Session], settings: Settings
+) -> None:
+    """Otherwise a stranger could tell that an address has a sign-up waiting."""
+    with db.begin() as session:
+        add_resident(
+            session,
+            settings,
+            contacts=[("sms", "601000777")],
+            topics=["weather-warning"],
+            districts=["wola"],
+            verify=False,
+        )
+    wrong = {"channel": "sms", "address": "601000777", "code": "000000"}
+    answers = [client.post("/residents/verify", json=wrong) for _ in range(8)]
+    assert {a.status_code for a in answers} == {422}
+    assert {a.json()["detail"][0]["msg"] for a in answers} == {CODE_PROBLEM}
 
 
 def test_email_link_get_only_shows_a_button_and_post_confirms(
