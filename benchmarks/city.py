@@ -501,7 +501,7 @@ def running_stack(config: Config, sessions: sessionmaker[Session]) -> Iterator[S
             "WSP_PUSH_RATE": "10000000",
             "WSP_EMAIL_RATE": "10000000",
         }
-        environment.pop("WSP_SMSAPI_NOTIFY_URL", None)
+        environment.pop("WSP_SMSAPI_CALLBACK_SECRET", None)
         # Push goes to the sandbox's aiohttp-served FCM (HTTP/1.1 over TLS, as our default
         # transport speaks): hypercorn costs 0.4 ms of CPU a request, twice that one.
         environment["WSP_FCM_ENDPOINT"] = sandbox_env["SANDBOX_FCM_HTTP1_URL"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -215,21 +216,24 @@ def run_demo(
     engine = make_engine(database)
     sessions = make_sessionmaker(engine, secret_key=settings.secret_key)
     api_port = free_port()
-    sandbox = SandboxServer(
-        directory=directory / "sandbox", receipt_url=f"http://127.0.0.1:{api_port}/receipts/smsapi"
-    )
+    sandbox = SandboxServer(directory=directory / "sandbox")
     endpoints = sandbox.start_in_thread()
+    # The workers ask SMSAPI (the sandbox) to report to the demo's API, as in production.
+    ours = {
+        "DATABASE_URL": database,
+        "BROKER_URL": broker,
+        "WSP_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+        "WSP_SMSAPI_CALLBACK_SECRET": secrets.token_urlsafe(24),
+    }
     environment = {
         **os.environ,
         **endpoints.environment(),
-        "DATABASE_URL": database,
-        "BROKER_URL": broker,
+        **ours,
         "WSP_DATA_DIR": str(directory),
         "WSP_SWEEP_SECONDS": "1",
     }
-    environment.pop("WSP_SMSAPI_NOTIFY_URL", None)
-    saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "BROKER_URL")}
-    os.environ.update({"DATABASE_URL": database, "BROKER_URL": broker})
+    saved = {name: os.environ.get(name) for name in ours}
+    os.environ.update(ours)
     get_settings.cache_clear()  # the receipt endpoint publishes with these
     try:
         schema.upgrade(engine)

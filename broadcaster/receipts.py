@@ -4,7 +4,8 @@ SMSAPI calls back with MsgId, status and idx (our delivery id), several reports 
 commas. DELIVERED ends a delivery as delivered; UNDELIVERED, FAILED, REJECTED, EXPIRED and
 NOT_FOUND end it as failed with the status as its code; intermediate statuses change
 nothing. A report whose idx is not one of ours is ignored and counted, and so is one for
-a delivery that already ended.
+a delivery that already ended, and one whose MsgId is not the id SMSAPI gave that
+delivery's send (a report must name both the delivery and SMSAPI's message to count).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def parse_smsapi(message_ids: str, statuses: str, indexes: str) -> list[Report]:
 
 
 def apply_smsapi_reports(*, session: Session, reports: Sequence[Report]) -> Counter[str]:
-    """Apply reports in bulk; returns how many were applied, unknown, stale or pending."""
+    """Apply reports in bulk; returns how many were applied, unknown, mismatched, stale or
+    pending."""
     tally: Counter[str] = Counter()
     final = [r for r in reports if r.status in SMSAPI_DELIVERED | SMSAPI_FAILED]
     tally["pending"] += len(reports) - len(final)
@@ -51,16 +53,26 @@ def apply_smsapi_reports(*, session: Session, reports: Sequence[Report]) -> Coun
     tally["unknown"] += len(final) - len(by_id)
     rows = (
         session.execute(
-            select(Delivery.id, Delivery.alert_id, Delivery.channel, Delivery.status).where(
-                Delivery.id.in_(list(by_id)), Delivery.channel == "sms"
-            )
+            select(
+                Delivery.id,
+                Delivery.alert_id,
+                Delivery.channel,
+                Delivery.status,
+                Delivery.provider_id,
+            ).where(Delivery.id.in_(list(by_id)), Delivery.channel == "sms")
         ).all()
         if by_id
         else []
     )
     tally["unknown"] += len(by_id) - len(rows)
-    movable = [(i, a, c, s) for i, a, c, s in rows if s in MOVABLE]
-    tally["stale"] += len(rows) - len(movable)
+    matching = [
+        (i, a, c, s)
+        for i, a, c, s, provider_id in rows
+        if provider_id is None or provider_id == by_id[i].provider_id
+    ]
+    tally["mismatched"] += len(rows) - len(matching)
+    movable = [(i, a, c, s) for i, a, c, s in matching if s in MOVABLE]
+    tally["stale"] += len(matching) - len(movable)
     delivered = [
         Outcome(i, provider_id=by_id[i].provider_id)
         for i, *_ in movable

@@ -22,7 +22,7 @@ def _sms(settings: Settings) -> ChannelSender:
             base_url=settings.smsapi_url,
             sender=settings.smsapi_sender,
             max_parts=settings.sms_max_parts,
-            notify_url=settings.smsapi_notify_url or None,
+            notify_url=settings.smsapi_report_url,
         )
     )
 

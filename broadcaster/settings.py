@@ -87,8 +87,9 @@ class Settings(BaseModel):
     manage_link_ttl_seconds: int = Field(default=7 * 86400, ge=300, le=90 * 86400)
     # Proxies in front of the API that append to X-Forwarded-For; 0: use the peer address.
     forwarded_for_hops: int = Field(default=0, ge=0, le=5)
-    # The secret path segment of SMSAPI's incoming-SMS callback URL; empty: refused.
-    smsapi_incoming_secret: str = ""
+    # The secret path segment of SMSAPI's callback URLs (delivery reports, incoming SMS);
+    # empty: both callbacks refuse everything and SMSAPI is given no report URL.
+    smsapi_callback_secret: str = ""
     # Namespace of the residents' rate-limit keys in Redis.
     ratelimit_key_prefix: str = Field(default="wsp:limit", min_length=1, max_length=64)
 
@@ -117,8 +118,6 @@ class Settings(BaseModel):
     sms_max_parts: int = Field(default=3, ge=1, le=10)
     # What one SMS part costs (PLN, net, as in the SMSAPI price list): the preview's estimate.
     sms_part_price: Decimal = Field(default=Decimal("0.16"), ge=0, le=10, decimal_places=4)
-    # Where SMSAPI sends delivery reports; empty: the account's default callback.
-    smsapi_notify_url: str = ""
 
     # Firebase Cloud Messaging
     fcm_credentials_file: Path | None = None
@@ -146,7 +145,6 @@ class Settings(BaseModel):
         "smsapi_url",
         "public_base_url",
         "fcm_endpoint",
-        "smsapi_notify_url",
     )
     @classmethod
     def _no_surrounding_space(cls, value: str) -> str:
@@ -162,7 +160,7 @@ class Settings(BaseModel):
             raise ValueError("must be ISO 3166 country codes separated by commas (e.g. PL)")
         return ",".join(codes)
 
-    @field_validator("smsapi_incoming_secret")
+    @field_validator("smsapi_callback_secret")
     @classmethod
     def _callback_secret(cls, value: str) -> str:
         if value and (len(value) < 16 or not value.replace("-", "").replace("_", "").isalnum()):
@@ -203,7 +201,7 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL ending with '/'")
         return value
 
-    @field_validator("fcm_endpoint", "smsapi_notify_url")
+    @field_validator("fcm_endpoint")
     @classmethod
     def _optional_url_shape(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
@@ -246,6 +244,11 @@ class Settings(BaseModel):
                 )
             if not self.smsapi_token:
                 raise SettingsError(f"{PREFIX}SMSAPI_TOKEN", "required in production")
+            if not self.smsapi_callback_secret:
+                raise SettingsError(
+                    f"{PREFIX}SMSAPI_CALLBACK_SECRET",
+                    "required in production (without it no delivery report is accepted)",
+                )
             if self.fcm_credentials_file is None:
                 raise SettingsError(f"{PREFIX}FCM_CREDENTIALS_FILE", "required in production")
         return self
@@ -253,6 +256,13 @@ class Settings(BaseModel):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def smsapi_report_url(self) -> str | None:
+        """Where SMSAPI is asked to send delivery reports; None without a secret."""
+        if not self.smsapi_callback_secret:
+            return None
+        return f"{self.public_base_url}/callbacks/smsapi/reports/{self.smsapi_callback_secret}"
 
     @property
     def sms_regions(self) -> frozenset[str]:

@@ -1,17 +1,21 @@
 """Provider callbacks: SMSAPI delivery reports and incoming SMS (keywords).
 
-SMSAPI calls its callback URL with MsgId, status and idx (several reports comma-joined,
+SMSAPI does not sign its callbacks, so each URL carries a secret path segment
+(`WSP_SMSAPI_CALLBACK_SECRET`): a request with another one is refused with 403, and with
+no secret configured both endpoints refuse everything. The report URL is given to SMSAPI
+with every send (`notify_url`); the incoming-SMS one is set in SMSAPI's panel.
+
+SMSAPI calls the report URL with MsgId, status and idx (several reports comma-joined,
 by GET, or by POST as a form) and expects the body `OK`. The reports are handed to the
 `receipts` queue as plain data and applied in bulk by a worker; the answer does not wait.
+A report counts only if its MsgId is the one SMSAPI gave that delivery's send.
 
 Incoming SMS ("Odbiór SMS") arrive as a form with sms_from (the sender, digits with the
 country code, no '+'), sms_to, sms_text, sms_date (Unix time), MsgId and username, and
 SMSAPI expects `OK`. STOP / NIE / WYPISZ (any case, with or without Polish letters,
 punctuation or spaces around) unsubscribe that phone; START / TAK / ZAPISZ resubscribe a
 phone proven before. Anything else is ignored, and still answered `OK`, so that SMSAPI
-does not retry it. SMSAPI does not sign its callbacks: the URL carries a secret
-(`WSP_SMSAPI_INCOMING_SECRET`) and a request without it is refused with 403; with no
-secret configured the endpoint refuses everything.
+does not retry it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +36,23 @@ from broadcaster.errors import Forbidden, InvalidInput
 from broadcaster.receipts import parse_smsapi
 from subscribers import services
 
-router = APIRouter(tags=["provider callbacks"])
+
+def ours(secret: str, api: ApiDep) -> None:
+    """The secret path segment must be the configured one (compared in constant time)."""
+    expected = api.settings.smsapi_callback_secret
+    if not expected or not hmac.compare_digest(expected.encode(), secret.encode()):
+        raise Forbidden("this callback URL is not ours")
+
+
+_FORGED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The secret in the URL is not ours."}
+}
+router = APIRouter(
+    prefix="/callbacks/smsapi",
+    tags=["provider callbacks"],
+    dependencies=[Depends(ours)],
+    responses=_FORGED,
+)
 
 
 def _publish_reports(api: Api, msg_ids: str, statuses: str, idx: str) -> str:
@@ -48,7 +68,7 @@ def _publish_reports(api: Api, msg_ids: str, statuses: str, idx: str) -> str:
 ReportField = Annotated[str, Field(min_length=1, max_length=10_000)]
 
 
-@router.get("/receipts/smsapi", response_class=PlainTextResponse, operation_id="smsapi_reports")
+@router.get("/reports/{secret}", response_class=PlainTextResponse, operation_id="smsapi_reports")
 async def smsapi_reports(
     api: ApiDep,
     msg_ids: Annotated[ReportField, Query(alias="MsgId")],
@@ -60,7 +80,7 @@ async def smsapi_reports(
 
 
 @router.post(
-    "/receipts/smsapi", response_class=PlainTextResponse, operation_id="smsapi_reports_by_form"
+    "/reports/{secret}", response_class=PlainTextResponse, operation_id="smsapi_reports_by_form"
 )
 async def smsapi_reports_by_form(
     api: ApiDep,
@@ -98,26 +118,12 @@ def _sender_number(raw: str) -> str:
     return f"+{digits}" if digits.isdigit() and len(digits) > 9 else digits
 
 
-_INCOMING = "/callbacks/smsapi/incoming/{secret}"
-_FORGED: dict[int | str, dict[str, Any]] = {
-    403: {"description": "The secret in the URL is not ours."}
-}
-
-
-@router.get(
-    _INCOMING, response_class=PlainTextResponse, responses=_FORGED, operation_id="smsapi_incoming"
-)
+@router.get("/incoming/{secret}", response_class=PlainTextResponse, operation_id="smsapi_incoming")
 @router.post(
-    _INCOMING,
-    response_class=PlainTextResponse,
-    responses=_FORGED,
-    operation_id="smsapi_incoming_by_form",
+    "/incoming/{secret}", response_class=PlainTextResponse, operation_id="smsapi_incoming_by_form"
 )
-async def smsapi_incoming(secret: str, request: Request, api: ApiDep) -> str:
+async def smsapi_incoming(request: Request, api: ApiDep) -> str:
     """An SMS a resident sent to our number: STOP and START keywords."""
-    expected = api.settings.smsapi_incoming_secret
-    if not expected or not hmac.compare_digest(expected.encode(), secret.encode()):
-        raise Forbidden("this callback URL is not ours")
     fields: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
         fields.update(dict(await request.form()))

@@ -1,5 +1,5 @@
 """SMS keywords through SMSAPI's incoming-SMS callback: STOP and START, the secret in the
-callback URL, and everything else answered `OK` and ignored."""
+callback URLs, and everything else answered `OK` and ignored."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from tests.conftest import add_resident
 
 SECRET = "incoming-secret-0123456789"
 URL = f"/callbacks/smsapi/incoming/{SECRET}"
+REPORTS = f"/callbacks/smsapi/reports/{SECRET}"
 PHONE = "+48601000700"
 
 
 @pytest.fixture
 def sms_client(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
-    settings = app_settings.model_copy(update={"smsapi_incoming_secret": SECRET})
+    settings = app_settings.model_copy(update={"smsapi_callback_secret": SECRET})
     app = create_app(settings, publish=outbox.publish, notify=outbox.notices.append)
     with TestClient(app) as client:
         yield client
@@ -150,11 +151,26 @@ def test_a_forged_callback_is_refused(
 
 
 def test_without_a_configured_secret_every_call_is_refused(
-    client: TestClient, db: sessionmaker[Session], phone: int
+    client: TestClient, db: sessionmaker[Session], phone: int, outbox: Outbox
 ) -> None:
     assert client.post("/callbacks/smsapi/incoming/x", data=incoming("STOP")).status_code == 403
     assert client.post(URL, data=incoming("STOP")).status_code == 403
+    report = {"MsgId": "1", "status": "404", "idx": "7"}
+    assert client.get(REPORTS, params=report).status_code == 403
+    assert client.post(REPORTS, data=report).status_code == 403
     assert not unsubscribed(db, phone)
+    assert outbox.published == []
+
+
+@pytest.mark.parametrize("path", [REPORTS, URL])
+def test_a_callback_with_another_secret_is_refused(
+    sms_client: TestClient, outbox: Outbox, path: str
+) -> None:
+    forged = path.replace(SECRET, SECRET[:-1] + "X")
+    answer = sms_client.post(forged, data={"MsgId": "1", "status": "404", "idx": "7"})
+    assert answer.status_code == 403
+    assert sms_client.get(path.rsplit("/", 1)[0]).status_code == 404
+    assert outbox.published == []
 
 
 def test_a_callback_without_sender_or_text_names_the_field(sms_client: TestClient) -> None:
@@ -166,7 +182,7 @@ def test_a_callback_without_sender_or_text_names_the_field(sms_client: TestClien
 
 
 def test_delivery_reports_still_arrive(sms_client: TestClient, outbox: Outbox) -> None:
-    answer = sms_client.get("/receipts/smsapi", params={"MsgId": "1", "status": "404", "idx": "7"})
+    answer = sms_client.get(REPORTS, params={"MsgId": "1", "status": "404", "idx": "7"})
     assert answer.text == "OK"
     assert outbox.published == [{"provider_id": "1", "status": "404", "idx": "7"}]
 

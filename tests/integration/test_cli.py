@@ -208,6 +208,7 @@ def test_synthetic_residents_are_refused_in_production(cli: Cli, tmp_path: Path)
         "WSP_ENV": "production",
         "WSP_SECRET_KEY": "a-production-secret-0123",
         "WSP_SMSAPI_TOKEN": "token",
+        "WSP_SMSAPI_CALLBACK_SECRET": "callback-secret-0123",
         "WSP_FCM_CREDENTIALS_FILE": str(credentials),
     }
     result = cli("seed-demo", "--subscribers", "10", code=2, env=production)

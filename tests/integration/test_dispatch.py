@@ -219,39 +219,47 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
                 )
             )
 
-    app_settings = settings.model_copy(update={"database_url": database_url})
+    secret = "callback-secret-0123456789"
+    app_settings = settings.model_copy(
+        update={"database_url": database_url, "smsapi_callback_secret": secret}
+    )
+    reports = f"/callbacks/smsapi/reports/{secret}"
     client = TestClient(create_app(app_settings, publish=apply))
     answer = client.get(
-        "/receipts/smsapi",
+        reports,
         params={
-            "MsgId": f"p{ids[0]},p{ids[1]},x,y",
-            "status": "404,405,404,403",
-            "idx": f"{ids[0]},{ids[1]},999999,{ids[2]}",
-            "donedate": "1,1,1,1",
+            # Delivered, undelivered, not ours, still pending, and one naming another
+            # message than the one SMSAPI gave that delivery.
+            "MsgId": f"p{ids[0]},p{ids[1]},x,y,p{ids[4]}",
+            "status": "404,405,404,403,405",
+            "idx": f"{ids[0]},{ids[1]},999999,{ids[2]},{ids[3]}",
+            "donedate": "1,1,1,1,1",
             "username": "city",
         },
     )
     assert (answer.status_code, answer.text) == (200, "OK")
-    answer = client.post(
-        "/receipts/smsapi", data={"MsgId": f"p{ids[0]}", "status": "404", "idx": str(ids[0])}
-    )
+    answer = client.post(reports, data={"MsgId": f"p{ids[0]}", "status": "404", "idx": str(ids[0])})
     assert (answer.status_code, answer.text) == (200, "OK")
-    assert tallies == Counter({"applied": 2, "unknown": 1, "pending": 1, "stale": 1})
+    assert tallies == Counter(
+        {"applied": 2, "unknown": 1, "pending": 1, "stale": 1, "mismatched": 1}
+    )
     with db() as session:
         assert progress.read(session, alert_id) == {"sms": {"delivered": 1, "failed": 1, "sent": 5}}
         failed = session.get_one(Delivery, ids[1])
         assert (failed.status, failed.error_code) == (DeliveryStatus.FAILED, "405")
+        assert session.get_one(Delivery, ids[3]).status is DeliveryStatus.SENT
         assert progress.receipts(session)["smsapi"] == {
             "applied": 2,
             "unknown": 1,
             "pending": 1,
             "stale": 1,
+            "mismatched": 1,
         }
     for bad, field in (
         ({"status": "404", "idx": "1"}, "MsgId"),
         ({"MsgId": "a,b", "status": "404", "idx": "1"}, "MsgId"),
     ):
-        refused = client.get("/receipts/smsapi", params=bad)
+        refused = client.get(reports, params=bad)
         assert refused.status_code == 422
         assert field in refused.text
 

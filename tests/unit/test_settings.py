@@ -77,18 +77,34 @@ def test_production_refuses_development_secrets(tmp_path: Path) -> None:
     base = {
         "WSP_ENV": "production",
         "WSP_SMSAPI_TOKEN": "t",
+        "WSP_SMSAPI_CALLBACK_SECRET": "callback-secret-0123",
         "WSP_FCM_CREDENTIALS_FILE": str(credentials),
+        "WSP_PUBLIC_BASE_URL": "https://powiadomienia.example/",
     }
     with pytest.raises(SettingsError) as caught:
         load_settings(base)
     assert caught.value.variable == "WSP_SECRET_KEY"
-    with pytest.raises(SettingsError) as caught:
-        load_settings(
-            {**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length", "WSP_SMSAPI_TOKEN": ""}
-        )
-    assert caught.value.variable == "WSP_SMSAPI_TOKEN"
-    settings = load_settings({**base, "WSP_SECRET_KEY": "a-real-secret-of-some-length"})
+    base["WSP_SECRET_KEY"] = "a-real-secret-of-some-length"
+    for required in ("WSP_SMSAPI_TOKEN", "WSP_SMSAPI_CALLBACK_SECRET"):
+        with pytest.raises(SettingsError) as caught:
+            load_settings({**base, required: ""})
+        assert caught.value.variable == required
+    settings = load_settings(base)
     assert settings.env is Environment.PRODUCTION
+    assert settings.smsapi_report_url == (
+        "https://powiadomienia.example/callbacks/smsapi/reports/callback-secret-0123"
+    )
+
+
+def test_sms_reports_are_not_asked_for_without_a_callback_secret() -> None:
+    assert load_settings({}).smsapi_report_url is None
+
+
+@pytest.mark.parametrize("secret", ["short", "sixteen chars ok", "p@ssword-p@ssword"])
+def test_a_callback_secret_must_be_long_and_url_safe(secret: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WSP_SMSAPI_CALLBACK_SECRET": secret})
+    assert caught.value.variable == "WSP_SMSAPI_CALLBACK_SECRET"
 
 
 def test_variables_of_the_cli_and_tests_are_not_typos() -> None:
