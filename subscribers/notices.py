@@ -6,6 +6,11 @@ queue as a plain dict (`as_dict`); a worker turns it into one channel message
 (`message`) and sends it with the channel's own sender. Texts come in pl, en and uk;
 an SMS code fits one part: a text that would need two is sent transliterated to GSM-7.
 
+Where the answer must not tell whether an address is registered (a new code, a new
+manage link, signing up again with a proven address), the API hands over a `Reminder`
+instead, the same for every address and without looking it up; a worker looks it up
+(`remind`) and turns it into a notice, or into nothing for an address we do not know.
+
 Each notice has a random id far above any delivery id: it is the SMSAPI `idx` (sent with
 `check_idx`, so a task run twice sends one SMS) and the e-mail Message-ID.
 """
@@ -19,10 +24,15 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from broadcaster.errors import RateLimited
 from broadcaster.settings import Settings
 from channels.interfaces import Channel, Message
 from subscribers.links import confirm_token, manage_token
 from subscribers.models import ContactPoint
+from subscribers.services import find_contact
+from subscribers.verification import issue_code
 from templates.sms_encoding import shape, transliterate
 
 # Delivery ids count up from 1; notice ids are drawn from [10**15, 2**53): never the
@@ -266,3 +276,39 @@ def manage_notice(*, settings: Settings, point: ContactPoint, language: str, now
         url=manage_url(settings, token),
         valid_minutes=settings.manage_link_ttl_seconds // 60,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """Send `address` what it needs now: a manage link if it is proven, a fresh code (or
+    e-mail link) if it is not and `codes` is asked for, nothing if we do not know it."""
+
+    channel: Channel
+    address: str
+    codes: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"channel": self.channel.value, "address": self.address, "codes": self.codes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reminder:
+        return cls(Channel(data["channel"]), str(data["address"]), bool(data["codes"]))
+
+
+def remind(
+    *, session: Session, settings: Settings, reminder: Reminder, now: float
+) -> Notice | None:
+    """The notice `reminder` comes to for the address as it stands (issuing a code)."""
+    point = find_contact(session=session, channel=reminder.channel, address=reminder.address)
+    if point is None or point.address is None or point.disabled_at is not None:
+        return None
+    language = point.subscriber.language
+    if point.verified_at is not None:
+        return manage_notice(settings=settings, point=point, language=language, now=now)
+    if not reminder.codes:
+        return None
+    try:
+        code = issue_code(session=session, settings=settings, contact_point=point)
+    except RateLimited:
+        return None  # this address's codes for the hour are spent; the API never tells
+    return proof_notice(settings=settings, point=point, code=code, language=language, now=now)

@@ -3,6 +3,7 @@ only after its transaction has committed."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery.signals import worker_process_shutdown
@@ -11,7 +12,7 @@ from broadcaster import planning, receipts, sending, sweeper
 from broadcaster.planning import BatchRef
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
-from subscribers.notices import Notice
+from subscribers.notices import Notice, Reminder, remind
 from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY, app
 from tasks.runtime import Runtime, runtime
 
@@ -152,6 +153,21 @@ def send_notice(self: Any, notice: dict[str, Any]) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "error_code": result.error_code,
     }
+
+
+@app.task(name="tasks.jobs.send_reminder", acks_late=True)
+def send_reminder(reminder: dict[str, Any]) -> dict[str, Any]:
+    """Look up the address the API was asked about and queue what it should get, if
+    anything (a manage link, a fresh code); the API never looked, so that its answer
+    tells nothing of who is registered."""
+    rt = runtime()
+    parsed = Reminder.from_dict(reminder)
+    with rt.sessions.begin() as session:
+        notice = remind(session=session, settings=rt.settings, reminder=parsed, now=time.time())
+    if notice is None:
+        return {"kind": None, "channel": parsed.channel.value}
+    send_notice.apply_async(args=[notice.as_dict()], queue="notices")
+    return {"kind": notice.kind.value, "channel": parsed.channel.value}
 
 
 @worker_process_shutdown.connect

@@ -94,6 +94,9 @@ class Runtime:
             client.close()
 
     def close(self) -> None:
+        sessions = self.__dict__.pop("sessions", None)
+        if sessions is not None:
+            sessions.kw["bind"].dispose()
         if self._loop is None:
             return
         for sender in self.senders.values():

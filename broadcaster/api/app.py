@@ -20,6 +20,7 @@ from broadcaster.api import alerts, auditors, callbacks, residents, staff
 from broadcaster.api.support import Api, BodyLimit, install_error_handlers, refuse_unknown_query
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.settings import Settings, get_settings
+from subscribers.notices import Notice, Reminder
 
 Publish = Callable[[list[dict[str, str]]], None]
 
@@ -55,17 +56,18 @@ def _publish_to_receipts_queue(reports: list[dict[str, str]]) -> None:
     record_smsapi_reports.apply_async(args=[reports], queue="receipts")
 
 
-def _notify_through_worker(notice: Any) -> None:
-    from tasks.jobs import send_notice
+def _notify_through_worker(notice: Notice | Reminder) -> None:
+    from tasks.jobs import send_notice, send_reminder
 
-    send_notice.apply_async(args=[notice.as_dict()], queue="notices")
+    task = send_reminder if isinstance(notice, Reminder) else send_notice
+    task.apply_async(args=[notice.as_dict()], queue="notices")
 
 
 def create_app(
     settings: Settings | None = None,
     *,
     publish: Publish = _publish_to_receipts_queue,
-    notify: Callable[[Any], None] = _notify_through_worker,
+    notify: Callable[[Notice | Reminder], None] = _notify_through_worker,
 ) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)

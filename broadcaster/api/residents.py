@@ -54,8 +54,8 @@ from subscribers.links import (
     read_unsubscribe_token,
 )
 from subscribers.models import ContactPoint, Subscriber
-from subscribers.notices import Notice, manage_notice, proof_notice
-from subscribers.verification import CodeCheck, check_code, issue_code
+from subscribers.notices import Notice, Reminder, manage_notice, proof_notice
+from subscribers.verification import CodeCheck, check_code
 
 router = APIRouter(tags=["residents"])
 
@@ -270,7 +270,7 @@ def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDe
     """Sign up; every new contact point is sent its code (e-mail: a confirmation link)."""
     settings = api.settings
     now = time.time()
-    notices: list[Notice] = []
+    notices: list[Notice | Reminder] = []
     with api.transaction() as session:
         contacts = services.normalise_contacts(
             [(c.channel.value, c.address) for c in body.contacts], sms_regions=settings.sms_regions
@@ -281,10 +281,14 @@ def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDe
         wanted = _wanted_channels(body, contacts)
         limits.charge(ip=client_ip(request, settings), contacts=contacts)
         known = services.find_contacts(session=session, contacts=contacts)
-        for pair in contacts:
-            point = known.get(pair)
-            if point is not None and point.verified_at is not None:
-                notices += _manage_notices(settings, point, now)
+        # A proven address gets its manage link from a worker, so that the answer does not
+        # wait on the link being made and sent: it must not tell who is registered.
+        notices += [
+            Reminder(channel, address, codes=False)
+            for channel, address in contacts
+            if (point := known.get((channel, address))) is not None
+            and point.verified_at is not None
+        ]
         fresh = [
             (channel.value, address)
             for channel, address in contacts
@@ -356,28 +360,13 @@ def verify(body: VerifyIn, api: ApiDep) -> Verified:
 
 def _remind(
     api: Api, request: Request, limits: Limits, body: AddressIn, *, codes: bool
-) -> list[Notice]:
-    """A manage link for a proven address, a fresh code (when `codes`) for an unproven
-    one, nothing for an unknown one; the limits are charged in every case alike."""
-    settings = api.settings
-    now = time.time()
+) -> list[Reminder]:
+    """One reminder for a worker, whatever the address: the answer neither looks the
+    address up nor waits on what is sent, so it tells nothing of who is registered.
+    The limits are charged in every case alike."""
     address = normalise_address(body.channel, body.address, field="address")
-    with api.transaction() as session:
-        limits.charge(ip=client_ip(request, settings), contacts=[(body.channel, address)])
-        point = _find(session, body)
-        if point is None:
-            return []
-        if point.verified_at is not None:
-            return _manage_notices(settings, point, now)
-        if not codes:
-            return []
-        try:
-            code = issue_code(session=session, settings=settings, contact_point=point)
-        except RateLimited:
-            # Answered like any other request: a 429 here would tell that it is registered.
-            return []
-        language = point.subscriber.language
-        return [proof_notice(settings=settings, point=point, code=code, language=language, now=now)]
+    limits.charge(ip=client_ip(request, api.settings), contacts=[(body.channel, address)])
+    return [Reminder(body.channel, address, codes=codes)]
 
 
 @router.post("/residents/codes", status_code=202, response_model=Accepted)

@@ -2,14 +2,16 @@
 FastAPI's TestClient; staff authenticate with real tokens issued to the `staff` fixture.
 
 The two hand-offs to the workers are collected instead of queued: delivery reports
-(`published`) and messages to residents such as one-time codes (`notices`).
+(`published`) and messages to residents such as one-time codes (`notices`). A reminder
+(the API does not look the address up) is turned into its notice, or into nothing, by
+the function the worker runs, in a transaction of its own, as the worker would.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,16 +20,32 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import tokens
 from broadcaster.api.app import create_app
 from broadcaster.settings import Settings
+from subscribers.notices import Notice, Reminder, remind
 from tests.conftest import Staff
 
 
 @dataclass
 class Outbox:
+    sessions: sessionmaker[Session]
+    settings: Settings
     published: list[dict[str, str]] = field(default_factory=list)
-    notices: list[Any] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    reminders: list[Reminder] = field(default_factory=list)
 
     def publish(self, reports: list[dict[str, str]]) -> None:
         self.published.extend(reports)
+
+    def notify(self, notice: Notice | Reminder) -> None:
+        if isinstance(notice, Notice):
+            self.notices.append(notice)
+            return
+        self.reminders.append(notice)
+        with self.sessions.begin() as session:
+            found = remind(
+                session=session, settings=self.settings, reminder=notice, now=time.time()
+            )
+        if found is not None:
+            self.notices.append(found)
 
 
 @pytest.fixture
@@ -36,13 +54,13 @@ def app_settings(settings: Settings, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def outbox() -> Outbox:
-    return Outbox()
+def outbox(db: sessionmaker[Session], app_settings: Settings) -> Outbox:
+    return Outbox(db, app_settings)
 
 
 @pytest.fixture
 def client(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
-    app = create_app(app_settings, publish=outbox.publish, notify=outbox.notices.append)
+    app = create_app(app_settings, publish=outbox.publish, notify=outbox.notify)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -271,7 +271,7 @@ def test_a_second_region_can_be_allowed(
     app_settings: Settings, outbox: Outbox, db: sessionmaker[Session]
 ) -> None:
     settings = app_settings.model_copy(update={"sms_allowed_regions": "PL,DE"})
-    with TestClient(create_app(settings, notify=outbox.notices.append)) as client:
+    with TestClient(create_app(settings, notify=outbox.notify)) as client:
         assert sign_up(client, ("sms", "+49 1512 3456789")).status_code == 202
     assert point_by(db, "+4915123456789").verified_at is None
 
@@ -298,6 +298,12 @@ def test_a_lost_link_goes_only_to_a_proven_address_and_the_answer_never_differs(
     ]
     assert {a.status_code for a in answers} == {202}
     assert len({a.text for a in answers}) == 1
+    # The API did the same for each, known or not: one reminder for a worker to look up.
+    assert [(r.channel, r.address, r.codes) for r in outbox.reminders] == [
+        ("sms", E164, False),
+        ("email", EMAIL.lower(), False),
+        ("sms", "+48609999999", False),
+    ]
     sent = outbox.notices[before:]
     assert [(n.kind, n.address) for n in sent] == [(NoticeKind.MANAGE, E164)]
     assert client.get(path_of(sent[0].url)).status_code == 200
@@ -460,7 +466,7 @@ def limited(app_settings: Settings, outbox: Outbox) -> Iterator[Any]:
 
     def make(**limits: Any) -> TestClient:
         settings = app_settings.model_copy(update=limits)
-        client = TestClient(create_app(settings, notify=outbox.notices.append))
+        client = TestClient(create_app(settings, notify=outbox.notify))
         made.append(client.__enter__())
         return client
 

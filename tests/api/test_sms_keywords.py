@@ -28,7 +28,7 @@ PHONE = "+48601000700"
 @pytest.fixture
 def sms_client(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
     settings = app_settings.model_copy(update={"smsapi_callback_secret": SECRET})
-    app = create_app(settings, publish=outbox.publish, notify=outbox.notices.append)
+    app = create_app(settings, publish=outbox.publish, notify=outbox.notify)
     with TestClient(app) as client:
         yield client
 

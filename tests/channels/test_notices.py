@@ -9,16 +9,18 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
-from subscribers.notices import WORDING, Notice, NoticeKind, new_notice_id
+from subscribers.notices import WORDING, Notice, NoticeKind, Reminder, new_notice_id
 from tasks import runtime as runtime_module
-from tasks.jobs import deliver_notice, send_notice
+from tasks.app import app as celery_app
+from tasks.jobs import deliver_notice, send_notice, send_reminder
 from tasks.runtime import Runtime
 from templates.sms_encoding import shape
 from tests.channels.conftest import Sandbox
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, add_resident
 
 
 def sandbox_settings(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
@@ -152,6 +154,51 @@ def test_the_send_notice_task_sends_what_the_api_handed_over(
     }
     [sent] = sandbox.messages("smsapi")
     assert manage.url in sent["text"] and sent["address"] == "48601000701"
+
+
+@pytest.mark.parametrize(
+    ("address", "codes", "kind", "sent"),
+    [
+        ("+48601000702", False, "manage", 1),  # proven: a manage link
+        ("+48601000703", True, "code", 1),  # signed up, unproven: a fresh code
+        ("+48601000703", False, None, 0),  # unproven, and a link asked for: nothing
+        ("+48609999999", True, None, 0),  # unknown: nothing
+    ],
+)
+def test_the_send_reminder_task_looks_the_address_up_and_sends_what_it_needs(
+    task_environment: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    address: str,
+    codes: bool,
+    kind: str | None,
+    sent: int,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    # The notice it queues runs here, in this process, instead of in another worker.
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    settings = get_settings()
+    with db.begin() as session:
+        for phone, verify in (("+48601000702", True), ("+48601000703", False)):
+            add_resident(
+                session,
+                settings,
+                contacts=[("sms", phone)],
+                topics=["weather-warning"],
+                districts=["*"],
+                verify=verify,
+            )
+    reminder = Reminder(Channel.SMS, address, codes=codes)
+    outcome = send_reminder.apply(args=[reminder.as_dict()]).get(timeout=30)
+    assert outcome == {"kind": kind, "channel": "sms"}
+    messages = sandbox.messages("smsapi")
+    assert len(messages) == sent
+    if kind == "manage":
+        assert "/manage/" in messages[0]["text"]
 
 
 def test_notice_ids_never_meet_delivery_ids() -> None:
