@@ -597,9 +597,13 @@ def sandbox(
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @pass_app
 def serve(app: App, host: str, port: int) -> None:
-    """Serve the HTTP application (provider callbacks, health) with uvicorn."""
+    """Serve the HTTP application (staff, residents, auditors, provider callbacks)."""
+    import logging
+
     import uvicorn
 
     from broadcaster.api.app import create_app
+    from broadcaster.api.support import HideSecretPaths
 
-    uvicorn.run(create_app(app.settings), host=host, port=port, log_level="warning")
+    logging.getLogger("uvicorn.access").addFilter(HideSecretPaths())
+    uvicorn.run(create_app(app.settings), host=host, port=port, log_level="info")

@@ -90,13 +90,20 @@ def issue_code(*, session: Session, settings: Settings, contact_point: ContactPo
 
 
 def check_code(
-    *, session: Session, settings: Settings, contact_point: ContactPoint, code: str
+    *,
+    session: Session,
+    settings: Settings,
+    contact_point: ContactPoint,
+    code: str,
+    from_signed_link: bool = False,
 ) -> CodeCheck:
     """Try `code` against the contact point's live code; the caller commits either way.
 
     The try is counted before the code is compared, in one guarded UPDATE that also
     refuses a locked, used or exhausted code: however many guesses race each other, no
-    more than `verification_max_attempts` are ever compared.
+    more than `verification_max_attempts` are ever compared. A code `from_signed_link`
+    was issued by us: one that is not the live code is a link a newer one replaced, not
+    a guess, and is refused as expired without counting against the live code.
     """
     now = utcnow()
     current = session.scalars(
@@ -114,6 +121,9 @@ def check_code(
         return CodeCheck.LOCKED
     if current.expires_at <= now:
         return CodeCheck.EXPIRED
+    expected = _code_hash(settings.secret_key, contact_point.id, str(code).strip())
+    if from_signed_link and not hmac.compare_digest(expected, current.code_hash):
+        return CodeCheck.EXPIRED
     counted = session.execute(
         update(VerificationCode)
         .where(
@@ -130,7 +140,6 @@ def check_code(
     if counted is None:
         return CodeCheck.NO_CODE if current.used_at is not None else CodeCheck.LOCKED
     actor = f"subscriber:{contact_point.subscriber_id}"
-    expected = _code_hash(settings.secret_key, contact_point.id, str(code).strip())
     if not hmac.compare_digest(expected, current.code_hash):
         locked = counted >= settings.verification_max_attempts
         if locked:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import ipaddress
 import time
 from collections.abc import Sequence
 from datetime import time as clock
@@ -184,11 +185,28 @@ class Limits:
         return cls(settings, LocalKeyedLimiter())
 
     def _contact_key(self, channel: Channel, address: str) -> str:
+        # One mailbox under many names (jan+1@, jan+2@, ...) is one contact to limit.
+        if channel is Channel.EMAIL:
+            local, _, domain = address.rpartition("@")
+            address = f"{local.split('+', 1)[0]}@{domain}"
         # Keyed, so that the keys in Redis do not give the addresses away.
         digest = hmac.new(
             self.settings.secret_key.encode(), f"{channel}:{address}".encode(), hashlib.sha256
         )
         return f"contact:{digest.hexdigest()[:32]}"
+
+    @staticmethod
+    def _network_key(ip: str) -> str:
+        # An IPv6 client holds a whole /64 (and hops between its addresses): limit that.
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return f"ip:{ip}"
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return f"ip:{address.ipv4_mapped}"
+            return f"ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+        return f"ip:{address}"
 
     def charge(self, *, ip: str, contacts: Sequence[tuple[Channel, str]]) -> None:
         """Count one message to each contact; RateLimited names the first limit reached."""
@@ -202,7 +220,7 @@ class Limits:
                     "try again later",
                 ),
                 (
-                    f"ip:{ip}",
+                    self._network_key(ip),
                     settings.verification_messages_per_ip_per_hour,
                     "too many requests from your network; try again later",
                 ),
@@ -243,7 +261,9 @@ def client_ip(request: Request, settings: Settings) -> str:
         for part in header.split(",")
         if part.strip()
     ]
-    return chain[-hops] if len(chain) >= hops else (chain[0] if chain else peer)
+    # Fewer entries than proxies: the request did not come through all of them, and
+    # whatever it carries is the client's own writing.
+    return chain[-hops] if len(chain) >= hops else peer
 
 
 # -- signing up and proving -----------------------------------------------------------
@@ -454,7 +474,13 @@ def confirm(token: str, api: ApiDep) -> HTMLResponse:
         already = point.verified_at is not None
         outcome = CodeCheck.VERIFIED
         if not already:
-            outcome = check_code(session=session, settings=settings, contact_point=point, code=code)
+            outcome = check_code(
+                session=session,
+                settings=settings,
+                contact_point=point,
+                code=code,
+                from_signed_link=True,
+            )
         if outcome is CodeCheck.VERIFIED and not already:
             notices = _manage_notices(settings, point, time.time())
     api.hand_off(notices)

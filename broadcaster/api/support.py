@@ -274,3 +274,25 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+# Paths whose last segment is a credential: a resident's signed link, a callback secret.
+_SECRET_PATH = re.compile(
+    r"(/(?:manage|u|residents/confirm|callbacks/smsapi/(?:reports|incoming))/)[^/?#\s]+"
+)
+
+
+def hide_secrets_in_path(path: str) -> str:
+    return _SECRET_PATH.sub(r"\1***", path)
+
+
+class HideSecretPaths(logging.Filter):
+    """For uvicorn's access log: the links residents open and the callback URLs carry
+    their credentials in the path, and an access log is read by more people than those
+    who may use them. uvicorn logs (client, method, path, HTTP version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], hide_secrets_in_path(args[2]), *args[3:])
+        return True
