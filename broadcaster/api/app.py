@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
+from broadcaster import web
 from broadcaster.api import alerts, auditors, callbacks, residents, staff
 from broadcaster.api.support import Api, BodyLimit, install_error_handlers, refuse_unknown_query
 from broadcaster.db import make_engine, make_sessionmaker
@@ -108,5 +109,6 @@ def create_app(
     )
     # Providers send fields we do not use (SMSAPI: username, points, donedate, ...).
     app.include_router(callbacks.router, responses=PUBLIC_ERRORS)
+    web.install(app, settings)
 
     return app

@@ -1,0 +1,257 @@
+"""What every page of the web console shares: templates, language, the staff session,
+protection against cross-site requests, and the security headers.
+
+Pages are rendered on the server and work without JavaScript; a small script only makes
+the preview and progress refresh by themselves. Polish is the default, English is a
+click away (`?lang=en`, remembered in a cookie).
+
+Staff sign in with their personal access token (`broadcaster token issue`): the page
+keeps it in an HttpOnly, SameSite=Strict cookie and checks it on every request exactly
+as the API checks a bearer token, so expiry and revocation apply at once.
+
+Every form carries a token tied to a random cookie of the browser (signed double
+submit); a POST without it, or from another origin, is refused with 403 and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+
+from broadcaster import tokens
+from broadcaster.api.support import Api, get_api
+from broadcaster.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
+from broadcaster.models import Operator, Role
+from broadcaster.settings import Settings
+
+LANGUAGES = ("pl", "en")
+LANG_COOKIE = "wsp_lang"
+CSRF_COOKIE = "wsp_csrf"
+STAFF_COOKIE = "wsp_staff"
+CSRF_FIELD = "csrf"
+
+# Scripts and styles only from our own origin, no inline code, never framed, forms post
+# only to us, and no referrer: page URLs can carry a resident's signed link.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "pages"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+WARSAW = ZoneInfo("Europe/Warsaw")
+
+
+def local_time(value: datetime | str | None) -> str:
+    """A moment as Warsaw's clock shows it (stored and sent in UTC)."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
+
+
+_templates.filters["local"] = local_time
+
+
+def language_of(request: Request) -> str:
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGES:
+        return asked
+    kept = request.cookies.get(LANG_COOKIE)
+    return kept if kept in LANGUAGES else "pl"
+
+
+def _csrf_secret(request: Request) -> str:
+    """The browser's random CSRF cookie, made on its first page (kept on the request so
+    that the page and the response agree)."""
+    value = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if not value:
+        value = request.state.new_csrf = secrets.token_urlsafe(24)
+    return str(value)
+
+
+def csrf_token(request: Request, settings: Settings) -> str:
+    return hmac.new(
+        settings.secret_key.encode(), f"csrf:{_csrf_secret(request)}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _secure(settings: Settings) -> bool:
+    return settings.public_base_url.startswith("https://")
+
+
+def finish(response: Response, request: Request, settings: Settings) -> Response:
+    """Security headers and the cookies the page relies on."""
+    response.headers.update(SECURITY_HEADERS)
+    new_csrf = getattr(request.state, "new_csrf", None)
+    if new_csrf:
+        response.set_cookie(
+            CSRF_COOKIE, new_csrf, httponly=True, samesite="strict", secure=_secure(settings)
+        )
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGES and asked != request.cookies.get(LANG_COOKIE):
+        response.set_cookie(
+            LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax", secure=_secure(settings)
+        )
+    return response
+
+
+@dataclass
+class Page:
+    """One request's view of the console: who, in which language, with which form token."""
+
+    request: Request
+    api: Api
+    language: str
+    me: Operator | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.api.settings
+
+    def t(self, polish: str, english: str) -> str:
+        return english if self.language == "en" else polish
+
+    def render(self, template: str, code: int = 200, **context: Any) -> Response:
+        page = _templates.get_template(template).render(
+            page=self,
+            t=self.t,
+            lang=self.language,
+            me=self.me,
+            csrf=csrf_token(self.request, self.settings),
+            csrf_field=CSRF_FIELD,
+            path=self.request.url.path,
+            development=self.settings.env.value != "production",
+            **context,
+        )
+        return finish(HTMLResponse(page, status_code=code), self.request, self.settings)
+
+    def redirect(self, url: str) -> Response:
+        """After a POST: 303, so that reloading the page does not post again."""
+        return finish(RedirectResponse(url, status_code=303), self.request, self.settings)
+
+    def error(self, status: int, message: str) -> Response:
+        return self.render("error.html", code=status, message=message)
+
+
+def page(request: Request, api: Annotated[Api, Depends(get_api)]) -> Page:
+    return Page(request=request, api=api, language=language_of(request))
+
+
+PageDep = Annotated[Page, Depends(page)]
+
+
+def signed_in(page: Page) -> Operator:
+    """The staff member whose token cookie is valid; Unauthenticated otherwise."""
+    presented = page.request.cookies.get(STAFF_COOKIE)
+    if not presented:
+        raise Unauthenticated()
+    with page.api.transaction() as session:
+        operator = tokens.authenticate(session=session, presented=presented)
+        session.expunge(operator)
+    page.me = operator
+    return operator
+
+
+def require(page: Page, *roles: Role) -> Operator:
+    operator = signed_in(page)
+    if operator.role not in roles:
+        raise Forbidden(f"this page is for {', '.join(role.value for role in roles)}")
+    return operator
+
+
+def _same_origin(request: Request, settings: Settings) -> bool:
+    """A browser names the page a POST came from (Origin, else Referer): it must be ours,
+    as the browser reached us (the Host header) or as we are published."""
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if not claimed or claimed == "null":
+        return claimed is None
+    parts = urlsplit(claimed)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    ours = {f"{request.url.scheme}://{request.url.netloc}", settings.public_base_url}
+    return origin in {urlsplit(o)._replace(path="").geturl() for o in ours}
+
+
+async def checked_form(page: Page) -> FormData:
+    """The POSTed form, once it has proven it comes from one of our pages."""
+    form = await page.request.form()
+    sent = str(form.get(CSRF_FIELD, ""))
+    expected = csrf_token(page.request, page.settings) if page.request.cookies.get(
+        CSRF_COOKIE
+    ) else ""
+    if not expected or not hmac.compare_digest(sent, expected):
+        raise Forbidden("this form did not come from our page (or it is too old): reload it")
+    if not _same_origin(page.request, page.settings):
+        raise Forbidden("this form was sent from another site")
+    return form
+
+
+def form_values(form: FormData) -> Mapping[str, str]:
+    return {key: str(value) for key, value in form.items() if isinstance(value, str)}
+
+
+class WebRoute(APIRoute):
+    """Errors of a page are pages: sign-in for a missing session, and a short page in the
+    reader's language for everything else (the API answers JSON instead)."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Unauthenticated:
+                here = request.url.path
+                view = page(request, request.app.state.api)
+                response = view.redirect(f"/console/sign-in?next={here}")
+                response.delete_cookie(STAFF_COOKIE, path="/console")
+                return response
+            except Forbidden as error:
+                return page(request, request.app.state.api).error(403, str(error))
+            except NotFound as error:
+                return page(request, request.app.state.api).error(404, str(error))
+            except Conflict as error:
+                return page(request, request.app.state.api).error(409, str(error))
+            except InvalidInput as error:
+                return page(request, request.app.state.api).error(422, str(error))
+            except RateLimited as error:
+                response = page(request, request.app.state.api).error(429, str(error))
+                response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+                return response
+
+        return handle

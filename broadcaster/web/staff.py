@@ -1,0 +1,536 @@
+"""The staff console: sign-in, the alert list, composing with a live preview, the alert
+page (preview, targeting, progress, who did what, and the actions the reader may take),
+the approvers' queue and follow-ups.
+
+Every action goes through the same lifecycle functions as the API, which check the role
+and the rules about the object again (the author never approves).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+from starlette.datastructures import FormData
+
+from broadcaster import alerts, audit, follow_ups, progress, tokens
+from broadcaster.alerts import AlertDraft
+from broadcaster.db import utcnow
+from broadcaster.errors import InvalidInput, Unauthenticated
+from broadcaster.messages import preview_alert
+from broadcaster.models import (
+    Alert,
+    AlertStatus,
+    CapStatus,
+    District,
+    Language,
+    MsgType,
+    Operator,
+    Role,
+    Severity,
+    Topic,
+    Urgency,
+)
+from broadcaster.reference import DISTRICTS
+from broadcaster.web.core import (
+    STAFF_COOKIE,
+    WARSAW,
+    Page,
+    PageDep,
+    WebRoute,
+    checked_form,
+    require,
+    signed_in,
+)
+from channels import Channel
+
+router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)
+
+WRITERS = (Role.OPERATOR, Role.ADMIN)
+REVIEWERS = (Role.APPROVER, Role.ADMIN)
+READERS = (Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
+CANCELLERS = (Role.OPERATOR, Role.APPROVER, Role.ADMIN)
+LANGUAGES = [language.value for language in Language]
+
+STATUS_NAMES = {
+    "draft": ("szkic", "draft"),
+    "awaiting_approval": ("czeka na zatwierdzenie", "awaiting approval"),
+    "approved": ("zatwierdzony", "approved"),
+    "dispatching": ("wysyłany", "dispatching"),
+    "done": ("wysłany", "done"),
+    "cancelled": ("odwołany", "cancelled"),
+    "expired": ("wygasł", "expired"),
+}
+
+
+# -- signing in -----------------------------------------------------------------------
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of the console: never another site after signing in."""
+    return target if target.startswith("/console") and not target.startswith("//") else "/console"
+
+
+@router.get("/sign-in")
+def sign_in_page(page: PageDep, next: str = "/console") -> Response:  # noqa: A002
+    return page.render("sign_in.html", next=_safe_next(next), error=None)
+
+
+@router.post("/sign-in")
+async def sign_in(page: PageDep) -> Response:
+    form = await checked_form(page)
+    presented = str(form.get("token", "")).strip()
+    target = _safe_next(str(form.get("next", "/console")))
+    try:
+        with page.api.transaction() as session:
+            tokens.authenticate(session=session, presented=presented)
+    except Unauthenticated:
+        error = page.t(
+            "Nieznany, wygasły lub unieważniony token.", "Unknown, expired or revoked token."
+        )
+        return page.render("sign_in.html", code=422, next=target, error=error)
+    response = page.redirect(target)
+    response.set_cookie(
+        STAFF_COOKIE,
+        presented,
+        httponly=True,
+        samesite="strict",
+        secure=page.settings.public_base_url.startswith("https://"),
+        path="/console",
+    )
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(page: PageDep) -> Response:
+    await checked_form(page)
+    response = page.redirect("/console/sign-in")
+    response.delete_cookie(STAFF_COOKIE, path="/console")
+    return response
+
+
+# -- the alert list and the review queue ----------------------------------------------
+
+
+def _alert_rows(session: Session, statuses: list[AlertStatus] | None, limit: int = 100) -> list[Any]:
+    query = (
+        select(Alert)
+        .options(selectinload(Alert.contents), selectinload(Alert.districts))
+        .order_by(Alert.id.desc())
+        .limit(limit)
+    )
+    if statuses:
+        query = query.where(Alert.status.in_(statuses))
+    return [alerts.describe_alert(alert) for alert in session.scalars(query).unique()]
+
+
+@router.get("")
+def alert_list(page: PageDep, status: str = "") -> Response:
+    require(page, *READERS)
+    chosen = [AlertStatus(status)] if status in {s.value for s in AlertStatus} else None
+    with page.api.transaction() as session:
+        rows = _alert_rows(session, chosen)
+    return page.render(
+        "alerts.html", rows=rows, status=status, statuses=STATUS_NAMES, heading=None
+    )
+
+
+@router.get("/review")
+def review_queue(page: PageDep) -> Response:
+    require(page, *REVIEWERS)
+    with page.api.transaction() as session:
+        rows = _alert_rows(session, [AlertStatus.AWAITING_APPROVAL])
+    return page.render(
+        "alerts.html",
+        rows=rows,
+        status="awaiting_approval",
+        statuses=STATUS_NAMES,
+        heading=page.t("Alerty do zatwierdzenia", "Alerts awaiting approval"),
+    )
+
+
+# -- composing ------------------------------------------------------------------------
+
+
+def _local_time(value: str, field_name: str) -> datetime | None:
+    """A datetime-local field, read as Warsaw time."""
+    if not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(field_name, "must be a date and time (YYYY-MM-DD HH:MM)") from None
+    return moment.replace(tzinfo=WARSAW) if moment.tzinfo is None else moment
+
+
+def draft_from_form(form: FormData) -> AlertDraft:
+    contents: dict[str, tuple[str, str]] = {}
+    for language in LANGUAGES:
+        title = str(form.get(f"title_{language}", "")).strip()
+        body = str(form.get(f"body_{language}", "")).strip()
+        if title or body or language == Language.PL.value:
+            contents[language] = (title, body)
+    return AlertDraft(
+        topic=str(form.get("topic", "")),
+        severity=str(form.get("severity", "")),
+        urgency=str(form.get("urgency", "")),
+        cap_status=str(form.get("cap_status", CapStatus.ACTUAL.value)),
+        channels=[str(c) for c in form.getlist("channels")],
+        contents=contents,
+        districts=[str(d) for d in form.getlist("districts")],
+        whole_city=form.get("whole_city") == "on",
+        transliterate_sms=form.get("transliterate_sms") == "on",
+        send_at=_local_time(str(form.get("send_at", "")), "send_at"),
+        expires_at=_local_time(str(form.get("expires_at", "")), "expires_at"),
+    )
+
+
+def form_field(field_name: str) -> str:
+    """The form's name for a field the domain names (contents.pl.title -> title_pl)."""
+    parts = field_name.split(".")
+    if parts[0] == "contents" and len(parts) >= 2:
+        return f"{parts[2] if len(parts) > 2 else 'title'}_{parts[1]}"
+    return parts[0]
+
+
+def _values_of_alert(alert: Alert) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "topic": alert.topic.slug,
+        "severity": alert.severity.value,
+        "urgency": alert.urgency.value,
+        "cap_status": alert.cap_status.value,
+        "channels": list(alert.channels),
+        "districts": [d.slug for d in alert.districts],
+        "whole_city": alert.whole_city,
+        "transliterate_sms": alert.transliterate_sms,
+        "send_at": _local_input(alert.send_at),
+        "expires_at": _local_input(alert.expires_at),
+    }
+    for content in alert.contents:
+        values[f"title_{content.language}"] = content.title
+        values[f"body_{content.language}"] = content.body
+    return values
+
+
+def _local_input(moment: datetime | None) -> str:
+    return moment.astimezone(WARSAW).strftime("%Y-%m-%dT%H:%M") if moment else ""
+
+
+def _values_of_form(form: FormData) -> dict[str, Any]:
+    values: dict[str, Any] = {key: str(value) for key, value in form.items()}
+    values["channels"] = [str(c) for c in form.getlist("channels")]
+    values["districts"] = [str(d) for d in form.getlist("districts")]
+    values["whole_city"] = form.get("whole_city") == "on"
+    values["transliterate_sms"] = form.get("transliterate_sms") == "on"
+    return values
+
+
+def preview_draft(page: Page, draft: AlertDraft) -> dict[str, Any]:
+    """The preview of an alert not yet saved: checked as saving would check it, counted
+    against today's residents, and never written (the session is rolled back)."""
+    with page.api.sessions() as session:
+        checked = alerts.check_draft(
+            session=session, settings=page.settings, draft=draft, now=utcnow()
+        )
+        alert = Alert(msg_type=MsgType.ALERT, status=AlertStatus.DRAFT)
+        alerts.apply_draft(alert, checked, session)
+        alert.topic = session.get_one(Topic, checked.topic_id)
+        shown = preview_alert(session=session, alert=alert, sms_part_price=page.settings.sms_part_price)
+        session.rollback()
+    return shown
+
+
+def _choices(session: Session) -> dict[str, Any]:
+    topics = session.scalars(select(Topic).order_by(Topic.id)).all()
+    return {
+        "topics": [(t.slug, t.name_pl, t.name_en) for t in topics],
+        "districts": [(d.slug, d.name) for d in DISTRICTS],
+        "severities": [(s.value, s.value) for s in Severity],
+        "urgencies": [(u.value, u.value) for u in Urgency],
+        "cap_statuses": [c.value for c in CapStatus],
+        "channels": [c.value for c in Channel],
+        "languages": LANGUAGES,
+    }
+
+
+def _compose(
+    page: Page,
+    *,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    preview: dict[str, Any] | None,
+    action: str,
+    alert: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    with page.api.transaction() as session:
+        choices = _choices(session)
+    return page.render(
+        "compose.html",
+        code=status,
+        values=values,
+        errors=errors,
+        preview=preview,
+        action=action,
+        alert=alert,
+        **choices,
+    )
+
+
+@router.get("/alerts/new")
+def compose_page(page: PageDep) -> Response:
+    require(page, *WRITERS)
+    values = {"severity": "Severe", "urgency": "Expected", "cap_status": "Actual", "channels": ["sms", "push", "email"], "districts": []}
+    return _compose(page, values=values, errors={}, preview=None, action="/console/alerts/new")
+
+
+async def _write(page: Page, alert_id: int | None) -> Response:
+    me = require(page, *WRITERS)
+    form = await checked_form(page)
+    values = _values_of_form(form)
+    action = "/console/alerts/new" if alert_id is None else f"/console/alerts/{alert_id}/edit"
+    try:
+        draft = draft_from_form(form)
+        if form.get("do") == "preview":
+            shown = preview_draft(page, draft)
+            return _compose(page, values=values, errors={}, preview=shown, action=action)
+        with page.api.transaction() as session:
+            if alert_id is None:
+                alert = alerts.create_alert(
+                    session=session, settings=page.settings, author=me, draft=draft
+                )
+            else:
+                alert = alerts.edit_draft(
+                    session=session,
+                    settings=page.settings,
+                    editor=me,
+                    alert_id=alert_id,
+                    draft=draft,
+                )
+            saved = alert.id
+    except InvalidInput as error:
+        errors = {form_field(error.field): error.message}
+        return _compose(page, values=values, errors=errors, preview=None, action=action, status=422)
+    return page.redirect(f"/console/alerts/{saved}")
+
+
+@router.post("/alerts/new")
+async def compose(page: PageDep) -> Response:
+    return await _write(page, None)
+
+
+@router.post("/alerts/preview")
+async def live_preview(page: PageDep) -> Response:
+    """The preview pane alone, for the page's script to refresh it as the operator types."""
+    require(page, *WRITERS)
+    form = await checked_form(page)
+    try:
+        shown = preview_draft(page, draft_from_form(form))
+    except InvalidInput as error:
+        return page.render(
+            "_preview.html", code=422, preview=None, problem=(form_field(error.field), error.message)
+        )
+    return page.render("_preview.html", preview=shown, problem=None)
+
+
+@router.get("/alerts/{alert_id}/edit")
+def edit_page(page: PageDep, alert_id: int) -> Response:
+    require(page, *WRITERS)
+    with page.api.transaction() as session:
+        alert = alerts.get_alert(session=session, alert_id=alert_id)
+        values = _values_of_alert(alert)
+        described = alerts.describe_alert(alert)
+    return _compose(
+        page, values=values, errors={}, preview=None, action=f"/console/alerts/{alert_id}/edit", alert=described
+    )
+
+
+@router.post("/alerts/{alert_id}/edit")
+async def edit(page: PageDep, alert_id: int) -> Response:
+    return await _write(page, alert_id)
+
+
+# -- one alert ------------------------------------------------------------------------
+
+
+def _history(session: Session, alert_id: int) -> list[dict[str, Any]]:
+    events = audit.read_events(
+        session=session,
+        chosen=audit.EventFilter(object_type="alert", object_id=str(alert_id)),
+        newest_first=False,
+        after_seq=None,
+        limit=200,
+    )
+    return [
+        {"at": e.occurred_at, "actor": e.actor, "action": e.action, "payload": e.payload}
+        for e in events
+    ]
+
+
+def _progress(session: Session, alert: Alert) -> dict[str, Any]:
+    by_channel = progress.read(session, alert.id)
+    totals: dict[str, int] = {}
+    for statuses in by_channel.values():
+        for status, count in statuses.items():
+            totals[status] = totals.get(status, 0) + count
+    return {
+        "channels": by_channel,
+        "totals": totals,
+        "all": sum(totals.values()),
+        "finished": alert.status not in alerts.LIVE,
+    }
+
+
+def _names_of(session: Session, ids: set[int]) -> dict[int, str]:
+    rows = session.execute(
+        select(Operator.id, Operator.display_name).where(Operator.id.in_(ids))
+    ).all()
+    return {i: name for i, name in rows}
+
+
+@router.get("/alerts/{alert_id}")
+def alert_page(page: PageDep, alert_id: int) -> Response:
+    me = require(page, *READERS)
+    with page.api.transaction() as session:
+        alert = alerts.get_alert(session=session, alert_id=alert_id)
+        described = alerts.describe_alert(alert)
+        shown = preview_alert(session=session, alert=alert, sms_part_price=page.settings.sms_part_price)
+        counts = _progress(session, alert)
+        history = _history(session, alert_id)
+        people = {alert.author_id, alert.approver_id, alert.submitted_by_id, alert.cancelled_by_id}
+        names = _names_of(session, {i for i in people if i is not None})
+        district_names = dict(session.execute(select(District.slug, District.name)).all())
+    may = _allowed(me, described)
+    return page.render(
+        "alert.html",
+        alert=described,
+        preview=shown,
+        progress=counts,
+        history=history,
+        names=names,
+        district_names=district_names,
+        may=may,
+        statuses=STATUS_NAMES,
+        refresh=described["status"] in {AlertStatus.APPROVED, AlertStatus.DISPATCHING},
+    )
+
+
+def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
+    """Which buttons to show; the lifecycle functions decide for real."""
+    status = alert["status"]
+    wrote = me.id == alert["author_id"] or me.id in alert["editor_ids"]
+    writer = me.role in WRITERS
+    return {
+        "edit": writer and status is AlertStatus.DRAFT,
+        "submit": writer and status is AlertStatus.DRAFT,
+        "review": me.role in REVIEWERS
+        and status is AlertStatus.AWAITING_APPROVAL
+        and not wrote
+        and me.id != alert["submitted_by_id"],
+        "cancel": me.role in CANCELLERS and status in alerts.LIVE,
+        "follow_up": writer
+        and alert["msg_type"] is MsgType.ALERT
+        and status in {AlertStatus.DISPATCHING, AlertStatus.DONE},
+    }
+
+
+@router.get("/alerts/{alert_id}/progress")
+def progress_fragment(page: PageDep, alert_id: int) -> Response:
+    """The progress box alone, polled by the page's script while the alert goes out."""
+    require(page, *READERS)
+    with page.api.transaction() as session:
+        alert = alerts.get_alert(session=session, alert_id=alert_id)
+        counts = _progress(session, alert)
+        described = alerts.describe_alert(alert)
+    return page.render("_progress.html", progress=counts, alert=described, statuses=STATUS_NAMES)
+
+
+async def _act(page: PageDep, alert_id: int, act: str) -> Response:
+    me = signed_in(page)
+    form = await checked_form(page)
+    reason = str(form.get("reason", "")).strip()
+    with page.api.transaction() as session:
+        if act == "submit":
+            alerts.submit_alert(session=session, actor=me, alert_id=alert_id)
+        elif act == "approve":
+            alerts.approve_alert(session=session, approver=me, alert_id=alert_id)
+        elif act in {"reject", "cancel"}:
+            if not reason:
+                raise InvalidInput("reason", page.t("podaj powód", "give a reason"))
+            if act == "reject":
+                alerts.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
+            else:
+                alerts.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
+    return page.redirect(f"/console/alerts/{alert_id}")
+
+
+@router.post("/alerts/{alert_id}/submit")
+async def submit(page: PageDep, alert_id: int) -> Response:
+    return await _act(page, alert_id, "submit")
+
+
+@router.post("/alerts/{alert_id}/approve")
+async def approve(page: PageDep, alert_id: int) -> Response:
+    return await _act(page, alert_id, "approve")
+
+
+@router.post("/alerts/{alert_id}/reject")
+async def reject(page: PageDep, alert_id: int) -> Response:
+    return await _act(page, alert_id, "reject")
+
+
+@router.post("/alerts/{alert_id}/cancel")
+async def cancel(page: PageDep, alert_id: int) -> Response:
+    return await _act(page, alert_id, "cancel")
+
+
+# -- Update and Cancel ----------------------------------------------------------------
+
+
+@router.get("/alerts/{alert_id}/follow-up")
+def follow_up_page(page: PageDep, alert_id: int, kind: str = "update") -> Response:
+    require(page, *WRITERS)
+    with page.api.transaction() as session:
+        original = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
+    values = {"msg_type": kind if kind in {"update", "cancel"} else "update"}
+    return page.render("follow_up.html", original=original, values=values, errors={}, languages=LANGUAGES)
+
+
+@router.post("/alerts/{alert_id}/follow-up")
+async def follow_up(page: PageDep, alert_id: int) -> Response:
+    me = require(page, *WRITERS)
+    form = await checked_form(page)
+    values = {key: str(value) for key, value in form.items()}
+    contents: dict[str, tuple[str, str]] = {}
+    for language in LANGUAGES:
+        title = values.get(f"title_{language}", "").strip()
+        body = values.get(f"body_{language}", "").strip()
+        if title or body or language == Language.PL.value:
+            contents[language] = (title, body)
+    try:
+        with page.api.transaction() as session:
+            created = follow_ups.create_follow_up(
+                session=session,
+                settings=page.settings,
+                author=me,
+                original_id=alert_id,
+                msg_type=values.get("msg_type", ""),
+                contents=contents,
+            )
+            new_id = created.id
+    except InvalidInput as error:
+        with page.api.transaction() as session:
+            original = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
+        return page.render(
+            "follow_up.html",
+            code=422,
+            original=original,
+            values=values,
+            errors={form_field(error.field): error.message},
+            languages=LANGUAGES,
+        )
+    return page.redirect(f"/console/alerts/{new_id}")
