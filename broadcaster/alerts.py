@@ -253,17 +253,43 @@ def create_alert(
 ) -> Alert:
     require_role(author, Role.OPERATOR, Role.ADMIN)
     checked = check_draft(session=session, settings=settings, draft=draft, now=utcnow())
-    alert = Alert(author_id=author.id, status=AlertStatus.DRAFT, editor_ids=[author.id])
+    return add_alert(session=session, author=author, checked=checked)
+
+
+def add_alert(
+    *,
+    session: Session,
+    author: Operator,
+    checked: CheckedDraft,
+    msg_type: MsgType = MsgType.ALERT,
+    references_id: int | None = None,
+) -> Alert:
+    """Write a checked draft as a new draft alert by `author` and audit its creation.
+
+    Shared by `create_alert` and `follow_ups.create_follow_up`, which check the author's
+    role and the draft first. A follow-up (`msg_type` update or cancel) names the alert it
+    references, and its audit event records both.
+    """
+    alert = Alert(
+        author_id=author.id,
+        status=AlertStatus.DRAFT,
+        editor_ids=[author.id],
+        msg_type=msg_type,
+        references_id=references_id,
+    )
     apply_draft(alert, checked, session)
     session.add(alert)
     session.flush()
+    payload = checked.summary
+    if msg_type is not MsgType.ALERT:
+        payload = {**payload, "msg_type": msg_type.value, "references": references_id}
     audit.record(
         session=session,
         actor=actor_of(author),
         action="alert.created",
         object_type="alert",
         object_id=alert.id,
-        payload=checked.summary,
+        payload=payload,
     )
     return alert
 

@@ -37,12 +37,12 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from broadcaster import alerts, audit, progress
+from broadcaster import alerts, progress
 from broadcaster.alerts import LIVE, AlertDraft
 from broadcaster.db import utcnow
 from broadcaster.errors import Conflict, InvalidInput, NotFound
 from broadcaster.models import Alert, AlertStatus, MsgType, Operator, Role
-from broadcaster.operators import actor_of, require_role
+from broadcaster.operators import require_role
 from broadcaster.settings import Settings
 from broadcaster.targeting import RECEIVED
 
@@ -87,23 +87,12 @@ def create_follow_up(
         expires_at=expires_at,
     )
     checked = alerts.check_draft(session=session, settings=settings, draft=draft, now=utcnow())
-    follow_up = Alert(
-        author_id=author.id,
-        status=AlertStatus.DRAFT,
-        editor_ids=[author.id],
+    follow_up = alerts.add_alert(
+        session=session,
+        author=author,
+        checked=checked,
         msg_type=kind,
         references_id=original.id,
-    )
-    alerts.apply_draft(follow_up, checked, session)
-    session.add(follow_up)
-    session.flush()
-    audit.record(
-        session=session,
-        actor=actor_of(author),
-        action="alert.created",
-        object_type="alert",
-        object_id=follow_up.id,
-        payload={**checked.summary, "msg_type": kind.value, "references": original.id},
     )
     if kind is MsgType.CANCEL and original.status is AlertStatus.DISPATCHING:
         alerts.cancel_alert(

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import operators, schema
+from broadcaster import operators, planning, schema, sending, sweeper
 from broadcaster.db import Base, make_engine, make_sessionmaker
-from broadcaster.models import Operator
+from broadcaster.models import Delivery, Operator
 from broadcaster.reference import seed_reference_data
 from broadcaster.settings import Settings, load_settings
+from channels.interfaces import DeliveryResult, Outcome
 from subscribers import services as subscriber_services
 from subscribers.models import Subscriber
 from subscribers.verification import CodeCheck, check_code
@@ -182,3 +183,46 @@ def add_resident(
             )
             assert result is CodeCheck.VERIFIED
     return created.subscriber
+
+
+def send_alert(
+    db: sessionmaker[Session],
+    settings: Settings,
+    alert_id: int,
+    *,
+    outcome: Outcome = Outcome.SENT,
+) -> list[int]:
+    """Plan an approved alert, record every message as `outcome` (sent, or refused for
+    good) and let the sweeper finish it; the contact points it was planned for."""
+    sent = outcome is Outcome.SENT
+    with db.begin() as session:
+        plan = planning.plan_alert(session=session, alert_id=alert_id)
+        assert plan is not None
+        for batch in plan.due:
+            claimed = sending.claim(
+                session=session,
+                settings=settings,
+                variants=sending.Variants(),
+                alert_id=alert_id,
+                batch_no=batch.batch_no,
+            )
+            assert claimed is not None
+            sending.record(
+                session=session,
+                claimed=claimed,
+                results=[
+                    DeliveryResult(
+                        m.delivery_id,
+                        outcome,
+                        provider_id=f"p{m.delivery_id}" if sent else None,
+                        error_code=None if sent else "smtp-550",
+                    )
+                    for m in claimed.messages
+                ],
+            )
+        planned_for = session.scalars(
+            select(Delivery.contact_point_id).where(Delivery.alert_id == alert_id)
+        ).all()
+    with db.begin() as session:
+        assert sweeper.sweep(session=session, lease_seconds=60).finished == [alert_id]
+    return sorted(planned_for)

@@ -11,12 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import planning, sending, sweeper
+from broadcaster import planning
 from broadcaster.models import Alert, AuditEvent, Delivery, DeliveryStatus
 from broadcaster.settings import Settings
-from channels.interfaces import DeliveryResult, Outcome
 from tests.api.conftest import Headers
-from tests.conftest import add_resident
+from tests.conftest import add_resident, send_alert
 
 
 def alert_body(**changes: Any) -> dict[str, Any]:
@@ -369,37 +368,6 @@ def test_alerts_are_listed_newest_first_a_page_at_a_time(client: TestClient, aut
     assert client.get(f"/alerts/{2**40}", headers=auth.auditor).status_code == 422
 
 
-def sent_to_all(db: sessionmaker[Session], settings: Settings, alert_id: int) -> list[int]:
-    """Plan an approved alert, record every message as sent and let the sweeper finish
-    it; the contact points it reached."""
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=500)
-        assert plan is not None
-        for batch in plan.due:
-            claimed = sending.claim(
-                session=session,
-                settings=settings,
-                variants=sending.Variants(),
-                alert_id=alert_id,
-                batch_no=batch.batch_no,
-            )
-            assert claimed is not None
-            sending.record(
-                session=session,
-                claimed=claimed,
-                results=[
-                    DeliveryResult(m.delivery_id, Outcome.SENT, provider_id=f"p{m.delivery_id}")
-                    for m in claimed.messages
-                ],
-            )
-        reached = list(
-            session.scalars(select(Delivery.contact_point_id).where(Delivery.alert_id == alert_id))
-        )
-    with db.begin() as session:
-        assert sweeper.sweep(session=session, lease_seconds=60).finished == [alert_id]
-    return sorted(reached)
-
-
 def test_an_update_goes_to_exactly_who_received_the_original(
     client: TestClient,
     auth: Headers,
@@ -416,7 +384,7 @@ def test_an_update_goes_to_exactly_who_received_the_original(
     assert never_sent.status_code == 409
     client.post(f"/alerts/{original['id']}/submit", headers=auth.operator)
     client.post(f"/alerts/{original['id']}/approve", headers=auth.approver)
-    reached = sent_to_all(db, settings, original["id"])
+    reached = send_alert(db, settings, original["id"])
     # Somebody new subscribes after the original went out: the Update is not for them.
     with db.begin() as session:
         add_resident(
@@ -460,7 +428,7 @@ def test_an_update_goes_to_exactly_who_received_the_original(
     assert client.post(f"/alerts/{follow['id']}/approve", headers=auth.approver).status_code == 200
     preview = client.get(f"/alerts/{follow['id']}/preview", headers=auth.approver).json()
     assert sum(preview["audience"].values()) == len(reached)
-    assert sent_to_all(db, settings, follow["id"]) == reached
+    assert send_alert(db, settings, follow["id"]) == reached
 
 
 def test_a_filter_given_twice_or_misspelt_is_refused_not_ignored(

@@ -15,13 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, planning, sending, sweeper, tokens
+from broadcaster import alerts, tokens
 from broadcaster.alerts import AlertDraft
 from broadcaster.models import Operator
 from broadcaster.settings import Settings
-from channels.interfaces import DeliveryResult, Outcome
 from tests.api.conftest import Headers
-from tests.conftest import Staff, add_resident
+from tests.conftest import Staff, add_resident, send_alert
 
 OPERATOR, APPROVER, AUDITOR, ADMIN = "operator", "approver", "auditor", "admin"
 EVERYONE = frozenset({OPERATOR, APPROVER, AUDITOR, ADMIN})
@@ -85,27 +84,7 @@ class World:
                 districts=["wola"],
             )
             alerts.approve_alert(session=session, approver=self.staff.approver, alert_id=alert_id)
-        with self.db.begin() as session:
-            plan = planning.plan_alert(session=session, alert_id=alert_id)
-            assert plan is not None
-            claimed = sending.claim(
-                session=session,
-                settings=self.settings,
-                variants=sending.Variants(),
-                alert_id=alert_id,
-                batch_no=plan.due[0].batch_no,
-            )
-            assert claimed is not None
-            sending.record(
-                session=session,
-                claimed=claimed,
-                results=[
-                    DeliveryResult(m.delivery_id, Outcome.SENT, provider_id=f"p{m.delivery_id}")
-                    for m in claimed.messages
-                ],
-            )
-        with self.db.begin() as session:
-            sweeper.sweep(session=session, lease_seconds=60)
+        send_alert(self.db, self.settings, alert_id)
         return alert_id
 
     def token_of(self, role: str) -> int:

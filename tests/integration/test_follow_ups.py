@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, follow_ups, planning, progress, receipts, sending, sweeper
+from broadcaster import alerts, follow_ups, planning, progress, receipts, sending
 from broadcaster.alerts import AlertDraft
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.models import (
@@ -29,7 +29,7 @@ from broadcaster.targeting import count_audience
 from channels.interfaces import DeliveryResult, Outcome
 from subscribers import services
 from subscribers.models import ContactPoint, Subscriber
-from tests.conftest import Staff, add_resident
+from tests.conftest import Staff, add_resident, send_alert
 
 UPDATE_TEXT = {"pl": ("Burza słabnie", "Burze słabną, grad już nie grozi.")}
 CANCEL_TEXT = {"pl": ("Burza", "Ostrzeżenie przed burzami jest nieaktualne.")}
@@ -430,14 +430,7 @@ def finished_original(
                 districts=["wola"],
             )
     alert_id = approved(db, settings, staff, channels=["sms"], severity="Severe")
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id)
-    assert plan is not None
-    with db() as session:
-        ids = session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id)).all()
-    send_due(db, settings, alert_id, plan.due, dict.fromkeys(ids, outcome))
-    with db.begin() as session:
-        assert sweeper.sweep(session=session, lease_seconds=60).finished == [alert_id]
+    send_alert(db, settings, alert_id, outcome=outcome)
     return alert_id
 
 
@@ -522,12 +515,8 @@ def test_a_follow_up_of_an_exercise_reaches_only_the_test_audience(
             for n in range(3)
         ]
     exercise = approved(db, settings, staff, channels=["sms"], cap_status="Exercise")
+    send_alert(db, settings, exercise)
     with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=exercise)
-    assert plan is not None
-    send_due(db, settings, exercise, plan.due, {})
-    with db.begin() as session:
-        assert sweeper.sweep(session=session, lease_seconds=60).finished == [exercise]
         # The second tester has left the test audience since.
         session.execute(
             update(Subscriber).where(Subscriber.id == people[1]).values(test_audience=False)
