@@ -235,7 +235,8 @@ def confirm_url(settings: Settings, token: str) -> str:
 
 
 def manage_url(settings: Settings, token: str) -> str:
-    return f"{settings.public_base_url}/manage/{token}"
+    """The resident's page; the same token works on the API's /manage/{token}."""
+    return f"{settings.public_base_url}/my/{token}"
 
 
 def _addressed(point: ContactPoint, kind: NoticeKind, language: str, **fields: Any) -> Notice:

@@ -276,9 +276,9 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-# Paths whose last segment is a credential: a resident's signed link, a callback secret.
+# Paths with a credential for a segment: a resident's signed link, a callback secret.
 _SECRET_PATH = re.compile(
-    r"(/(?:manage|u|residents/confirm|callbacks/smsapi/(?:reports|incoming))/)[^/?#\s]+"
+    r"(/(?:manage|my|u|residents/confirm|callbacks/smsapi/(?:reports|incoming))/)[^/?#\s]+"
 )
 
 

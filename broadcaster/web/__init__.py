@@ -11,7 +11,12 @@ from broadcaster.settings import Settings
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    from broadcaster.web import staff
+    from broadcaster.web import auditors, residents, sandbox, staff
 
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(staff.router)
+    app.include_router(auditors.router)
+    app.include_router(residents.router)
+    app.state.sandbox_viewer = sandbox.available(settings)
+    if app.state.sandbox_viewer:
+        app.include_router(sandbox.router)

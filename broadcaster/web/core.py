@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
@@ -156,7 +156,7 @@ class Page:
             csrf=csrf_token(self.request, self.settings),
             csrf_field=CSRF_FIELD,
             path=self.request.url.path,
-            development=self.settings.env.value != "production",
+            sandbox=self.request.app.state.sandbox_viewer,
             **context,
         )
         return finish(HTMLResponse(page, status_code=code), self.request, self.settings)
@@ -211,9 +211,9 @@ async def checked_form(page: Page) -> FormData:
     """The POSTed form, once it has proven it comes from one of our pages."""
     form = await page.request.form()
     sent = str(form.get(CSRF_FIELD, ""))
-    expected = csrf_token(page.request, page.settings) if page.request.cookies.get(
-        CSRF_COOKIE
-    ) else ""
+    expected = (
+        csrf_token(page.request, page.settings) if page.request.cookies.get(CSRF_COOKIE) else ""
+    )
     if not expected or not hmac.compare_digest(sent, expected):
         raise Forbidden("this form did not come from our page (or it is too old): reload it")
     if not _same_origin(page.request, page.settings):
@@ -229,7 +229,7 @@ class WebRoute(APIRoute):
     """Errors of a page are pages: sign-in for a missing session, and a short page in the
     reader's language for everything else (the API answers JSON instead)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:

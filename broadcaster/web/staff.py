@@ -76,7 +76,7 @@ def _safe_next(target: str) -> str:
 
 
 @router.get("/sign-in")
-def sign_in_page(page: PageDep, next: str = "/console") -> Response:  # noqa: A002
+def sign_in_page(page: PageDep, next: str = "/console") -> Response:
     return page.render("sign_in.html", next=_safe_next(next), error=None)
 
 
@@ -116,7 +116,9 @@ async def sign_out(page: PageDep) -> Response:
 # -- the alert list and the review queue ----------------------------------------------
 
 
-def _alert_rows(session: Session, statuses: list[AlertStatus] | None, limit: int = 100) -> list[Any]:
+def _alert_rows(
+    session: Session, statuses: list[AlertStatus] | None, limit: int = 100
+) -> list[Any]:
     query = (
         select(Alert)
         .options(selectinload(Alert.contents), selectinload(Alert.districts))
@@ -134,9 +136,7 @@ def alert_list(page: PageDep, status: str = "") -> Response:
     chosen = [AlertStatus(status)] if status in {s.value for s in AlertStatus} else None
     with page.api.transaction() as session:
         rows = _alert_rows(session, chosen)
-    return page.render(
-        "alerts.html", rows=rows, status=status, statuses=STATUS_NAMES, heading=None
-    )
+    return page.render("alerts.html", rows=rows, status=status, statuses=STATUS_NAMES, heading=None)
 
 
 @router.get("/review")
@@ -239,7 +239,9 @@ def preview_draft(page: Page, draft: AlertDraft) -> dict[str, Any]:
         alert = Alert(msg_type=MsgType.ALERT, status=AlertStatus.DRAFT)
         alerts.apply_draft(alert, checked, session)
         alert.topic = session.get_one(Topic, checked.topic_id)
-        shown = preview_alert(session=session, alert=alert, sms_part_price=page.settings.sms_part_price)
+        shown = preview_alert(
+            session=session, alert=alert, sms_part_price=page.settings.sms_part_price
+        )
         session.rollback()
     return shown
 
@@ -284,7 +286,13 @@ def _compose(
 @router.get("/alerts/new")
 def compose_page(page: PageDep) -> Response:
     require(page, *WRITERS)
-    values = {"severity": "Severe", "urgency": "Expected", "cap_status": "Actual", "channels": ["sms", "push", "email"], "districts": []}
+    values = {
+        "severity": "Severe",
+        "urgency": "Expected",
+        "cap_status": "Actual",
+        "channels": ["sms", "push", "email"],
+        "districts": [],
+    }
     return _compose(page, values=values, errors={}, preview=None, action="/console/alerts/new")
 
 
@@ -332,7 +340,10 @@ async def live_preview(page: PageDep) -> Response:
         shown = preview_draft(page, draft_from_form(form))
     except InvalidInput as error:
         return page.render(
-            "_preview.html", code=422, preview=None, problem=(form_field(error.field), error.message)
+            "_preview.html",
+            code=422,
+            preview=None,
+            problem=(form_field(error.field), error.message),
         )
     return page.render("_preview.html", preview=shown, problem=None)
 
@@ -345,7 +356,12 @@ def edit_page(page: PageDep, alert_id: int) -> Response:
         values = _values_of_alert(alert)
         described = alerts.describe_alert(alert)
     return _compose(
-        page, values=values, errors={}, preview=None, action=f"/console/alerts/{alert_id}/edit", alert=described
+        page,
+        values=values,
+        errors={},
+        preview=None,
+        action=f"/console/alerts/{alert_id}/edit",
+        alert=described,
     )
 
 
@@ -398,7 +414,9 @@ def alert_page(page: PageDep, alert_id: int) -> Response:
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         described = alerts.describe_alert(alert)
-        shown = preview_alert(session=session, alert=alert, sms_part_price=page.settings.sms_part_price)
+        shown = preview_alert(
+            session=session, alert=alert, sms_part_price=page.settings.sms_part_price
+        )
         counts = _progress(session, alert)
         history = _history(session, alert_id)
         people = {alert.author_id, alert.approver_id, alert.submitted_by_id, alert.cancelled_by_id}
@@ -497,7 +515,9 @@ def follow_up_page(page: PageDep, alert_id: int, kind: str = "update") -> Respon
     with page.api.transaction() as session:
         original = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
     values = {"msg_type": kind if kind in {"update", "cancel"} else "update"}
-    return page.render("follow_up.html", original=original, values=values, errors={}, languages=LANGUAGES)
+    return page.render(
+        "follow_up.html", original=original, values=values, errors={}, languages=LANGUAGES
+    )
 
 
 @router.post("/alerts/{alert_id}/follow-up")

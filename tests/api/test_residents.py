@@ -109,7 +109,8 @@ def test_sign_up_sends_a_code_by_sms_and_a_link_by_email_and_the_code_verifies(
     [manage] = notices_of(outbox, NoticeKind.MANAGE)
     assert manage.address == E164
     # The link the resident receives opens their subscription, quiet hours included.
-    view = client.get(path_of(manage.url)).json()
+    assert path_of(manage.url).startswith("/my/")  # the resident's page
+    view = client.get(path_of(manage.url).replace("/my/", "/manage/")).json()
     assert view["quiet_hours"] == {"start": "22:00:00", "end": "07:00:00"}
     assert {p["channel"] for p in view["contact_points"]} == {"sms", "email"}
     assert E164 not in str(view)

@@ -198,7 +198,7 @@ def test_the_send_reminder_task_looks_the_address_up_and_sends_what_it_needs(
     messages = sandbox.messages("smsapi")
     assert len(messages) == sent
     if kind == "manage":
-        assert "/manage/" in messages[0]["text"]
+        assert "/my/" in messages[0]["text"]
 
 
 def test_notice_ids_never_meet_delivery_ids() -> None:

@@ -1,0 +1,149 @@
+"""Auditors' pages (read-only): the delivery log with its filters, a page at a time and
+as CSV, and the audit trail with its verification. Alert history (who did what) is on
+each alert's page."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response, StreamingResponse
+
+from broadcaster import audit, delivery_log
+from broadcaster.db import utcnow
+from broadcaster.delivery_log import DeliveryFilter
+from broadcaster.errors import InvalidInput
+from broadcaster.models import DeliveryStatus, Role
+from broadcaster.reference import DISTRICTS
+from broadcaster.web.core import WARSAW, Page, PageDep, WebRoute, finish, require
+from channels import Channel
+
+router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)
+
+AUDITORS = (Role.AUDITOR, Role.ADMIN)
+PAGE_ROWS = 50
+FILTERS = ("alert", "channel", "status", "district", "from", "to")
+
+
+def _number(value: str, field: str) -> int | None:
+    if not value.strip():
+        return None
+    if not value.strip().isdigit() or not 0 < int(value) < 2**31:
+        raise InvalidInput(field, "must be a whole number (an id)")
+    return int(value)
+
+
+def _moment(value: str, field: str) -> datetime | None:
+    if not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(field, "must be a date and time (YYYY-MM-DD HH:MM)") from None
+    return moment.replace(tzinfo=WARSAW) if moment.tzinfo is None else moment
+
+
+def _choice(value: str, kind: type[Any], field: str) -> Any:
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidInput(field, "is not one of the choices") from None
+
+
+def _filter(page: Page, values: dict[str, str]) -> DeliveryFilter:
+    with page.api.transaction() as session:
+        return delivery_log.build_filter(
+            session=session,
+            alert_id=_number(values.get("alert", ""), "alert"),
+            channel=_choice(values.get("channel", ""), Channel, "channel"),
+            status=_choice(values.get("status", ""), DeliveryStatus, "status"),
+            district=values.get("district") or None,
+            created_from=_moment(values.get("from", ""), "from"),
+            created_to=_moment(values.get("to", ""), "to"),
+        )
+
+
+def _log_page(page: Page, values: dict[str, str], **shown: Any) -> Response:
+    return page.render(
+        "log.html",
+        values=values,
+        channels=[c.value for c in Channel],
+        statuses=[s.value for s in DeliveryStatus],
+        districts=[(d.slug, d.name) for d in DISTRICTS],
+        query="&".join(f"{k}={values[k]}" for k in FILTERS if values.get(k)),
+        **shown,
+    )
+
+
+@router.get("/log")
+def delivery_log_page(page: PageDep) -> Response:
+    require(page, *AUDITORS)
+    values = {k: page.request.query_params.get(k, "") for k in (*FILTERS, "after")}
+    try:
+        chosen = _filter(page, values)
+        after = _number(values.get("after", ""), "after")
+    except InvalidInput as error:
+        return _log_page(
+            page, values, rows=[], next_after=None, errors={error.field: error.message}
+        )
+    with page.api.transaction() as session:
+        found = delivery_log.read_page(session=session, chosen=chosen, after=after, limit=PAGE_ROWS)
+    return _log_page(page, values, rows=found.rows, next_after=found.next_after, errors={})
+
+
+@router.get("/log.csv")
+def delivery_log_csv(page: PageDep) -> Response:
+    require(page, *AUDITORS)
+    values = {k: page.request.query_params.get(k, "") for k in FILTERS}
+    try:
+        chosen = _filter(page, values)
+    except InvalidInput as error:
+        return _log_page(
+            page, values, rows=[], next_after=None, errors={error.field: error.message}
+        )
+    rows = delivery_log.export(sessions=page.api.sessions, chosen=chosen)
+    filename = f"deliveries-{utcnow():%Y%m%dT%H%M%SZ}.csv"
+    response = StreamingResponse(
+        delivery_log.csv_chunks(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+    return finish(response, page.request, page.settings)
+
+
+@router.get("/audit")
+def audit_page(page: PageDep, verify: str = "", before: str = "") -> Response:
+    require(page, *AUDITORS)
+    values = {
+        k: page.request.query_params.get(k, "")
+        for k in ("object_type", "object_id", "action", "actor")
+    }
+    chosen = audit.EventFilter(**{k: (v or None) for k, v in values.items()})
+    try:
+        after = _number(before, "before")
+    except InvalidInput as error:
+        return page.error(422, str(error))
+    verdict = None
+    with page.api.transaction() as session:
+        events = audit.read_events(
+            session=session, chosen=chosen, newest_first=True, after_seq=after, limit=PAGE_ROWS + 1
+        )
+        if verify:
+            verdict = audit.verify_chain(session=session)
+    shown = [
+        {
+            "seq": e.seq,
+            "at": e.occurred_at,
+            "actor": e.actor,
+            "action": e.action,
+            "object": f"{e.object_type} {e.object_id}",
+            "payload": json.loads(e.payload),
+        }
+        for e in events[:PAGE_ROWS]
+    ]
+    more = shown[-1]["seq"] if len(events) > PAGE_ROWS else None
+    return page.render("audit.html", events=shown, more=more, verdict=verdict, values=values)

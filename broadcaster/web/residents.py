@@ -1,0 +1,343 @@
+"""Residents' pages, no account needed: subscribe, type in the code, ask for a lost
+link, and manage everything through the signed link we send (subscriptions, language,
+channels, quiet hours, export, erase).
+
+They call the very functions that answer the API (same limits, same checks, same
+answers whoever asks), and show each refusal next to the field it is about.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from starlette.datastructures import FormData
+
+from broadcaster.api import residents as api
+from broadcaster.errors import InvalidInput
+from broadcaster.models import Topic
+from broadcaster.reference import DISTRICTS
+from broadcaster.web.core import Page, PageDep, WebRoute, checked_form, finish
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+# The contacts a resident types on the web (a device registers from the app).
+CONTACT_FIELDS = (("sms", "phone"), ("email", "email"))
+
+
+def _choices(page: Page) -> dict[str, Any]:
+    with page.api.transaction() as session:
+        topics = session.scalars(select(Topic).order_by(Topic.id)).all()
+        listed = [(t.slug, t.name_en if page.language == "en" else t.name_pl) for t in topics]
+    return {"topics": listed, "districts": [(d.slug, d.name) for d in DISTRICTS]}
+
+
+def _field_of(location: str, contacts: list[str]) -> str:
+    """The form field a refusal is about: contacts[1].address -> the second contact's."""
+    head = location.split(".")[0]
+    if head.startswith("contacts[") and contacts:
+        index = int(head[len("contacts[") : -1])
+        return contacts[index] if index < len(contacts) else contacts[0]
+    if head == "contacts":
+        return contacts[0] if contacts else "phone"
+    if head == "quiet_hours":
+        return "quiet_start"
+    return head
+
+
+def _pydantic_field(error: ValidationError, contacts: list[str]) -> tuple[str, str]:
+    first = error.errors()[0]
+    location = ".".join(
+        f"[{part}]" if isinstance(part, int) else str(part) for part in first["loc"]
+    ).replace(".[", "[")
+    return _field_of(location, contacts), str(first["msg"])
+
+
+def _time(value: str) -> time | None:
+    return time.fromisoformat(value) if value else None
+
+
+# -- signing up -----------------------------------------------------------------------
+
+
+@router.get("/")
+def home(page: PageDep) -> Response:
+    values = {"language": page.language, "districts": [], "topics": []}
+    return page.render("subscribe.html", values=values, errors={}, **_choices(page))
+
+
+@router.post("/subscribe")
+async def subscribe(page: PageDep) -> Response:
+    form = await checked_form(page)
+    values = _values(form)
+    contacts = [
+        (channel, name) for channel, name in CONTACT_FIELDS if str(form.get(name, "")).strip()
+    ]
+    names = [name for _, name in contacts]
+    try:
+        if not contacts:
+            raise InvalidInput(
+                "phone", page.t("podaj telefon lub e-mail", "give a phone or an e-mail")
+            )
+        start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
+        if bool(start) != bool(end):
+            raise InvalidInput(
+                "quiet_start", page.t("podaj początek i koniec", "give a start and an end")
+            )
+        body = api.SubscribeIn.model_validate(
+            {
+                "contacts": [
+                    {"channel": channel, "address": str(form.get(name, "")).strip()}
+                    for channel, name in contacts
+                ],
+                "topics": form.getlist("topics"),
+                "districts": ["*"] if form.get("whole_city") == "on" else form.getlist("districts"),
+                "language": str(form.get("language", "pl")),
+                "quiet_hours": {"start": start, "end": end} if start else None,
+            }
+        )
+        api.subscribe(body, page.request, page.api, api.get_limits(page.request, page.api))
+    except ValidationError as error:
+        field, message = _pydantic_field(error, names)
+        return _again(page, values, {field: message})
+    except InvalidInput as error:
+        return _again(page, values, {_field_of(error.field, names): error.message})
+    return page.render(
+        "sent.html", contacts=[channel for channel, _ in contacts], values=values, errors={}
+    )
+
+
+def _values(form: FormData) -> dict[str, Any]:
+    values: dict[str, Any] = {key: str(value) for key, value in form.items()}
+    values["topics"] = [str(t) for t in form.getlist("topics")]
+    values["districts"] = [str(d) for d in form.getlist("districts")]
+    values["whole_city"] = form.get("whole_city") == "on"
+    return values
+
+
+def _again(page: Page, values: dict[str, Any], errors: dict[str, str]) -> Response:
+    return page.render("subscribe.html", code=422, values=values, errors=errors, **_choices(page))
+
+
+# -- proving with a code, and lost links ----------------------------------------------
+
+
+@router.get("/confirm")
+def confirm_page(page: PageDep) -> Response:
+    return page.render("confirm.html", values={"channel": "sms"}, errors={}, done=False)
+
+
+@router.post("/confirm")
+async def confirm(page: PageDep) -> Response:
+    form = await checked_form(page)
+    values = {key: str(value) for key, value in form.items()}
+    try:
+        body = api.VerifyIn.model_validate(
+            {
+                "channel": values.get("channel", "sms"),
+                "address": values.get("address", "").strip(),
+                "code": values.get("code", "").strip(),
+            }
+        )
+        api.verify(body, page.api)
+    except ValidationError as error:
+        field, message = _pydantic_field(error, [])
+        return page.render(
+            "confirm.html", code=422, values=values, errors={field: message}, done=False
+        )
+    except InvalidInput as error:
+        message = page.t(
+            "Kod jest błędny, wygasł albo wykorzystano już wszystkie próby. Poproś o nowy kod.",
+            "The code is wrong, has expired or was tried too many times. Ask for a new one.",
+        )
+        return page.render(
+            "confirm.html", code=422, values=values, errors={error.field: message}, done=False
+        )
+    return page.render("confirm.html", values={}, errors={}, done=True)
+
+
+@router.get("/link")
+def lost_link_page(page: PageDep) -> Response:
+    return page.render("lost_link.html", values={"channel": "email"}, errors={}, done=False)
+
+
+@router.post("/link")
+async def lost_link(page: PageDep) -> Response:
+    form = await checked_form(page)
+    values = {key: str(value) for key, value in form.items()}
+    want_code = values.get("want") == "code"
+    try:
+        body = api.AddressIn.model_validate(
+            {
+                "channel": values.get("channel", "email"),
+                "address": values.get("address", "").strip(),
+            }
+        )
+        limits = api.get_limits(page.request, page.api)
+        if want_code:
+            api.resend_code(body, page.request, page.api, limits)
+        else:
+            api.request_manage_link(body, page.request, page.api, limits)
+    except ValidationError as error:
+        field, message = _pydantic_field(error, [])
+        return page.render(
+            "lost_link.html", code=422, values=values, errors={field: message}, done=False
+        )
+    except InvalidInput as error:
+        return page.render(
+            "lost_link.html",
+            code=422,
+            values=values,
+            errors={error.field: error.message},
+            done=False,
+        )
+    return page.render("lost_link.html", values=values, errors={}, done=True)
+
+
+# -- managing through the signed link -------------------------------------------------
+
+
+def _link_refused(page: Page, error: HTTPException) -> Response:
+    expired = error.status_code == 410
+    message = (
+        page.t("Ten link wygasł. Poproś o nowy.", "This link has expired. Ask for a new one.")
+        if expired
+        else page.t("Ten link jest nieprawidłowy.", "This link is not valid.")
+    )
+    return page.render("link_refused.html", code=error.status_code, message=message)
+
+
+def _manage(
+    page: Page, token: str, errors: dict[str, str], notice: str | None = None, code: int = 200
+) -> Response:
+    try:
+        view = api.manage(token, page.api)
+    except HTTPException as error:
+        return _link_refused(page, error)
+    chosen_topics = sorted({s.topic for s in view.subscriptions})
+    chosen_districts = sorted({s.district for s in view.subscriptions})
+    return page.render(
+        "manage.html",
+        code=code,
+        token=token,
+        view=view,
+        values={
+            "topics": chosen_topics,
+            "districts": [d for d in chosen_districts if d != "*"],
+            "whole_city": "*" in chosen_districts,
+            "language": view.language.value,
+            "quiet_start": view.quiet_hours.start.strftime("%H:%M") if view.quiet_hours else "",
+            "quiet_end": view.quiet_hours.end.strftime("%H:%M") if view.quiet_hours else "",
+            "channels": sorted({p.channel.value for p in view.contact_points if p.wanted}),
+        },
+        errors=errors,
+        notice=notice,
+        **_choices(page),
+    )
+
+
+@router.get("/my/{token}")
+def manage_page(page: PageDep, token: str) -> Response:
+    return _manage(page, token, {})
+
+
+@router.post("/my/{token}/subscriptions")
+async def change_subscriptions(page: PageDep, token: str) -> Response:
+    form = await checked_form(page)
+    try:
+        body = api.SubscriptionsIn.model_validate(
+            {
+                "topics": form.getlist("topics"),
+                "districts": ["*"] if form.get("whole_city") == "on" else form.getlist("districts"),
+            }
+        )
+        api.replace_subscriptions(token, body, page.api)
+    except HTTPException as error:
+        return _link_refused(page, error)
+    except ValidationError as error:
+        field, message = _pydantic_field(error, [])
+        return _manage(page, token, {field: message}, code=422)
+    except InvalidInput as error:
+        return _manage(page, token, {_field_of(error.field, []): error.message}, code=422)
+    return _manage(
+        page,
+        token,
+        {},
+        notice=page.t("Zapisano tematy i dzielnice.", "Topics and districts saved."),
+    )
+
+
+@router.post("/my/{token}/preferences")
+async def change_preferences(page: PageDep, token: str) -> Response:
+    form = await checked_form(page)
+    start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
+    try:
+        if bool(start) != bool(end):
+            raise InvalidInput(
+                "quiet_start", page.t("podaj początek i koniec", "give a start and an end")
+            )
+        body = api.PreferencesIn.model_validate(
+            {
+                "language": str(form.get("language", "pl")),
+                "channels": form.getlist("channels") or None,
+                "quiet_hours": {"start": start, "end": end} if start else None,
+            }
+        )
+        if not form.getlist("channels"):
+            raise InvalidInput(
+                "channels",
+                page.t(
+                    "zostaw co najmniej jeden kanał (albo wypisz się)",
+                    "keep at least one channel (or unsubscribe)",
+                ),
+            )
+        api.change_preferences(token, body, page.api)
+    except HTTPException as error:
+        return _link_refused(page, error)
+    except ValidationError as error:
+        field, message = _pydantic_field(error, [])
+        return _manage(page, token, {field: message}, code=422)
+    except InvalidInput as error:
+        return _manage(page, token, {_field_of(error.field, []): error.message}, code=422)
+    return _manage(page, token, {}, notice=page.t("Zapisano ustawienia.", "Settings saved."))
+
+
+@router.get("/my/{token}/export.json")
+def export(page: PageDep, token: str) -> Response:
+    try:
+        data = api.export(token, page.api)
+    except HTTPException as error:
+        return _link_refused(page, error)
+    response = Response(
+        json.dumps(data, ensure_ascii=False, indent=2, default=str),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="moje-dane-powiadomienia.json"'},
+    )
+    return finish(response, page.request, page.settings)
+
+
+@router.post("/my/{token}/erase")
+async def erase(page: PageDep, token: str) -> Response:
+    form = await checked_form(page)
+    if form.get("sure") != "yes":
+        return _manage(
+            page,
+            token,
+            {
+                "sure": page.t(
+                    "Zaznacz, że na pewno chcesz usunąć dane.",
+                    "Tick the box to confirm you want your data erased.",
+                )
+            },
+            code=422,
+        )
+    try:
+        api.erase(token, page.api)
+    except HTTPException as error:
+        return _link_refused(page, error)
+    return page.render("erased.html")
