@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The browser tests (tests/e2e) drive Debian's Chromium through its chromedriver.
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+APT     := DEBIAN_FRONTEND=noninteractive apt-get -y -q
 
-.PHONY: install demo test test-unit lint bench clean
+.PHONY: install browser demo test test-unit lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +17,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Installed only when missing; the package lists are refreshed only if the install fails
+# without it (an image whose lists are current needs no network round for them).
+$(BROWSER) &:
+	$(APT) install chromium chromium-driver || \
+		{ $(APT) update && $(APT) install chromium chromium-driver; }
+
+browser: $(BROWSER)
+
 demo: $(STAMP)
 	$(BIN)/broadcaster demo
 
 # The pipeline tests start real workers that share Redis (one of them restarts it): they
 # run on their own, after the rest runs in parallel.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -n 2 --ignore=tests/pipeline $(PYTEST_ARGS)
 	$(BIN)/pytest tests/pipeline $(PYTEST_ARGS)
 

@@ -1,8 +1,8 @@
 """`broadcaster demo`: the whole pipeline on embedded defaults, with a report.
 
 A fresh SQLite database and a Celery broker on SQLite under the data folder (or whatever
-DATABASE_URL and BROKER_URL say), the sandbox providers and the receipt endpoint on
-loopback, and one worker process with beat. A synthetic population is seeded, an operator
+DATABASE_URL and BROKER_URL say), the sandbox providers and the API on loopback, and one
+worker process with beat (`broadcaster.stack`). A synthetic population is seeded, an operator
 writes a Polish weather warning for a few districts, a second person approves it, and the
 worker fans it out; a progress bar follows the counters. The report gives every channel's
 deliveries per status and the sandbox's own count of what arrived, and the demo fails
@@ -11,32 +11,22 @@ deliveries per status and the sandbox's own count of what arrived, and the demo 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, audit, operators, population, progress, schema
+from broadcaster import alerts, audit, operators, population, progress
 from broadcaster.alerts import AlertDraft
-from broadcaster.api.app import create_app
-from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import Alert, AlertStatus, Delivery, DeliveryStatus, Operator
-from broadcaster.settings import Environment, Settings, get_settings
-from channels.sandbox.server import SandboxServer, free_port
-from tasks.commands import all_in_one_worker
+from broadcaster.settings import Environment, Settings
+from broadcaster.stack import running_stack
 
 DEMO_DISTRICTS = ("mokotow", "ursynow", "wilanow", "srodmiescie")
 DEMO_STAFF = (
@@ -139,57 +129,6 @@ def weather_warning(now: datetime) -> AlertDraft:
     )
 
 
-@contextlib.contextmanager
-def _api(port: int, settings: Settings) -> Iterator[None]:
-    # A Celery client of the demo's own broker: the process-wide app of `tasks` may have
-    # been made earlier in this process, for another broker.
-    from tasks.app import make_app
-
-    celery = make_app()
-
-    def publish(reports: list[dict[str, str]]) -> None:
-        celery.send_task("tasks.jobs.record_smsapi_reports", args=[reports], queue="receipts")
-
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, publish=publish),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@contextlib.contextmanager
-def _worker(environment: dict[str, str], directory: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = (directory / "demo-worker.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - our own worker
-        all_in_one_worker(directory / "demo-beat"),
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
 def _open_count(counts: dict[str, dict[str, int]]) -> int:
     return sum(
         n for by_status in counts.values() for status, n in by_status.items() if status in OPEN
@@ -208,67 +147,41 @@ def run_demo(
         raise InvalidInput("WSP_ENV", "the demo adds synthetic residents: never in production")
     started = time.monotonic()
     database, broker, fresh = demo_urls(settings)
-    directory = settings.data_dir.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
     for path in fresh:
         for leftover in (path, *path.parent.glob(path.name + "-*")):
             leftover.unlink(missing_ok=True)
-    engine = make_engine(database)
-    sessions = make_sessionmaker(engine, secret_key=settings.secret_key)
-    api_port = free_port()
-    sandbox = SandboxServer(directory=directory / "sandbox")
-    endpoints = sandbox.start_in_thread()
-    # The workers ask SMSAPI (the sandbox) to report to the demo's API, as in production.
-    ours = {
-        "DATABASE_URL": database,
-        "BROKER_URL": broker,
-        "WSP_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-        "WSP_SMSAPI_CALLBACK_SECRET": secrets.token_urlsafe(24),
-    }
-    environment = {
-        **os.environ,
-        **endpoints.environment(),
-        **ours,
-        "WSP_DATA_DIR": str(directory),
-        "WSP_SWEEP_SECONDS": "1",
-    }
-    saved = {name: os.environ.get(name) for name in ours}
-    os.environ.update(ours)
-    get_settings.cache_clear()  # the receipt endpoint publishes with these
-    try:
-        schema.upgrade(engine)
-        with sessions.begin() as session:
-            population.seed_population(session=session, count=residents, progress=seeding)
-        with _api(api_port, get_settings()), _worker(environment, directory):
-            alert_id = _write_and_approve(settings, sessions)
-            counts = _follow(sessions, alert_id, timeout, progress_bar)
-            _wait_for_reports(sessions, alert_id, timeout=30)
-            with sessions() as session:
-                counts = progress.read(session, alert_id)
-                alert = session.get_one(Alert, alert_id)
-                view = alerts.describe_alert(alert)
-                view["title_pl"] = view.pop("contents")["pl"]["title"]
-                verdict = audit.verify_chain(session=session)
-                tallies = progress.receipts(session)
-                left = dict(
-                    session.execute(
-                        select(Delivery.channel, func.count())
-                        .where(Delivery.alert_id == alert_id, Delivery.sent_at.is_not(None))
-                        .group_by(Delivery.channel)
-                    ).all()
-                )
-            accepted = {
-                channel: int(sandbox.recorder(PROVIDER_OF[channel]).counts()["accepted"])
-                for channel in ("sms", "push", "email")
-            }
-    finally:
-        sandbox.stop_thread()
-        engine.dispose()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+
+    def seed(session: Session) -> None:
+        population.seed_population(session=session, count=residents, progress=seeding)
+
+    with running_stack(
+        directory=settings.data_dir,
+        variables={"DATABASE_URL": database, "BROKER_URL": broker},
+        prepare=seed,
+        name="demo",
+    ) as stack:
+        sessions = stack.sessions
+        alert_id = _write_and_approve(stack.settings, sessions)
+        counts = _follow(sessions, alert_id, timeout, progress_bar)
+        _wait_for_reports(sessions, alert_id, timeout=30)
+        with sessions() as session:
+            counts = progress.read(session, alert_id)
+            alert = session.get_one(Alert, alert_id)
+            view = alerts.describe_alert(alert)
+            view["title_pl"] = view.pop("contents")["pl"]["title"]
+            verdict = audit.verify_chain(session=session)
+            tallies = progress.receipts(session)
+            left = dict(
+                session.execute(
+                    select(Delivery.channel, func.count())
+                    .where(Delivery.alert_id == alert_id, Delivery.sent_at.is_not(None))
+                    .group_by(Delivery.channel)
+                ).all()
+            )
+        accepted = {
+            channel: int(stack.sandbox.recorder(PROVIDER_OF[channel]).counts()["accepted"])
+            for channel in ("sms", "push", "email")
+        }
     report = DemoReport(
         database=database,
         residents=residents,

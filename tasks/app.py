@@ -16,15 +16,17 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from broadcaster.settings import get_settings
+from broadcaster.settings import Settings, get_settings
 from tasks.commands import QUEUES
 
 URGENT_PRIORITY = 0  # Redis: 0 is taken first
 NORMAL_PRIORITY = 6
 
 
-def make_app() -> Celery:
-    settings = get_settings()
+def make_app(settings: Settings | None = None) -> Celery:
+    """The app for `settings` (default: this process's); a client of another broker than
+    the process-wide `app` (the demo's, a test's stack) makes one of its own."""
+    settings = settings or get_settings()
     app = Celery("broadcaster", broker=settings.broker_url, include=["tasks.jobs"])
     redis_broker = settings.broker_url.startswith(("redis://", "rediss://"))
     # The SQLAlchemy transport hands its options to create_engine: only Redis takes these.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
@@ -22,6 +22,9 @@ from broadcaster.api.support import Api, BodyLimit, install_error_handlers, refu
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.settings import Settings, get_settings
 from subscribers.notices import Notice, Reminder
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 Publish = Callable[[list[dict[str, str]]], None]
 
@@ -51,26 +54,41 @@ STAFF_ERRORS = _errors(401, 403, 404, 409, 413, 429)
 PUBLIC_ERRORS = _errors(403, 404, 409, 410, 413, 429)
 
 
-def _publish_to_receipts_queue(reports: list[dict[str, str]]) -> None:
-    from tasks.jobs import record_smsapi_reports
-
-    record_smsapi_reports.apply_async(args=[reports], queue="receipts")
+Notify = Callable[[Notice | Reminder], None]
 
 
-def _notify_through_worker(notice: Notice | Reminder) -> None:
-    from tasks.jobs import send_notice, send_reminder
+def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
+    """What the API hands to the workers: delivery reports to the `receipts` queue,
+    notices and reminders to `notices`, through `celery` (default: the process-wide
+    app). By task name, so that this process need not import the tasks."""
 
-    task = send_reminder if isinstance(notice, Reminder) else send_notice
-    task.apply_async(args=[notice.as_dict()], queue="notices")
+    def client() -> Celery:
+        if celery is not None:
+            return celery
+        from tasks.app import app as process_app
+
+        return process_app
+
+    def publish(reports: list[dict[str, str]]) -> None:
+        client().send_task("tasks.jobs.record_smsapi_reports", args=[reports], queue="receipts")
+
+    def notify(notice: Notice | Reminder) -> None:
+        task = (
+            "tasks.jobs.send_reminder" if isinstance(notice, Reminder) else "tasks.jobs.send_notice"
+        )
+        client().send_task(task, args=[notice.as_dict()], queue="notices")
+
+    return publish, notify
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    publish: Publish = _publish_to_receipts_queue,
-    notify: Callable[[Notice | Reminder], None] = _notify_through_worker,
+    publish: Publish | None = None,
+    notify: Notify | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    default_publish, default_notify = worker_handoffs()
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -91,8 +109,8 @@ def create_app(
     app.state.api = Api(
         settings=settings,
         sessions=make_sessionmaker(engine, secret_key=settings.secret_key),
-        publish=publish,
-        notify=notify,
+        publish=publish or default_publish,
+        notify=notify or default_notify,
     )
     app.add_middleware(BodyLimit)
     install_error_handlers(app)

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broadcaster.api.support import Api, ApiDep
+from broadcaster.api.support import PAGE_HEADERS, Api, ApiDep
 from broadcaster.errors import InvalidInput, RateLimited
 from broadcaster.models import District, Language, Topic
 from broadcaster.ratelimit import KeyedLimiter, LocalKeyedLimiter, RedisKeyedLimiter
@@ -415,8 +415,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         '<meta name="robots" content="noindex">'
         f"<title>{html.escape(title)}</title><body><h1>{html.escape(title)}</h1>{body}</body></html>",
         status_code=status,
-        # A page that carries a token is neither cached nor sent onward as a referrer.
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        headers=PAGE_HEADERS,
     )
 
 

@@ -67,9 +67,10 @@ def _filter(page: Page, values: dict[str, str]) -> DeliveryFilter:
         )
 
 
-def _log_page(page: Page, values: dict[str, str], **shown: Any) -> Response:
+def _log_page(page: Page, values: dict[str, str], code: int = 200, **shown: Any) -> Response:
     return page.render(
         "log.html",
+        code=code,
         values=values,
         channels=[c.value for c in Channel],
         statuses=[s.value for s in DeliveryStatus],
@@ -88,7 +89,7 @@ def delivery_log_page(page: PageDep) -> Response:
         after = _number(values.get("after", ""), "after")
     except InvalidInput as error:
         return _log_page(
-            page, values, rows=[], next_after=None, errors={error.field: error.message}
+            page, values, 422, rows=[], next_after=None, errors={error.field: error.message}
         )
     with page.api.transaction() as session:
         found = delivery_log.read_page(session=session, chosen=chosen, after=after, limit=PAGE_ROWS)
@@ -103,7 +104,7 @@ def delivery_log_csv(page: PageDep) -> Response:
         chosen = _filter(page, values)
     except InvalidInput as error:
         return _log_page(
-            page, values, rows=[], next_after=None, errors={error.field: error.message}
+            page, values, 422, rows=[], next_after=None, errors={error.field: error.message}
         )
     rows = delivery_log.export(sessions=page.api.sessions, chosen=chosen)
     filename = f"deliveries-{utcnow():%Y%m%dT%H%M%SZ}.csv"

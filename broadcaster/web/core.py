@@ -34,7 +34,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
 from broadcaster import tokens
-from broadcaster.api.support import Api, get_api
+from broadcaster.api.support import PAGE_HEADERS, Api, get_api
 from broadcaster.errors import (
     Conflict,
     Forbidden,
@@ -44,6 +44,7 @@ from broadcaster.errors import (
     Unauthenticated,
 )
 from broadcaster.models import Operator, Role
+from broadcaster.reference import DISTRICTS
 from broadcaster.settings import Settings
 
 LANGUAGES = ("pl", "en")
@@ -52,19 +53,6 @@ CSRF_COOKIE = "wsp_csrf"
 STAFF_COOKIE = "wsp_staff"
 CSRF_FIELD = "csrf"
 
-# Scripts and styles only from our own origin, no inline code, never framed, forms post
-# only to us, and no referrer: page URLs can carry a resident's signed link.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
-
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "pages"),
     autoescape=select_autoescape(["html"]),
@@ -72,6 +60,7 @@ _templates = Environment(
     lstrip_blocks=True,
 )
 WARSAW = ZoneInfo("Europe/Warsaw")
+DISTRICT_NAMES = {district.slug: district.name for district in DISTRICTS}
 
 
 def local_time(value: datetime | str | None) -> str:
@@ -116,7 +105,7 @@ def _secure(settings: Settings) -> bool:
 
 def finish(response: Response, request: Request, settings: Settings) -> Response:
     """Security headers and the cookies the page relies on."""
-    response.headers.update(SECURITY_HEADERS)
+    response.headers.update(PAGE_HEADERS)
     new_csrf = getattr(request.state, "new_csrf", None)
     if new_csrf:
         response.set_cookie(
@@ -156,6 +145,7 @@ class Page:
             csrf=csrf_token(self.request, self.settings),
             csrf_field=CSRF_FIELD,
             path=self.request.url.path,
+            district_names=DISTRICT_NAMES,
             sandbox=self.request.app.state.sandbox_viewer,
             **context,
         )

@@ -229,7 +229,7 @@ def _manage(
         values={
             "topics": chosen_topics,
             "districts": [d for d in chosen_districts if d != "*"],
-            "whole_city": "*" in chosen_districts,
+            "whole_city": "*" in chosen_districts or len(chosen_districts) == len(DISTRICTS),
             "language": view.language.value,
             "quiet_start": view.quiet_hours.start.strftime("%H:%M") if view.quiet_hours else "",
             "quiet_end": view.quiet_hours.end.strftime("%H:%M") if view.quiet_hours else "",

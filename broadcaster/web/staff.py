@@ -8,6 +8,7 @@ and the rules about the object again (the author never approves).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,6 @@ from broadcaster.models import (
     Alert,
     AlertStatus,
     CapStatus,
-    District,
     Language,
     MsgType,
     Operator,
@@ -64,6 +64,21 @@ STATUS_NAMES = {
     "done": ("wysłany", "done"),
     "cancelled": ("odwołany", "cancelled"),
     "expired": ("wygasł", "expired"),
+}
+
+# What the audit trail's actions on an alert mean, for its history.
+ACTION_NAMES = {
+    "alert.created": ("utworzył(a)", "created it"),
+    "alert.edited": ("zmienił(a)", "edited it"),
+    "alert.scheduled": ("zaplanował(a)", "scheduled it"),
+    "alert.submit": ("wysłał(a) do zatwierdzenia", "submitted it for approval"),
+    "alert.approve": ("zatwierdził(a)", "approved it"),
+    "alert.reject": ("odrzucił(a)", "rejected it"),
+    "alert.start_dispatch": ("rozpoczęto wysyłkę", "dispatch started"),
+    "alert.planned": ("rozplanowano odbiorców", "recipients planned"),
+    "alert.finish": ("wysyłka zakończona", "dispatch finished"),
+    "alert.cancel": ("anulował(a)", "cancelled it"),
+    "alert.expire": ("wygasł", "expired"),
 }
 
 
@@ -382,7 +397,12 @@ def _history(session: Session, alert_id: int) -> list[dict[str, Any]]:
         limit=200,
     )
     return [
-        {"at": e.occurred_at, "actor": e.actor, "action": e.action, "payload": e.payload}
+        {
+            "at": e.occurred_at,
+            "actor": e.actor,
+            "action": e.action,
+            "payload": json.loads(e.payload),
+        }
         for e in events
     ]
 
@@ -420,8 +440,12 @@ def alert_page(page: PageDep, alert_id: int) -> Response:
         counts = _progress(session, alert)
         history = _history(session, alert_id)
         people = {alert.author_id, alert.approver_id, alert.submitted_by_id, alert.cancelled_by_id}
+        people |= {
+            int(e["actor"].split(":")[1]) for e in history if e["actor"].startswith("operator:")
+        }
         names = _names_of(session, {i for i in people if i is not None})
-        district_names = dict(session.execute(select(District.slug, District.name)).all())
+        topic = alert.topic
+        topic_name = topic.name_en if page.language == "en" else topic.name_pl
     may = _allowed(me, described)
     return page.render(
         "alert.html",
@@ -429,8 +453,9 @@ def alert_page(page: PageDep, alert_id: int) -> Response:
         preview=shown,
         progress=counts,
         history=history,
+        actions=ACTION_NAMES,
         names=names,
-        district_names=district_names,
+        topic_name=topic_name,
         may=may,
         statuses=STATUS_NAMES,
         refresh=described["status"] in {AlertStatus.APPROVED, AlertStatus.DISPATCHING},
