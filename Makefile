@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The browser tests (tests/e2e) drive Debian's Chromium through its chromedriver.
 BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+# ... and check each page's accessibility with axe-core (package.json, npm).
+AXE     := node_modules/axe-core/axe.min.js
 APT     := DEBIAN_FRONTEND=noninteractive apt-get -y -q
 
 .PHONY: install browser demo test test-unit lint bench clean
@@ -23,7 +25,11 @@ $(BROWSER) &:
 	$(APT) install chromium chromium-driver || \
 		{ $(APT) update && $(APT) install chromium chromium-driver; }
 
-browser: $(BROWSER)
+$(AXE): package.json
+	npm install --no-audit --no-fund --silent
+	touch $(AXE)
+
+browser: $(BROWSER) $(AXE)
 
 demo: $(STAMP)
 	$(BIN)/broadcaster demo
@@ -48,4 +54,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -32,6 +32,9 @@ from broadcaster.stack import Stack, running_stack
 from broadcaster.tokens import issue_token
 from tests.channels.conftest import Sandbox
 
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+# WCAG 2.1 A and AA: labels, names, contrast, keyboard-reachable controls, landmarks...
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WINDOW = (1280, 900)
@@ -187,3 +190,28 @@ def shot(browser: webdriver.Chrome, request: pytest.FixtureRequest) -> Callable[
         return path
 
     return take
+
+
+@pytest.fixture
+def accessible(browser: webdriver.Chrome) -> Callable[[], None]:
+    """`accessible()` checks the page as it is now with axe-core (WCAG 2.1 A and AA) and
+    fails listing every violation and the elements at fault."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} missing: `make test` installs it (npm install)")
+    source = AXE.read_text()
+
+    def check() -> None:
+        browser.execute_script(source)
+        violations = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}})"
+            ".then(r => done(r.violations.map(v => [v.id, v.help,"
+            " v.nodes.map(n => n.target.join(' ')).slice(0, 5)])))"
+            ".catch(e => done([['axe-error', String(e), []]]));",
+            AXE_RULES,
+        )
+        assert not violations, f"{browser.current_url}: " + "; ".join(
+            f"{rule} ({help}) at {targets}" for rule, help, targets in violations
+        )
+
+    return check

@@ -24,6 +24,7 @@ from tests.e2e.conftest import RunningStack, eventually
 pytestmark = pytest.mark.browser
 
 Shot = Callable[[str], Path]
+Check = Callable[[], None]
 PHONE = "601 234 567"
 
 
@@ -52,7 +53,7 @@ def sms_to(stack: RunningStack, number: str) -> list[str]:
 
 
 def test_a_resident_signs_up_on_the_map_and_confirms_the_sms_code(
-    stack: RunningStack, browser: webdriver.Chrome, shot: Shot
+    stack: RunningStack, browser: webdriver.Chrome, shot: Shot, accessible: Check
 ) -> None:
     browser.get(stack.base_url)
     assert heading(browser) == "Powiadomienia dla mieszkańców Warszawy"
@@ -61,9 +62,11 @@ def test_a_resident_signs_up_on_the_map_and_confirms_the_sms_code(
     for district in ("mokotow", "ursynow"):
         browser.find_element(By.CSS_SELECTOR, f"label.d-{district}").click()
     shot("sign-up")
+    accessible()
     browser.find_element(By.CSS_SELECTOR, "form.card button.primary").click()
     wait(browser).until(shown.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Prawie gotowe"))
     shot("code-sent")
+    accessible()
 
     text = eventually(lambda: sms_to(stack, "48601234567"), "the SMS with the code")[0]
     code = re.search(r"\b(\d{6})\b", text)
@@ -72,6 +75,7 @@ def test_a_resident_signs_up_on_the_map_and_confirms_the_sms_code(
     browser.find_element(By.CSS_SELECTOR, "form.card button.primary").click()
     wait(browser).until(shown.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Potwierdzone"))
     shot("confirmed")
+    accessible()
 
     # The SMS that follows carries the link to manage it all.
     manage = eventually(
@@ -84,10 +88,11 @@ def test_a_resident_signs_up_on_the_map_and_confirms_the_sms_code(
     checked = browser.find_elements(By.CSS_SELECTOR, "input[name=districts]:checked")
     assert sorted(box.get_attribute("value") for box in checked) == ["mokotow", "ursynow"]
     shot("manage")
+    accessible()
 
 
 def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
-    stack: RunningStack, browser: webdriver.Chrome, shot: Shot, tmp_path: Path
+    stack: RunningStack, browser: webdriver.Chrome, shot: Shot, accessible: Check, tmp_path: Path
 ) -> None:
     with stack.sessions.begin() as session:
         for n in range(12):
@@ -116,11 +121,13 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     assert "Ostrzeżenie IMGW: burze z gradem" in preview
     assert "Bemowo" in preview and "Wola" in preview
     shot("compose-live-preview")
+    accessible()
     browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
     wait(browser).until(shown.url_matches(r"/console/alerts/\d+$"))
     alert_url = browser.current_url
     alert_id = alert_url.rsplit("/", 1)[1]
     shot("draft")
+    accessible()
     browser.find_element(By.XPATH, "//button[contains(., 'Wyślij do zatwierdzenia')]").click()
     wait(browser).until(
         shown.text_to_be_present_in_element((By.ID, "status"), "czeka na zatwierdzenie")
@@ -132,13 +139,16 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     sign_in(browser, stack, approver)
     browser.get(f"{stack.base_url}/console/review")
     shot("review-queue")
+    accessible()
     browser.find_element(By.CSS_SELECTOR, f"a[href='/console/alerts/{alert_id}']").click()
     shot("review-alert")
+    accessible()
     browser.find_element(By.XPATH, "//button[contains(., 'Zatwierdź i wyślij')]").click()
     # The page follows the progress by itself until the alert is done.
     wait(browser, 90).until(shown.text_to_be_present_in_element((By.ID, "status"), "wysłany"))
     assert "12" in browser.find_element(By.ID, "progress").text
     shot("done")
+    accessible()
     sign_out(browser)
 
     # The auditor filters the log and downloads it.
@@ -155,6 +165,7 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     assert len(rows) == 12
     assert "601000001" not in browser.page_source  # masked
     shot("log")
+    accessible()
     browser.find_element(By.PARTIAL_LINK_TEXT, "CSV").click()
     saved = eventually(lambda: list(tmp_path.glob("deliveries-*.csv")), "the CSV download")
     with saved[0].open(newline="") as handle:
@@ -165,12 +176,15 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     history = browser.find_element(By.XPATH, "//h2[contains(., 'Historia')]/..").text
     assert "Anna" in history and "Piotr" in history
     shot("alert-history")
+    accessible()
     browser.get(f"{stack.base_url}/console/audit?verify=1")
     assert browser.find_element(By.ID, "verdict").text.startswith("Nienaruszony")
     shot("audit")
+    accessible()
 
     # The sandbox shows the SMS as a phone would.
     browser.get(f"{stack.base_url}/console/sandbox")
     bubbles = browser.find_elements(By.CSS_SELECTOR, ".sandbox .sms .bubble")
     assert any("burze z gradem" in b.text for b in bubbles)
     shot("sandbox")
+    accessible()
