@@ -19,6 +19,8 @@ from channels import Channel
 from subscribers.models import Subscription
 from templates.renderer import AlertText, render_email, render_push, render_sms
 
+# Each recipient's e-mail carries their own unsubscribe link; a preview shows where.
+UNSUBSCRIBE_PLACEHOLDER = "https://…/u/…"
 WHOLE_CITY = {"pl": "cała Warszawa", "en": "all of Warsaw", "uk": "уся Варшава"}
 
 
@@ -102,8 +104,10 @@ def preview_alert(
             }
         if Channel.EMAIL in alert.channels:
             email = render_email(text)
+            text_body, _ = email.for_recipient(UNSUBSCRIBE_PLACEHOLDER)
             entry["email"] = {
                 "subject": email.subject,
+                "text": text_body,
                 "recipients": audience.get((Channel.EMAIL.value, language), 0),
             }
         variants[language] = entry

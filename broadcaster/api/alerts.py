@@ -160,6 +160,7 @@ class PushVariant(BaseModel):
 
 class EmailVariant(BaseModel):
     subject: str
+    text: str = Field(description="The plain-text part, with a placeholder unsubscribe link.")
     recipients: int
 
 

@@ -548,7 +548,7 @@ def unsubscribe(
 # -- managing through a signed link ---------------------------------------------------
 
 
-def _subscriber_of(session: Session, api: Api, token: str) -> Subscriber:
+def subscriber_of(session: Session, api: Api, token: str) -> Subscriber:
     state, subscriber_id = read_manage_token(api.settings.secret_key, token, time.time())
     if state is LinkState.FORGED:
         raise HTTPException(404, FORGED_LINK)
@@ -593,14 +593,14 @@ def _view(session: Session, subscriber: Subscriber) -> ManageView:
 @router.get("/manage/{token}", response_model=ManageView, responses=LINK_ERRORS)
 def manage(token: str, api: ApiDep) -> ManageView:
     with api.transaction() as session:
-        return _view(session, _subscriber_of(session, api, token))
+        return _view(session, subscriber_of(session, api, token))
 
 
 @router.put("/manage/{token}/subscriptions", response_model=ManageView, responses=LINK_ERRORS)
 def replace_subscriptions(token: str, body: SubscriptionsIn, api: ApiDep) -> ManageView:
     """Replace topics x districts (["*"] for the whole city)."""
     with api.transaction() as session:
-        subscriber = _subscriber_of(session, api, token)
+        subscriber = subscriber_of(session, api, token)
         services.set_subscriptions(
             session=session, subscriber=subscriber, topics=body.topics, districts=body.districts
         )
@@ -616,7 +616,7 @@ def change_preferences(token: str, body: PreferencesIn, api: ApiDep) -> ManageVi
         hours = body.quiet_hours
         quiet = services.parse_quiet_hours(hours.start, hours.end) if hours else None
     with api.transaction() as session:
-        subscriber = _subscriber_of(session, api, token)
+        subscriber = subscriber_of(session, api, token)
         services.set_preferences(
             session=session,
             subscriber=subscriber,
@@ -631,7 +631,7 @@ def change_preferences(token: str, body: PreferencesIn, api: ApiDep) -> ManageVi
 def export(token: str, api: ApiDep) -> dict[str, Any]:
     """Everything we hold about the resident, as JSON (GDPR art. 15 and 20)."""
     with api.transaction() as session:
-        subscriber = _subscriber_of(session, api, token)
+        subscriber = subscriber_of(session, api, token)
         return services.export_subscriber(session=session, subscriber_id=subscriber.id)
 
 
@@ -639,7 +639,7 @@ def export(token: str, api: ApiDep) -> dict[str, Any]:
 def erase(token: str, api: ApiDep) -> Erased:
     """Erase the resident's personal data (GDPR art. 17); the link stops working."""
     with api.transaction() as session:
-        subscriber = _subscriber_of(session, api, token)
+        subscriber = subscriber_of(session, api, token)
         services.erase_subscriber(
             session=session, subscriber_id=subscriber.id, actor=f"subscriber:{subscriber.id}"
         )

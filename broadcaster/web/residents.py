@@ -23,6 +23,7 @@ from broadcaster.errors import InvalidInput
 from broadcaster.models import Topic
 from broadcaster.reference import DISTRICTS
 from broadcaster.web.core import Page, PageDep, WebRoute, checked_form, finish
+from subscribers import services
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -305,6 +306,26 @@ async def change_preferences(page: PageDep, token: str) -> Response:
     except InvalidInput as error:
         return _manage(page, token, {_field_of(error.field, []): error.message}, code=422)
     return _manage(page, token, {}, notice=page.t("Zapisano ustawienia.", "Settings saved."))
+
+
+@router.post("/my/{token}/contacts/{point_id}/unsubscribe")
+async def unsubscribe_contact(page: PageDep, token: str, point_id: int) -> Response:
+    """Stop every alert to one of the resident's addresses (the others go on)."""
+    await checked_form(page)
+    try:
+        with page.api.transaction() as session:
+            subscriber = api.subscriber_of(session, page.api, token)
+            point = next((p for p in subscriber.contact_points if p.id == point_id), None)
+            if point is None or point.address is None:
+                raise HTTPException(404, api.FORGED_LINK)
+            services.unsubscribe_contact(
+                session=session, channel=point.channel, address=point.address, via="manage-page"
+            )
+    except HTTPException as error:
+        return _link_refused(page, error)
+    return _manage(
+        page, token, {}, notice=page.t("Wypisano ten adres.", "That address is unsubscribed.")
+    )
 
 
 @router.get("/my/{token}/export.json")

@@ -142,8 +142,7 @@ def stack(tmp_path: Path) -> Iterator[RunningStack]:
         yield RunningStack(system, Sandbox(system.sandbox, system.endpoints))
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def _chromium(profile: Path, *, scripts: bool = True) -> webdriver.Chrome:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         pytest.fail(
@@ -154,10 +153,30 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options.binary_location = str(CHROMIUM)
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={WINDOW[0]},{WINDOW[1]}")
+    if not scripts:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_window_size(*WINDOW)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    driver = _chromium(tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def scriptless_browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Chromium with JavaScript switched off: every core action must still work."""
+    driver = _chromium(tmp_path / "chromium-profile-scriptless", scripts=False)
     try:
         yield driver
     finally:

@@ -120,6 +120,7 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     preview = browser.find_element(By.ID, "preview").text
     assert "Ostrzeżenie IMGW: burze z gradem" in preview
     assert "Bemowo" in preview and "Wola" in preview
+    assert "js" in (browser.find_element(By.TAG_NAME, "html").get_attribute("class") or "")
     shot("compose-live-preview")
     accessible()
     browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()

@@ -17,11 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import tokens
+from broadcaster import alerts, tokens
+from broadcaster.alerts import AlertDraft
 from broadcaster.api.app import create_app
 from broadcaster.settings import Settings
 from tests.api.conftest import Outbox, app_settings, outbox  # noqa: F401 - fixtures
-from tests.conftest import Staff
+from tests.conftest import Staff, add_resident, send_alert
 
 BASE = "http://testserver"
 
@@ -115,3 +116,34 @@ def people(
     yield People(**made)
     for client in clients:
         client.__exit__(None, None, None)
+
+
+def sent_alert(db: sessionmaker[Session], settings: Settings, staff: Staff) -> int:
+    """An alert to two residents of Wola, approved and sent to both (its id)."""
+    with db.begin() as session:
+        for phone in ("+48601000001", "+48601000002"):
+            add_resident(
+                session,
+                settings,
+                contacts=[("sms", phone)],
+                topics=["weather-warning"],
+                districts=["wola"],
+            )
+        alert = alerts.create_alert(
+            session=session,
+            settings=settings,
+            author=staff.author,
+            draft=AlertDraft(
+                topic="weather-warning",
+                severity="Severe",
+                urgency="Expected",
+                channels=["sms"],
+                contents={"pl": ("Burze", "Silne burze od 18:00.")},
+                districts=["wola"],
+            ),
+        )
+        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
+        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert.id)
+        alert_id = alert.id
+    send_alert(db, settings, alert_id)
+    return alert_id

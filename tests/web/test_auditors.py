@@ -7,41 +7,9 @@ import io
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts
-from broadcaster.alerts import AlertDraft
 from broadcaster.settings import Settings
-from tests.conftest import Staff, add_resident, send_alert
-from tests.web.conftest import People, field_error
-
-
-def sent_alert(db: sessionmaker[Session], settings: Settings, staff: Staff) -> int:
-    with db.begin() as session:
-        for phone in ("+48601000001", "+48601000002"):
-            add_resident(
-                session,
-                settings,
-                contacts=[("sms", phone)],
-                topics=["weather-warning"],
-                districts=["wola"],
-            )
-        alert = alerts.create_alert(
-            session=session,
-            settings=settings,
-            author=staff.author,
-            draft=AlertDraft(
-                topic="weather-warning",
-                severity="Severe",
-                urgency="Expected",
-                channels=["sms"],
-                contents={"pl": ("Burze", "Silne burze od 18:00.")},
-                districts=["wola"],
-            ),
-        )
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert.id)
-        alert_id = alert.id
-    send_alert(db, settings, alert_id)
-    return alert_id
+from tests.conftest import Staff
+from tests.web.conftest import People, field_error, sent_alert
 
 
 def test_the_log_filters_and_masks(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.models import Alert, AlertStatus
 from tests.conftest import add_resident
-from tests.web.conftest import Browser, People, csrf_of, field_error
+from tests.web.conftest import Browser, People, csrf_of, field_error, sent_alert
 
 ALERT = {
     "topic": "weather-warning",
@@ -297,3 +297,26 @@ def test_the_progress_box_stands_alone_for_polling(people: People) -> None:
     answer = people.auditor.get(f"/console/alerts/{alert_id}/progress")
     assert answer.status_code == 200 and "<html" not in answer.text
     assert 'data-status="draft"' in answer.text
+
+
+def test_an_update_or_cancel_is_written_for_a_sent_alert(
+    people: People, db: sessionmaker[Session], settings: Any, staff: Any
+) -> None:
+    original = sent_alert(db, settings, staff)
+    page = f"/console/alerts/{original}"
+    shown = people.operator.get(page).text
+    assert f"{page}/follow-up?kind=cancel" in shown
+    form = f"{page}/follow-up?kind=cancel"
+    assert 'value="cancel" checked' in people.operator.get(form).text
+    missing = people.operator.submit(form, f"{page}/follow-up", {"msg_type": "cancel"})
+    assert missing.status_code == 422 and field_error(missing.text, "title_pl")
+    assert people.approver.get(form).status_code == 403
+    written = people.operator.submit(
+        form,
+        f"{page}/follow-up",
+        {"msg_type": "cancel", "title_pl": "Odwołanie", "body_pl": "Burze minęły."},
+    )
+    assert written.status_code == 303
+    follow_up = people.operator.get(written.headers["location"]).text
+    assert "CANCEL" in follow_up and f'href="/console/alerts/{original}"' in follow_up
+    assert "ODWOŁANIE" in follow_up  # the marker every message of a Cancel carries

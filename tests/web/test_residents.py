@@ -176,3 +176,18 @@ def test_a_lost_link_gets_the_same_answer_for_any_address(visitor: Browser, outb
     assert answers[0].text.replace("601000700", "609999999") == answers[1].text
     bad = visitor.submit("/link", "/link", {"channel": "sms", "address": "", "want": "link"})
     assert bad.status_code == 422 and field_error(bad.text, "address")
+
+
+def test_one_address_is_unsubscribed_from_the_manage_page(
+    visitor: Browser, outbox: Outbox, db: sessionmaker[Session]
+) -> None:
+    manage = proven(visitor, outbox)
+    with db() as session:
+        point_id = session.scalars(select(ContactPoint.id)).one()
+    others = visitor.submit(manage, f"{manage}/contacts/{point_id + 1}/unsubscribe", {})
+    assert others.status_code == 404  # not one of this resident's addresses
+    answer = visitor.submit(manage, f"{manage}/contacts/{point_id}/unsubscribe", {})
+    assert answer.status_code == 200 and "Wypisano ten adres" in answer.text
+    assert "wypisany" in answer.text
+    with db() as session:
+        assert session.get_one(ContactPoint, point_id).unsubscribed_at is not None

@@ -42,6 +42,7 @@ function pollProgress(box) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  document.documentElement.classList.add("js");
   const form = document.querySelector("form[data-preview]");
   if (form) livePreview(form);
   const box = document.querySelector("[data-poll]");
