@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -127,7 +127,6 @@ class Page:
     api: Api
     language: str
     me: Operator | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -209,10 +208,6 @@ async def checked_form(page: Page) -> FormData:
     if not _same_origin(page.request, page.settings):
         raise Forbidden("this form was sent from another site")
     return form
-
-
-def form_values(form: FormData) -> Mapping[str, str]:
-    return {key: str(value) for key, value in form.items() if isinstance(value, str)}
 
 
 class WebRoute(APIRoute):
