@@ -18,6 +18,8 @@ class Faults:
     error_rate: float = 0.0
     # Requests answered 429 with Retry-After (SMTP: 421 "try later").
     throttle_rate: float = 0.0
+    # The next this many requests are throttled whatever the rate (a test that must see one).
+    throttle_next: float = 0.0
     retry_after: float = 1.0
     # Added to every answer.
     latency_ms: float = 0.0
@@ -74,7 +76,11 @@ class Recorder:
         with self.lock:
             self.requests += 1
             fault = None
-            if self.roll(self.faults.throttle_rate):
+            if self.faults.throttle_next >= 1:
+                self.faults.throttle_next -= 1
+                self.throttled += 1
+                fault = "throttle"
+            elif self.roll(self.faults.throttle_rate):
                 self.throttled += 1
                 fault = "throttle"
             elif self.roll(self.faults.error_rate):

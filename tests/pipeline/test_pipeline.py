@@ -104,8 +104,11 @@ def test_provider_errors_and_throttling_end_every_delivery(stack: Stack) -> None
     seed(stack, 3000)
     for provider in ("smsapi", "fcm", "smtp"):
         stack.sandbox.faults(provider, error_rate=0.2, throttle_rate=0.1, retry_after=1)
-    # SMS goes in few, large requests: throttle more of them so some surely are.
-    stack.sandbox.faults("smsapi", error_rate=0.2, throttle_rate=0.3, retry_after=1)
+    # SMS goes in few, large requests (four for 3,000 numbers): at any rate, all four may
+    # pass untouched, so the first is throttled for sure.
+    stack.sandbox.faults(
+        "smsapi", error_rate=0.2, throttle_rate=0.3, throttle_next=1, retry_after=1
+    )
     alert_id = stack.alert()
     stack.wait_all_final(alert_id, timeout=240)
     rows = stack.rows(alert_id)
