@@ -6,10 +6,12 @@ queue as a plain dict (`as_dict`); a worker turns it into one channel message
 (`message`) and sends it with the channel's own sender. Texts come in pl, en and uk;
 an SMS code fits one part: a text that would need two is sent transliterated to GSM-7.
 
-Where the answer must not tell whether an address is registered (a new code, a new
-manage link, signing up again with a proven address), the API hands over a `Reminder`
-instead, the same for every address and without looking it up; a worker looks it up
-(`remind`) and turns it into a notice, or into nothing for an address we do not know.
+Where the answer must not tell whether an address is registered, the API does not look
+it up: it checks the input, charges the limits and hands a worker a `SignUp` (which
+`sign_up` turns into a new subscriber and its codes, or into a manage link for an
+address already proven) or a `Reminder` (a new code or manage link: `remind`, nothing
+for an address we do not know). The request does the same work for every address.
+Each of these names the task that carries it (`task`).
 
 Each notice has a random id far above any delivery id: it is the SMSAPI `idx` (sent with
 `check_idx`, so a task run twice sends one SMS) and the e-mail Message-ID.
@@ -22,16 +24,16 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
 from broadcaster.errors import RateLimited
 from broadcaster.settings import Settings
 from channels.interfaces import Channel, Message
+from subscribers import services
 from subscribers.links import confirm_token, manage_token
 from subscribers.models import ContactPoint
-from subscribers.services import find_contact
 from subscribers.verification import issue_code
 from templates.sms_encoding import shape, transliterate
 
@@ -140,6 +142,8 @@ def new_notice_id() -> int:
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One message to one contact point; plain data, so it travels through the broker."""
+
+    task: ClassVar[str] = "tasks.jobs.send_notice"
 
     id: int
     kind: NoticeKind
@@ -279,11 +283,17 @@ def manage_notice(*, settings: Settings, point: ContactPoint, language: str, now
     )
 
 
+def _reachable_and_proven(point: ContactPoint) -> bool:
+    """A manage link goes only to an address proven before and still reachable."""
+    return point.verified_at is not None and point.address is not None and point.disabled_at is None
+
+
 @dataclass(frozen=True, slots=True)
 class Reminder:
     """Send `address` what it needs now: a manage link if it is proven, a fresh code (or
     e-mail link) if it is not and `codes` is asked for, nothing if we do not know it."""
 
+    task: ClassVar[str] = "tasks.jobs.send_reminder"
     channel: Channel
     address: str
     codes: bool
@@ -300,11 +310,13 @@ def remind(
     *, session: Session, settings: Settings, reminder: Reminder, now: float
 ) -> Notice | None:
     """The notice `reminder` comes to for the address as it stands (issuing a code)."""
-    point = find_contact(session=session, channel=reminder.channel, address=reminder.address)
+    point = services.find_contact(
+        session=session, channel=reminder.channel, address=reminder.address
+    )
     if point is None or point.address is None or point.disabled_at is not None:
         return None
     language = point.subscriber.language
-    if point.verified_at is not None:
+    if _reachable_and_proven(point):
         return manage_notice(settings=settings, point=point, language=language, now=now)
     if not reminder.codes:
         return None
@@ -313,3 +325,80 @@ def remind(
     except RateLimited:
         return None  # this address's codes for the hour are spent; the API never tells
     return proof_notice(settings=settings, point=point, code=code, language=language, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class SignUp:
+    """A sign-up the API has checked (addresses in normal form, topics and districts
+    known, limits charged), for a worker to register."""
+
+    task: ClassVar[str] = "tasks.jobs.sign_up"
+    contacts: tuple[tuple[Channel, str], ...]
+    topics: tuple[str, ...]
+    districts: tuple[str, ...]
+    language: str
+    wanted: tuple[Channel, ...]
+    quiet_hours: tuple[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "contacts": [[channel.value, address] for channel, address in self.contacts],
+            "topics": list(self.topics),
+            "districts": list(self.districts),
+            "language": self.language,
+            "wanted": [channel.value for channel in self.wanted],
+            "quiet_hours": list(self.quiet_hours) if self.quiet_hours else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignUp:
+        hours = data.get("quiet_hours")
+        return cls(
+            contacts=tuple((Channel(c), str(a)) for c, a in data["contacts"]),
+            topics=tuple(str(t) for t in data["topics"]),
+            districts=tuple(str(d) for d in data["districts"]),
+            language=str(data["language"]),
+            wanted=tuple(Channel(c) for c in data["wanted"]),
+            quiet_hours=(str(hours[0]), str(hours[1])) if hours else None,
+        )
+
+
+def sign_up(*, session: Session, settings: Settings, request: SignUp, now: float) -> list[Notice]:
+    """Register the addresses not yet proven, each with its code (or e-mail link); a
+    proven address is sent its manage link instead, and nothing of it changes."""
+    known = services.find_contacts(session=session, contacts=list(request.contacts))
+    notices = [
+        manage_notice(settings=settings, point=point, language=point.subscriber.language, now=now)
+        for pair in request.contacts
+        if (point := known.get(pair)) is not None and _reachable_and_proven(point)
+    ]
+    fresh = [
+        (channel.value, address)
+        for channel, address in request.contacts
+        if (point := known.get((channel, address))) is None or point.verified_at is None
+    ]
+    if not fresh:
+        return notices
+    created = services.subscribe(
+        session=session,
+        settings=settings,
+        contacts=fresh,
+        topics=list(request.topics),
+        districts=list(request.districts),
+        language=request.language,
+        quiet_hours=services.parse_quiet_hours(*request.quiet_hours)
+        if request.quiet_hours
+        else None,
+    )
+    for point in created.subscriber.contact_points:
+        point.wanted = Channel(point.channel) in request.wanted
+        notices.append(
+            proof_notice(
+                settings=settings,
+                point=point,
+                code=created.codes[point.id],
+                language=request.language,
+                now=now,
+            )
+        )
+    return notices

@@ -3,18 +3,23 @@ only after its transaction has committed."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from celery.signals import worker_process_shutdown
 
 from broadcaster import planning, receipts, sending, sweeper
+from broadcaster.errors import InvalidInput
 from broadcaster.planning import BatchRef
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
-from subscribers.notices import Notice, Reminder, remind
+from subscribers.notices import Notice, Reminder, SignUp, remind
+from subscribers.notices import sign_up as register
 from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY, app
 from tasks.runtime import Runtime, runtime
+
+_log = logging.getLogger(__name__)
 
 # A code is worth sending for minutes, not hours: retries of a notice stop early.
 NOTICE_RETRIES = 5
@@ -168,6 +173,26 @@ def send_reminder(reminder: dict[str, Any]) -> dict[str, Any]:
         return {"kind": None, "channel": parsed.channel.value}
     send_notice.apply_async(args=[notice.as_dict()], queue="notices")
     return {"kind": notice.kind.value, "channel": parsed.channel.value}
+
+
+@app.task(name="tasks.jobs.sign_up", acks_late=True)
+def sign_up(request: dict[str, Any]) -> dict[str, Any]:
+    """Register a sign-up the API checked, and queue the codes (or the manage link of an
+    address already proven) it comes to."""
+    rt = runtime()
+    parsed = SignUp.from_dict(request)
+    try:
+        with rt.sessions.begin() as session:
+            notices = register(
+                session=session, settings=rt.settings, request=parsed, now=time.time()
+            )
+    except InvalidInput as error:
+        # Registered by someone else between the check and now: the resident asks again.
+        _log.warning("a sign-up was not registered: %s", error.field)
+        return {"notices": 0, "refused": error.field}
+    for notice in notices:
+        send_notice.apply_async(args=[notice.as_dict()], queue="notices")
+    return {"notices": len(notices), "refused": None}
 
 
 @worker_process_shutdown.connect

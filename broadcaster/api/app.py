@@ -21,7 +21,7 @@ from broadcaster.api import alerts, auditors, callbacks, residents, staff
 from broadcaster.api.support import Api, BodyLimit, install_error_handlers, refuse_unknown_query
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.settings import Settings, get_settings
-from subscribers.notices import Notice, Reminder
+from subscribers.notices import Notice, Reminder, SignUp
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -54,7 +54,9 @@ STAFF_ERRORS = _errors(401, 403, 404, 409, 413, 429)
 PUBLIC_ERRORS = _errors(403, 404, 409, 410, 413, 429)
 
 
-Notify = Callable[[Notice | Reminder], None]
+# What goes to the `notices` queue: a message to send, or work that decides it.
+Handoff = Notice | Reminder | SignUp
+Notify = Callable[[Handoff], None]
 
 
 def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
@@ -72,11 +74,8 @@ def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
     def publish(reports: list[dict[str, str]]) -> None:
         client().send_task("tasks.jobs.record_smsapi_reports", args=[reports], queue="receipts")
 
-    def notify(notice: Notice | Reminder) -> None:
-        task = (
-            "tasks.jobs.send_reminder" if isinstance(notice, Reminder) else "tasks.jobs.send_notice"
-        )
-        client().send_task(task, args=[notice.as_dict()], queue="notices")
+    def notify(handed: Handoff) -> None:
+        client().send_task(handed.task, args=[handed.as_dict()], queue="notices")
 
     return publish, notify
 

@@ -55,7 +55,7 @@ from subscribers.links import (
     read_unsubscribe_token,
 )
 from subscribers.models import ContactPoint, Subscriber
-from subscribers.notices import Notice, Reminder, manage_notice, proof_notice
+from subscribers.notices import Notice, Reminder, SignUp, manage_notice
 from subscribers.verification import CodeCheck, check_code
 
 router = APIRouter(tags=["residents"])
@@ -287,55 +287,35 @@ def _wanted_channels(body: SubscribeIn, contacts: list[tuple[Channel, str]]) -> 
     responses={429: {"description": "Too many codes or links requested; see Retry-After."}},
 )
 def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDep) -> Accepted:
-    """Sign up; every new contact point is sent its code (e-mail: a confirmation link)."""
+    """Sign up; every new contact point is sent its code (e-mail: a confirmation link).
+
+    Everything is checked here; the registering is a worker's (`SignUp`), so that the
+    answer takes as long for an address already registered as for a new one."""
     settings = api.settings
-    now = time.time()
-    notices: list[Notice | Reminder] = []
+    contacts = services.normalise_contacts(
+        [(c.channel.value, c.address) for c in body.contacts], sms_regions=settings.sms_regions
+    )
+    hours = body.quiet_hours
+    if hours is not None:
+        services.parse_quiet_hours(hours.start, hours.end)
+    wanted = _wanted_channels(body, contacts)
     with api.transaction() as session:
-        contacts = services.normalise_contacts(
-            [(c.channel.value, c.address) for c in body.contacts], sms_regions=settings.sms_regions
-        )
         services.check_subscriptions(session=session, topics=body.topics, districts=body.districts)
-        hours = body.quiet_hours
-        quiet = services.parse_quiet_hours(hours.start, hours.end) if hours is not None else None
-        wanted = _wanted_channels(body, contacts)
-        limits.charge(ip=client_ip(request, settings), contacts=contacts)
-        known = services.find_contacts(session=session, contacts=contacts)
-        # A proven address gets its manage link from a worker, so that the answer does not
-        # wait on the link being made and sent: it must not tell who is registered.
-        notices += [
-            Reminder(channel, address, codes=False)
-            for channel, address in contacts
-            if (point := known.get((channel, address))) is not None
-            and point.verified_at is not None
-        ]
-        fresh = [
-            (channel.value, address)
-            for channel, address in contacts
-            if (point := known.get((channel, address))) is None or point.verified_at is None
-        ]
-        if fresh:
-            created = services.subscribe(
-                session=session,
-                settings=settings,
-                contacts=fresh,
-                topics=body.topics,
-                districts=body.districts,
+    limits.charge(ip=client_ip(request, settings), contacts=contacts)
+    api.hand_off(
+        [
+            SignUp(
+                contacts=tuple(contacts),
+                topics=tuple(body.topics),
+                districts=tuple(body.districts),
                 language=body.language.value,
-                quiet_hours=quiet,
+                wanted=tuple(sorted(wanted)),
+                quiet_hours=(hours.start.isoformat("minutes"), hours.end.isoformat("minutes"))
+                if hours is not None
+                else None,
             )
-            for point in created.subscriber.contact_points:
-                point.wanted = Channel(point.channel) in wanted
-                notices.append(
-                    proof_notice(
-                        settings=settings,
-                        point=point,
-                        code=created.codes[point.id],
-                        language=body.language.value,
-                        now=now,
-                    )
-                )
-    api.hand_off(notices)
+        ]
+    )
     return Accepted(
         detail="we have sent a code (or, by e-mail, a link) to each address; "
         "confirm them to start receiving alerts"

@@ -3,8 +3,8 @@ FastAPI's TestClient; staff authenticate with real tokens issued to the `staff` 
 
 The two hand-offs to the workers are collected instead of queued: delivery reports
 (`published`) and messages to residents such as one-time codes (`notices`). A reminder
-(the API does not look the address up) is turned into its notice, or into nothing, by
-the function the worker runs, in a transaction of its own, as the worker would.
+or a sign-up (the API does not look the address up) is turned into its notices by the
+function the worker runs, in a transaction of its own, as the worker would.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import tokens
 from broadcaster.api.app import create_app
 from broadcaster.settings import Settings
-from subscribers.notices import Notice, Reminder, remind
+from subscribers.notices import Notice, Reminder, SignUp, remind, sign_up
 from tests.conftest import Staff
 
 
@@ -30,22 +30,27 @@ class Outbox:
     settings: Settings
     published: list[dict[str, str]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
-    reminders: list[Reminder] = field(default_factory=list)
+    # What the API handed to a worker to decide (a reminder, a sign-up).
+    handed: list[Reminder | SignUp] = field(default_factory=list)
 
     def publish(self, reports: list[dict[str, str]]) -> None:
         self.published.extend(reports)
 
-    def notify(self, notice: Notice | Reminder) -> None:
-        if isinstance(notice, Notice):
-            self.notices.append(notice)
+    def notify(self, handed: Notice | Reminder | SignUp) -> None:
+        if isinstance(handed, Notice):
+            self.notices.append(handed)
             return
-        self.reminders.append(notice)
+        self.handed.append(handed)
         with self.sessions.begin() as session:
-            found = remind(
-                session=session, settings=self.settings, reminder=notice, now=time.time()
-            )
-        if found is not None:
-            self.notices.append(found)
+            if isinstance(handed, Reminder):
+                found = remind(
+                    session=session, settings=self.settings, reminder=handed, now=time.time()
+                )
+                self.notices += [found] if found is not None else []
+            else:
+                self.notices += sign_up(
+                    session=session, settings=self.settings, request=handed, now=time.time()
+                )
 
 
 @pytest.fixture

@@ -9,14 +9,18 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.db import utcnow
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
-from subscribers.notices import WORDING, Notice, NoticeKind, Reminder, new_notice_id
+from subscribers.models import ContactPoint
+from subscribers.notices import WORDING, Notice, NoticeKind, Reminder, SignUp, new_notice_id
 from tasks import runtime as runtime_module
 from tasks.app import app as celery_app
 from tasks.jobs import deliver_notice, send_notice, send_reminder
+from tasks.jobs import sign_up as sign_up_task
 from tasks.runtime import Runtime
 from templates.sms_encoding import shape
 from tests.channels.conftest import Sandbox
@@ -199,6 +203,44 @@ def test_the_send_reminder_task_looks_the_address_up_and_sends_what_it_needs(
     assert len(messages) == sent
     if kind == "manage":
         assert "/my/" in messages[0]["text"]
+
+
+def test_the_sign_up_task_registers_and_sends_the_code(
+    task_environment: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    request = SignUp(
+        contacts=((Channel.SMS, "+48601000704"),),
+        topics=("weather-warning",),
+        districts=("mokotow",),
+        language="en",
+        wanted=(Channel.SMS,),
+        quiet_hours=("22:00", "07:00"),
+    )
+    assert SignUp.from_dict(request.as_dict()) == request
+    assert sign_up_task.apply(args=[request.as_dict()]).get(timeout=30) == {
+        "notices": 1,
+        "refused": None,
+    }
+    [sent] = sandbox.messages("smsapi")
+    assert sent["address"] == "48601000704" and "code" in sent["text"].lower()
+    with db() as session:
+        point = session.scalars(select(ContactPoint)).one()
+        assert point.verified_at is None and point.subscriber.language == "en"
+    # Again, now that it is registered and proven: its manage link, nothing new.
+    with db.begin() as session:
+        session.scalars(select(ContactPoint)).one().verified_at = utcnow()
+    assert sign_up_task.apply(args=[request.as_dict()]).get(timeout=30)["notices"] == 1
+    assert "/my/" in sandbox.messages("smsapi")[-1]["text"]
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(ContactPoint)) == 1
 
 
 def test_notice_ids_never_meet_delivery_ids() -> None:
