@@ -5,7 +5,8 @@ commas. DELIVERED ends a delivery as delivered; UNDELIVERED, FAILED, REJECTED, E
 NOT_FOUND end it as failed with the status as its code; intermediate statuses change
 nothing. A report whose idx is not one of ours is ignored and counted, and so is one for
 a delivery that already ended, and one whose MsgId is not the id SMSAPI gave that
-delivery's send (a report must name both the delivery and SMSAPI's message to count).
+delivery's send. (A report for a delivery whose send is not recorded yet, when the
+report overtakes the worker, is taken on its idx alone, and its MsgId kept.)
 """
 
 from __future__ import annotations
@@ -43,13 +44,18 @@ def parse_smsapi(message_ids: str, statuses: str, indexes: str) -> list[Report]:
     ]
 
 
+def _delivery_id(idx: str) -> bool:
+    """An idx that can be one of our delivery ids (ASCII digits, within BIGINT)."""
+    return idx.isascii() and idx.isdigit() and 0 < int(idx) < 2**63
+
+
 def apply_smsapi_reports(*, session: Session, reports: Sequence[Report]) -> Counter[str]:
     """Apply reports in bulk; returns how many were applied, unknown, mismatched, stale or
     pending."""
     tally: Counter[str] = Counter()
     final = [r for r in reports if r.status in SMSAPI_DELIVERED | SMSAPI_FAILED]
     tally["pending"] += len(reports) - len(final)
-    by_id = {int(r.idx): r for r in final if r.idx.isdigit()}
+    by_id = {int(r.idx): r for r in final if _delivery_id(r.idx)}
     tally["unknown"] += len(final) - len(by_id)
     rows = (
         session.execute(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
@@ -30,9 +31,10 @@ FILTERS = ("alert", "channel", "status", "district", "from", "to")
 def _number(value: str, field: str) -> int | None:
     if not value.strip():
         return None
-    if not value.strip().isdigit() or not 0 < int(value) < 2**31:
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) < 2**31:
         raise InvalidInput(field, "must be a whole number (an id)")
-    return int(value)
+    return int(digits)
 
 
 def _moment(value: str, field: str) -> datetime | None:
@@ -75,7 +77,7 @@ def _log_page(page: Page, values: dict[str, str], code: int = 200, **shown: Any)
         channels=[c.value for c in Channel],
         statuses=[s.value for s in DeliveryStatus],
         districts=[(d.slug, d.name) for d in DISTRICTS],
-        query="&".join(f"{k}={values[k]}" for k in FILTERS if values.get(k)),
+        query=urlencode({k: values[k] for k in FILTERS if values.get(k)}),
         **shown,
     )
 
@@ -147,4 +149,7 @@ def audit_page(page: PageDep, verify: str = "", before: str = "") -> Response:
         for e in events[:PAGE_ROWS]
     ]
     more = shown[-1]["seq"] if len(events) > PAGE_ROWS else None
-    return page.render("audit.html", events=shown, more=more, verdict=verdict, values=values)
+    query = urlencode({k: v for k, v in values.items() if v})
+    return page.render(
+        "audit.html", events=shown, more=more, verdict=verdict, values=values, query=query
+    )

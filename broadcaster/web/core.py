@@ -6,7 +6,7 @@ the preview and progress refresh by themselves. Polish is the default, English i
 click away (`?lang=en`, remembered in a cookie).
 
 Staff sign in with their personal access token (`broadcaster token issue`): the page
-keeps it in an HttpOnly, SameSite=Strict cookie and checks it on every request exactly
+keeps it in an HttpOnly, SameSite=Lax cookie and checks it on every request exactly
 as the API checks a bearer token, so expiry and revocation apply at once.
 
 Every form carries a token tied to a random cookie of the browser (signed double
@@ -16,6 +16,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -196,8 +198,10 @@ def _same_origin(request: Request, settings: Settings) -> bool:
     return origin in {urlsplit(o)._replace(path="").geturl() for o in ours}
 
 
-async def checked_form(page: Page) -> FormData:
-    """The POSTed form, once it has proven it comes from one of our pages."""
+async def checked_form(page: PageDep) -> FormData:
+    """The POSTed form, once it has proven it comes from one of our pages. A dependency:
+    it reads the body on the event loop, and the page's own work (the database) then
+    runs in a thread, as for every sync route."""
     form = await page.request.form()
     sent = str(form.get(CSRF_FIELD, ""))
     expected = (
@@ -208,6 +212,17 @@ async def checked_form(page: Page) -> FormData:
     if not _same_origin(page.request, page.settings):
         raise Forbidden("this form was sent from another site")
     return form
+
+
+FormDep = Annotated[FormData, Depends(checked_form)]
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    """An error as a page, with the reader's menu when they are signed in."""
+    view = page(request, request.app.state.api)
+    with contextlib.suppress(Unauthenticated):
+        signed_in(view)
+    return view.error(status, message)
 
 
 class WebRoute(APIRoute):
@@ -221,21 +236,27 @@ class WebRoute(APIRoute):
             try:
                 return await handler(request)
             except Unauthenticated:
-                here = request.url.path
+                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 view = page(request, request.app.state.api)
-                response = view.redirect(f"/console/sign-in?next={here}")
-                response.delete_cookie(STAFF_COOKIE, path="/console")
+                response = view.redirect(f"/console/sign-in?{urlencode({'next': here})}")
+                if request.cookies.get(STAFF_COOKIE):  # expired or revoked: forget it
+                    response.delete_cookie(STAFF_COOKIE, path="/console")
                 return response
+            except RequestValidationError as error:
+                # A path that is no id of ours names nothing; anything else is bad input.
+                in_path = any(e.get("loc", ("",))[0] == "path" for e in error.errors())
+                status = 404 if in_path else 422
+                return _error_page(request, status, "no such page" if in_path else str(error))
             except Forbidden as error:
-                return page(request, request.app.state.api).error(403, str(error))
+                return _error_page(request, 403, str(error))
             except NotFound as error:
-                return page(request, request.app.state.api).error(404, str(error))
+                return _error_page(request, 404, str(error))
             except Conflict as error:
-                return page(request, request.app.state.api).error(409, str(error))
+                return _error_page(request, 409, str(error))
             except InvalidInput as error:
-                return page(request, request.app.state.api).error(422, str(error))
+                return _error_page(request, 422, str(error))
             except RateLimited as error:
-                response = page(request, request.app.state.api).error(429, str(error))
+                response = _error_page(request, 429, str(error))
                 response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
                 return response
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from datetime import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -22,11 +22,14 @@ from broadcaster.api import residents as api
 from broadcaster.errors import InvalidInput
 from broadcaster.models import Topic
 from broadcaster.reference import DISTRICTS
-from broadcaster.web.core import Page, PageDep, WebRoute, checked_form, finish
+from broadcaster.web.core import FormDep, Page, PageDep, WebRoute, finish
 from subscribers import services
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
+# The fields of the manage page's two forms.
+SUBSCRIPTION_FIELDS = ("topics", "districts", "whole_city")
+PREFERENCE_FIELDS = ("language", "channels", "quiet_start", "quiet_end")
 # The contacts a resident types on the web (a device registers from the app).
 CONTACT_FIELDS = (("sms", "phone"), ("email", "email"))
 
@@ -48,7 +51,7 @@ def _field_of(location: str, contacts: list[str]) -> str:
         return contacts[0] if contacts else "phone"
     if head == "quiet_hours":
         return "quiet_start"
-    return head
+    return head.split("[")[0]
 
 
 def _pydantic_field(error: ValidationError, contacts: list[str]) -> tuple[str, str]:
@@ -73,8 +76,7 @@ def home(page: PageDep) -> Response:
 
 
 @router.post("/subscribe")
-async def subscribe(page: PageDep) -> Response:
-    form = await checked_form(page)
+def subscribe(page: PageDep, form: FormDep) -> Response:
     values = _values(form)
     contacts = [
         (channel, name) for channel, name in CONTACT_FIELDS if str(form.get(name, "")).strip()
@@ -117,6 +119,7 @@ def _values(form: FormData) -> dict[str, Any]:
     values: dict[str, Any] = {key: str(value) for key, value in form.items()}
     values["topics"] = [str(t) for t in form.getlist("topics")]
     values["districts"] = [str(d) for d in form.getlist("districts")]
+    values["channels"] = [str(c) for c in form.getlist("channels")]
     values["whole_city"] = form.get("whole_city") == "on"
     return values
 
@@ -134,8 +137,7 @@ def confirm_page(page: PageDep) -> Response:
 
 
 @router.post("/confirm")
-async def confirm(page: PageDep) -> Response:
-    form = await checked_form(page)
+def confirm(page: PageDep, form: FormDep) -> Response:
     values = {key: str(value) for key, value in form.items()}
     try:
         body = api.VerifyIn.model_validate(
@@ -152,9 +154,13 @@ async def confirm(page: PageDep) -> Response:
             "confirm.html", code=422, values=values, errors={field: message}, done=False
         )
     except InvalidInput as error:
-        message = page.t(
-            "Kod jest błędny, wygasł albo wykorzystano już wszystkie próby. Poproś o nowy kod.",
-            "The code is wrong, has expired or was tried too many times. Ask for a new one.",
+        message = (
+            page.t(
+                "Kod jest błędny, wygasł albo wykorzystano już wszystkie próby. Poproś o nowy kod.",
+                "The code is wrong, has expired or was tried too many times. Ask for a new one.",
+            )
+            if error.field == "code"
+            else error.message
         )
         return page.render(
             "confirm.html", code=422, values=values, errors={error.field: message}, done=False
@@ -168,8 +174,7 @@ def lost_link_page(page: PageDep) -> Response:
 
 
 @router.post("/link")
-async def lost_link(page: PageDep) -> Response:
-    form = await checked_form(page)
+def lost_link(page: PageDep, form: FormDep) -> Response:
     values = {key: str(value) for key, value in form.items()}
     want_code = values.get("want") == "code"
     try:
@@ -214,8 +219,15 @@ def _link_refused(page: Page, error: HTTPException) -> Response:
 
 
 def _manage(
-    page: Page, token: str, errors: dict[str, str], notice: str | None = None, code: int = 200
+    page: Page,
+    token: str,
+    errors: dict[str, str],
+    notice: str | None = None,
+    code: int = 200,
+    typed: tuple[FormData, tuple[str, ...]] | None = None,
 ) -> Response:
+    """The manage page as stored, or, after a refusal, with the fields of the form that
+    was refused as they were typed (`typed`: the form and its fields)."""
     try:
         view = api.manage(token, page.api)
     except HTTPException as error:
@@ -235,6 +247,7 @@ def _manage(
             "quiet_start": view.quiet_hours.start.strftime("%H:%M") if view.quiet_hours else "",
             "quiet_end": view.quiet_hours.end.strftime("%H:%M") if view.quiet_hours else "",
             "channels": sorted({p.channel.value for p in view.contact_points if p.wanted}),
+            **({k: v for k, v in _values(typed[0]).items() if k in typed[1]} if typed else {}),
         },
         errors=errors,
         notice=notice,
@@ -248,8 +261,7 @@ def manage_page(page: PageDep, token: str) -> Response:
 
 
 @router.post("/my/{token}/subscriptions")
-async def change_subscriptions(page: PageDep, token: str) -> Response:
-    form = await checked_form(page)
+def change_subscriptions(page: PageDep, form: FormDep, token: str) -> Response:
     try:
         body = api.SubscriptionsIn.model_validate(
             {
@@ -262,9 +274,15 @@ async def change_subscriptions(page: PageDep, token: str) -> Response:
         return _link_refused(page, error)
     except ValidationError as error:
         field, message = _pydantic_field(error, [])
-        return _manage(page, token, {field: message}, code=422)
+        return _manage(page, token, {field: message}, code=422, typed=(form, SUBSCRIPTION_FIELDS))
     except InvalidInput as error:
-        return _manage(page, token, {_field_of(error.field, []): error.message}, code=422)
+        return _manage(
+            page,
+            token,
+            {_field_of(error.field, []): error.message},
+            code=422,
+            typed=(form, SUBSCRIPTION_FIELDS),
+        )
     return _manage(
         page,
         token,
@@ -274,8 +292,7 @@ async def change_subscriptions(page: PageDep, token: str) -> Response:
 
 
 @router.post("/my/{token}/preferences")
-async def change_preferences(page: PageDep, token: str) -> Response:
-    form = await checked_form(page)
+def change_preferences(page: PageDep, form: FormDep, token: str) -> Response:
     start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
     try:
         if bool(start) != bool(end):
@@ -302,16 +319,23 @@ async def change_preferences(page: PageDep, token: str) -> Response:
         return _link_refused(page, error)
     except ValidationError as error:
         field, message = _pydantic_field(error, [])
-        return _manage(page, token, {field: message}, code=422)
+        return _manage(page, token, {field: message}, code=422, typed=(form, PREFERENCE_FIELDS))
     except InvalidInput as error:
-        return _manage(page, token, {_field_of(error.field, []): error.message}, code=422)
+        return _manage(
+            page,
+            token,
+            {_field_of(error.field, []): error.message},
+            code=422,
+            typed=(form, PREFERENCE_FIELDS),
+        )
     return _manage(page, token, {}, notice=page.t("Zapisano ustawienia.", "Settings saved."))
 
 
 @router.post("/my/{token}/contacts/{point_id}/unsubscribe")
-async def unsubscribe_contact(page: PageDep, token: str, point_id: int) -> Response:
+def unsubscribe_contact(
+    page: PageDep, _form: FormDep, token: str, point_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> Response:
     """Stop every alert to one of the resident's addresses (the others go on)."""
-    await checked_form(page)
     try:
         with page.api.transaction() as session:
             subscriber = api.subscriber_of(session, page.api, token)
@@ -343,8 +367,7 @@ def export(page: PageDep, token: str) -> Response:
 
 
 @router.post("/my/{token}/erase")
-async def erase(page: PageDep, token: str) -> Response:
-    form = await checked_form(page)
+def erase(page: PageDep, form: FormDep, token: str) -> Response:
     if form.get("sure") != "yes":
         return _manage(
             page,

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from broadcaster.errors import NotFound
 from broadcaster.models import Role
@@ -56,15 +55,12 @@ def _mail(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/sandbox")
-async def sandbox_viewer(page: PageDep) -> Response:
+def sandbox_viewer(page: PageDep) -> Response:
     require(page, Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
     if not available(page.settings):
         raise NotFound("page", "sandbox")
     try:
-        sms, push, mail = [
-            await run_in_threadpool(_received, page.settings, provider)
-            for provider in ("smsapi", "fcm", "smtp")
-        ]
+        sms, push, mail = [_received(page.settings, p) for p in ("smsapi", "fcm", "smtp")]
     except OSError as error:
         return page.error(503, f"the sandbox providers do not answer: {error}")
     return page.render("sandbox.html", sms=sms, push=push, mail=[_mail(m) for m in mail])

@@ -9,10 +9,10 @@ and the rules about the object again (the author never approves).
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -21,7 +21,7 @@ from starlette.datastructures import FormData
 from broadcaster import alerts, audit, follow_ups, progress, tokens
 from broadcaster.alerts import AlertDraft
 from broadcaster.db import utcnow
-from broadcaster.errors import InvalidInput, Unauthenticated
+from broadcaster.errors import Conflict, InvalidInput, Unauthenticated
 from broadcaster.messages import preview_alert
 from broadcaster.models import (
     Alert,
@@ -39,16 +39,18 @@ from broadcaster.reference import DISTRICTS
 from broadcaster.web.core import (
     STAFF_COOKIE,
     WARSAW,
+    FormDep,
     Page,
     PageDep,
     WebRoute,
-    checked_form,
     require,
     signed_in,
 )
 from channels import Channel
 
 router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)
+# An id as the database holds it; anything else is no alert of ours (404).
+AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 WRITERS = (Role.OPERATOR, Role.ADMIN)
 REVIEWERS = (Role.APPROVER, Role.ADMIN)
@@ -96,8 +98,7 @@ def sign_in_page(page: PageDep, next: str = "/console") -> Response:
 
 
 @router.post("/sign-in")
-async def sign_in(page: PageDep) -> Response:
-    form = await checked_form(page)
+def sign_in(page: PageDep, form: FormDep) -> Response:
     presented = str(form.get("token", "")).strip()
     target = _safe_next(str(form.get("next", "/console")))
     try:
@@ -113,7 +114,9 @@ async def sign_in(page: PageDep) -> Response:
         STAFF_COOKIE,
         presented,
         httponly=True,
-        samesite="strict",
+        # Lax: a link to the console from a mail or a chat opens signed in; a POST from
+        # another site still carries no cookie (and no form token).
+        samesite="lax",
         secure=page.settings.public_base_url.startswith("https://"),
         path="/console",
     )
@@ -121,8 +124,7 @@ async def sign_in(page: PageDep) -> Response:
 
 
 @router.post("/sign-out")
-async def sign_out(page: PageDep) -> Response:
-    await checked_form(page)
+def sign_out(page: PageDep, _form: FormDep) -> Response:
     response = page.redirect("/console/sign-in")
     response.delete_cookie(STAFF_COOKIE, path="/console")
     return response
@@ -179,7 +181,13 @@ def _local_time(value: str, field_name: str) -> datetime | None:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(field_name, "must be a date and time (YYYY-MM-DD HH:MM)") from None
-    return moment.replace(tzinfo=WARSAW) if moment.tzinfo is None else moment
+    if moment.tzinfo is not None:
+        return moment
+    local = moment.replace(tzinfo=WARSAW)
+    # The hour the clocks skip in spring names no moment: refuse it rather than guess.
+    if local.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None) != moment:
+        raise InvalidInput(field_name, "does not exist in Warsaw (the clocks go forward then)")
+    return local
 
 
 def draft_from_form(form: FormData) -> AlertDraft:
@@ -311,16 +319,21 @@ def compose_page(page: PageDep) -> Response:
     return _compose(page, values=values, errors={}, preview=None, action="/console/alerts/new")
 
 
-async def _write(page: Page, alert_id: int | None) -> Response:
+def _write(page: Page, form: FormData, alert_id: int | None) -> Response:
     me = require(page, *WRITERS)
-    form = await checked_form(page)
     values = _values_of_form(form)
     action = "/console/alerts/new" if alert_id is None else f"/console/alerts/{alert_id}/edit"
+    editing = None
+    if alert_id is not None:
+        with page.api.transaction() as session:
+            editing = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
     try:
         draft = draft_from_form(form)
         if form.get("do") == "preview":
             shown = preview_draft(page, draft)
-            return _compose(page, values=values, errors={}, preview=shown, action=action)
+            return _compose(
+                page, values=values, errors={}, preview=shown, action=action, alert=editing
+            )
         with page.api.transaction() as session:
             if alert_id is None:
                 alert = alerts.create_alert(
@@ -337,20 +350,27 @@ async def _write(page: Page, alert_id: int | None) -> Response:
             saved = alert.id
     except InvalidInput as error:
         errors = {form_field(error.field): error.message}
-        return _compose(page, values=values, errors=errors, preview=None, action=action, status=422)
+        return _compose(
+            page,
+            values=values,
+            errors=errors,
+            preview=None,
+            action=action,
+            alert=editing,
+            status=422,
+        )
     return page.redirect(f"/console/alerts/{saved}")
 
 
 @router.post("/alerts/new")
-async def compose(page: PageDep) -> Response:
-    return await _write(page, None)
+def compose(page: PageDep, form: FormDep) -> Response:
+    return _write(page, form, None)
 
 
 @router.post("/alerts/preview")
-async def live_preview(page: PageDep) -> Response:
+def live_preview(page: PageDep, form: FormDep) -> Response:
     """The preview pane alone, for the page's script to refresh it as the operator types."""
     require(page, *WRITERS)
-    form = await checked_form(page)
     try:
         shown = preview_draft(page, draft_from_form(form))
     except InvalidInput as error:
@@ -364,7 +384,7 @@ async def live_preview(page: PageDep) -> Response:
 
 
 @router.get("/alerts/{alert_id}/edit")
-def edit_page(page: PageDep, alert_id: int) -> Response:
+def edit_page(page: PageDep, alert_id: AlertId) -> Response:
     require(page, *WRITERS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
@@ -381,8 +401,8 @@ def edit_page(page: PageDep, alert_id: int) -> Response:
 
 
 @router.post("/alerts/{alert_id}/edit")
-async def edit(page: PageDep, alert_id: int) -> Response:
-    return await _write(page, alert_id)
+def edit(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
+    return _write(page, form, alert_id)
 
 
 # -- one alert ------------------------------------------------------------------------
@@ -429,7 +449,13 @@ def _names_of(session: Session, ids: set[int]) -> dict[int, str]:
 
 
 @router.get("/alerts/{alert_id}")
-def alert_page(page: PageDep, alert_id: int) -> Response:
+def alert_page(page: PageDep, alert_id: AlertId) -> Response:
+    return _alert_view(page, alert_id)
+
+
+def _alert_view(
+    page: Page, alert_id: int, errors: dict[str, str] | None = None, code: int = 200
+) -> Response:
     me = require(page, *READERS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
@@ -446,9 +472,9 @@ def alert_page(page: PageDep, alert_id: int) -> Response:
         names = _names_of(session, {i for i in people if i is not None})
         topic = alert.topic
         topic_name = topic.name_en if page.language == "en" else topic.name_pl
-    may = _allowed(me, described)
     return page.render(
         "alert.html",
+        code=code,
         alert=described,
         preview=shown,
         progress=counts,
@@ -456,9 +482,28 @@ def alert_page(page: PageDep, alert_id: int) -> Response:
         actions=ACTION_NAMES,
         names=names,
         topic_name=topic_name,
-        may=may,
+        may=_allowed(me, described),
         statuses=STATUS_NAMES,
-        refresh=described["status"] in {AlertStatus.APPROVED, AlertStatus.DISPATCHING},
+        errors=errors or {},
+        live=described["status"] in {AlertStatus.APPROVED, AlertStatus.DISPATCHING},
+    )
+
+
+@router.get("/alerts/{alert_id}/watch")
+def watch_page(page: PageDep, alert_id: AlertId) -> Response:
+    """Progress alone, reloading itself every few seconds while the alert goes out: for a
+    browser without scripts (the alert's own page has forms a reload would clear)."""
+    require(page, *READERS)
+    with page.api.transaction() as session:
+        alert = alerts.get_alert(session=session, alert_id=alert_id)
+        counts = _progress(session, alert)
+        described = alerts.describe_alert(alert)
+    return page.render(
+        "watch.html",
+        progress=counts,
+        alert=described,
+        statuses=STATUS_NAMES,
+        live=described["status"] in {AlertStatus.APPROVED, AlertStatus.DISPATCHING},
     )
 
 
@@ -482,7 +527,7 @@ def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
 
 
 @router.get("/alerts/{alert_id}/progress")
-def progress_fragment(page: PageDep, alert_id: int) -> Response:
+def progress_fragment(page: PageDep, alert_id: AlertId) -> Response:
     """The progress box alone, polled by the page's script while the alert goes out."""
     require(page, *READERS)
     with page.api.transaction() as session:
@@ -492,53 +537,54 @@ def progress_fragment(page: PageDep, alert_id: int) -> Response:
     return page.render("_progress.html", progress=counts, alert=described, statuses=STATUS_NAMES)
 
 
-async def _act(page: PageDep, alert_id: int, act: str) -> Response:
+def _act(page: Page, form: FormData, alert_id: int, act: str) -> Response:
     me = signed_in(page)
-    form = await checked_form(page)
     reason = str(form.get("reason", "")).strip()
+    if act in {"reject", "cancel"} and not reason:
+        message = page.t("podaj powód", "give a reason")
+        return _alert_view(page, alert_id, {f"{act}-reason": message}, code=422)
     with page.api.transaction() as session:
         if act == "submit":
             alerts.submit_alert(session=session, actor=me, alert_id=alert_id)
         elif act == "approve":
             alerts.approve_alert(session=session, approver=me, alert_id=alert_id)
-        elif act in {"reject", "cancel"}:
-            if not reason:
-                raise InvalidInput("reason", page.t("podaj powód", "give a reason"))
-            if act == "reject":
-                alerts.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
-            else:
-                alerts.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
+        elif act == "reject":
+            alerts.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
+        else:
+            alerts.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
     return page.redirect(f"/console/alerts/{alert_id}")
 
 
 @router.post("/alerts/{alert_id}/submit")
-async def submit(page: PageDep, alert_id: int) -> Response:
-    return await _act(page, alert_id, "submit")
+def submit(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
+    return _act(page, form, alert_id, "submit")
 
 
 @router.post("/alerts/{alert_id}/approve")
-async def approve(page: PageDep, alert_id: int) -> Response:
-    return await _act(page, alert_id, "approve")
+def approve(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
+    return _act(page, form, alert_id, "approve")
 
 
 @router.post("/alerts/{alert_id}/reject")
-async def reject(page: PageDep, alert_id: int) -> Response:
-    return await _act(page, alert_id, "reject")
+def reject(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
+    return _act(page, form, alert_id, "reject")
 
 
 @router.post("/alerts/{alert_id}/cancel")
-async def cancel(page: PageDep, alert_id: int) -> Response:
-    return await _act(page, alert_id, "cancel")
+def cancel(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
+    return _act(page, form, alert_id, "cancel")
 
 
 # -- Update and Cancel ----------------------------------------------------------------
 
 
 @router.get("/alerts/{alert_id}/follow-up")
-def follow_up_page(page: PageDep, alert_id: int, kind: str = "update") -> Response:
-    require(page, *WRITERS)
+def follow_up_page(page: PageDep, alert_id: AlertId, kind: str = "update") -> Response:
+    me = require(page, *WRITERS)
     with page.api.transaction() as session:
         original = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
+    if not _allowed(me, original)["follow_up"]:
+        raise Conflict("an Update or Cancel follows an alert that has gone out")
     values = {"msg_type": kind if kind in {"update", "cancel"} else "update"}
     return page.render(
         "follow_up.html", original=original, values=values, errors={}, languages=LANGUAGES
@@ -546,9 +592,8 @@ def follow_up_page(page: PageDep, alert_id: int, kind: str = "update") -> Respon
 
 
 @router.post("/alerts/{alert_id}/follow-up")
-async def follow_up(page: PageDep, alert_id: int) -> Response:
+def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
     me = require(page, *WRITERS)
-    form = await checked_form(page)
     values = {key: str(value) for key, value in form.items()}
     contents: dict[str, tuple[str, str]] = {}
     for language in LANGUAGES:

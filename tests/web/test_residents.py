@@ -102,6 +102,11 @@ def test_sign_up_confirm_and_manage(
         "/confirm", "/confirm", {"channel": "sms", "address": "601000700", "code": "000000x"}
     )
     assert wrong.status_code == 422 and field_error(wrong.text, "code")
+    bad_number = visitor.submit(
+        "/confirm", "/confirm", {"channel": "sms", "address": "x", "code": "123456"}
+    )
+    assert bad_number.status_code == 422
+    assert "phone" in (field_error(bad_number.text, "address") or "")
     [code] = [n for n in outbox.notices if n.kind is NoticeKind.CODE]
     confirmed = visitor.submit(
         "/confirm", "/confirm", {"channel": "sms", "address": "601000700", "code": code.code}
@@ -126,8 +131,15 @@ def test_subscriptions_and_settings_change_through_the_link(
     )
     assert changed.status_code == 200 and 'value="water-outage" checked' in changed.text
     assert 'name="whole_city" checked' in changed.text
-    no_channel = visitor.submit(manage, f"{manage}/preferences", {"language": "en"})
+    no_channel = visitor.submit(
+        manage,
+        f"{manage}/preferences",
+        {"language": "en", "quiet_start": "21:00", "quiet_end": "06:00"},
+    )
     assert no_channel.status_code == 422 and field_error(no_channel.text, "channels")
+    # What was typed stays, so that only the mistake needs fixing.
+    assert '<option value="en" selected>' in no_channel.text
+    assert 'id="quiet_start" name="quiet_start" type="time" value="21:00"' in no_channel.text
     saved = visitor.submit(
         manage,
         f"{manage}/preferences",

@@ -16,8 +16,16 @@ function livePreview(form) {
     const ticket = ++asked;
     const data = new FormData(form);
     data.delete("do");
-    const answer = await fetch(form.dataset.preview, { method: "POST", body: data, credentials: "same-origin" });
+    let answer;
+    try {
+      answer = await fetch(form.dataset.preview, { method: "POST", body: data, credentials: "same-origin" });
+    } catch (failure) {
+      return;  // offline for a moment: the button still previews
+    }
     if (ticket !== asked) return;  // a newer request is on its way
+    // 422 is a preview of an incomplete form; anything else (signed out, a stale form)
+    // is no preview: the page's own button says what it is.
+    if (answer.redirected || (answer.status !== 200 && answer.status !== 422)) return;
     const html = await answer.text();
     pane.replaceChildren(body);
     pane.insertAdjacentHTML("beforeend", html);
@@ -28,8 +36,17 @@ function livePreview(form) {
 
 function pollProgress(box) {
   const tick = async () => {
-    const answer = await fetch(box.dataset.poll, { credentials: "same-origin" });
-    if (!answer.ok) return;
+    let answer;
+    try {
+      answer = await fetch(box.dataset.poll, { credentials: "same-origin" });
+    } catch (failure) {
+      setTimeout(tick, 5000);  // the network came and went: try again
+      return;
+    }
+    if (answer.redirected || !answer.ok) {
+      window.location.reload();  // signed out or gone: the page itself says so
+      return;
+    }
     const heading = box.querySelector("h2");
     box.replaceChildren(heading);
     box.insertAdjacentHTML("beforeend", await answer.text());
