@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from email import message_from_string, policy
+from email import message_from_bytes, policy
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +41,8 @@ def _received(settings: Settings, provider: str) -> list[dict[str, Any]]:
 
 
 def _mail(record: dict[str, Any]) -> dict[str, Any]:
-    parsed = message_from_string(record.get("raw", ""), policy=policy.default)
+    # As bytes: parsed from a str, an 8-bit UTF-8 body comes back as \u escapes.
+    parsed = message_from_bytes(record.get("raw", "").encode(), policy=policy.default)
     body = parsed.get_body(preferencelist=("plain",))
     return {
         "to": record["address"],

@@ -187,5 +187,7 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     browser.get(f"{stack.base_url}/console/sandbox")
     bubbles = browser.find_elements(By.CSS_SELECTOR, ".sandbox .sms .bubble")
     assert any("burze z gradem" in b.text for b in bubbles)
+    opened = browser.find_element(By.CSS_SELECTOR, ".sandbox .mail details[open] .mail-body")
+    assert "Zostań w domu." in opened.text  # the body as a mail client shows it
     shot("sandbox")
     accessible()
