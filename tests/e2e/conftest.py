@@ -71,6 +71,16 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30) ->
         time.sleep(0.2)
 
 
+def cut_text(browser: webdriver.Chrome) -> list[str]:
+    """Labels, buttons and links whose text is wider than their box (cut or spilling)."""
+    return list(
+        browser.execute_script(
+            "return [...document.querySelectorAll('label, button, a')]"
+            ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim())"
+        )
+    )
+
+
 @dataclass(frozen=True)
 class RunningStack:
     """The running system, seen from a test."""

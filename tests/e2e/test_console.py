@@ -19,7 +19,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.conftest import add_resident
-from tests.e2e.conftest import RunningStack, eventually
+from tests.e2e.conftest import RunningStack, cut_text, eventually
 
 pytestmark = pytest.mark.browser
 
@@ -121,6 +121,7 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     assert "Ostrzeżenie IMGW: burze z gradem" in preview
     assert "Bemowo" in preview and "Wola" in preview
     assert "js" in (browser.find_element(By.TAG_NAME, "html").get_attribute("class") or "")
+    assert not cut_text(browser)
     shot("compose-live-preview")
     accessible()
     browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()

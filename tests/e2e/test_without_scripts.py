@@ -13,7 +13,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.conftest import add_resident
-from tests.e2e.conftest import RunningStack, eventually
+from tests.e2e.conftest import RunningStack, cut_text, eventually
 
 pytestmark = pytest.mark.browser
 
@@ -81,14 +81,20 @@ def test_the_residents_pages_fit_a_phone_and_weigh_little(
     accessible: Callable[[], None],
 ) -> None:
     browser.set_window_size(*PHONE_SCREEN)
-    for path in ("/", "/confirm", "/link"):
+    for path, name in (
+        ("/", "phone-start"),
+        ("/confirm", "phone-confirm"),
+        ("/link", "phone-link"),
+    ):
         browser.get(stack.base_url + path)
         overflow = browser.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{path} scrolls sideways by {overflow} px on a phone"
+        cut = cut_text(browser)
+        assert not cut, f"{path}: text wider than its box on a phone: {cut}"
         accessible()
-    shot("phone")
+        shot(name)
     sent = browser.execute_script(
         "const page = performance.getEntriesByType('navigation')[0];"
         "return [page, ...performance.getEntriesByType('resource')]"
