@@ -21,13 +21,16 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database at `engine` to `revision` (default: the newest)."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    # A connection, not a transaction: Alembic begins and commits its own, so that a
+    # migration may step out of it (0006 builds an index CONCURRENTLY, which PostgreSQL
+    # refuses inside a transaction).
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
