@@ -9,6 +9,7 @@ answers whoever asks), and show each refusal next to the field it is about.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import time
 from typing import Annotated, Any
 
@@ -105,11 +106,8 @@ def subscribe(page: PageDep, form: FormDep) -> Response:
             }
         )
         api.subscribe(body, page.request, page.api, api.get_limits(page.request, page.api))
-    except ValidationError as error:
-        field, message = _pydantic_field(error, names)
-        return _again(page, values, {field: message})
-    except InvalidInput as error:
-        return _again(page, values, {_field_of(error.field, names): error.message})
+    except (ValidationError, InvalidInput) as error:
+        return _again(page, values, _refusal(error, names))
     return page.render(
         "sent.html", contacts=[channel for channel, _ in contacts], values=values, errors={}
     )
@@ -189,19 +187,9 @@ def lost_link(page: PageDep, form: FormDep) -> Response:
             api.resend_code(body, page.request, page.api, limits)
         else:
             api.request_manage_link(body, page.request, page.api, limits)
-    except ValidationError as error:
-        field, message = _pydantic_field(error, [])
-        return page.render(
-            "lost_link.html", code=422, values=values, errors={field: message}, done=False
-        )
-    except InvalidInput as error:
-        return page.render(
-            "lost_link.html",
-            code=422,
-            values=values,
-            errors={error.field: error.message},
-            done=False,
-        )
+    except (ValidationError, InvalidInput) as error:
+        errors = _refusal(error, [])
+        return page.render("lost_link.html", code=422, values=values, errors=errors, done=False)
     return page.render("lost_link.html", values=values, errors={}, done=True)
 
 
@@ -260,52 +248,56 @@ def manage_page(page: PageDep, token: str) -> Response:
     return _manage(page, token, {})
 
 
+def _refusal(error: ValidationError | InvalidInput, contacts: list[str]) -> dict[str, str]:
+    """The field a refusal is about, and what to say next to it."""
+    if isinstance(error, ValidationError):
+        field, message = _pydantic_field(error, contacts)
+        return {field: message}
+    return {_field_of(error.field, contacts): error.message}
+
+
+def _change(
+    page: Page,
+    token: str,
+    typed: tuple[FormData, tuple[str, ...]],
+    change: Callable[[], object],
+    saved: str,
+) -> Response:
+    """Make a change from the manage page; a refusal shows the page again with its
+    reason next to the field and what was typed in that form kept."""
+    try:
+        change()
+    except HTTPException as error:
+        return _link_refused(page, error)
+    except (ValidationError, InvalidInput) as error:
+        return _manage(page, token, _refusal(error, []), code=422, typed=typed)
+    return _manage(page, token, {}, notice=saved)
+
+
 @router.post("/my/{token}/subscriptions")
 def change_subscriptions(page: PageDep, form: FormDep, token: str) -> Response:
-    try:
+    def change() -> None:
+        whole_city = form.get("whole_city") == "on"
         body = api.SubscriptionsIn.model_validate(
             {
                 "topics": form.getlist("topics"),
-                "districts": ["*"] if form.get("whole_city") == "on" else form.getlist("districts"),
+                "districts": ["*"] if whole_city else form.getlist("districts"),
             }
         )
         api.replace_subscriptions(token, body, page.api)
-    except HTTPException as error:
-        return _link_refused(page, error)
-    except ValidationError as error:
-        field, message = _pydantic_field(error, [])
-        return _manage(page, token, {field: message}, code=422, typed=(form, SUBSCRIPTION_FIELDS))
-    except InvalidInput as error:
-        return _manage(
-            page,
-            token,
-            {_field_of(error.field, []): error.message},
-            code=422,
-            typed=(form, SUBSCRIPTION_FIELDS),
-        )
-    return _manage(
-        page,
-        token,
-        {},
-        notice=page.t("Zapisano tematy i dzielnice.", "Topics and districts saved."),
-    )
+
+    saved = page.t("Zapisano tematy i dzielnice.", "Topics and districts saved.")
+    return _change(page, token, (form, SUBSCRIPTION_FIELDS), change, saved)
 
 
 @router.post("/my/{token}/preferences")
 def change_preferences(page: PageDep, form: FormDep, token: str) -> Response:
-    start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
-    try:
+    def change() -> None:
+        start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
         if bool(start) != bool(end):
             raise InvalidInput(
                 "quiet_start", page.t("podaj początek i koniec", "give a start and an end")
             )
-        body = api.PreferencesIn.model_validate(
-            {
-                "language": str(form.get("language", "pl")),
-                "channels": form.getlist("channels") or None,
-                "quiet_hours": {"start": start, "end": end} if start else None,
-            }
-        )
         if not form.getlist("channels"):
             raise InvalidInput(
                 "channels",
@@ -314,21 +306,17 @@ def change_preferences(page: PageDep, form: FormDep, token: str) -> Response:
                     "keep at least one channel (or unsubscribe)",
                 ),
             )
-        api.change_preferences(token, body, page.api)
-    except HTTPException as error:
-        return _link_refused(page, error)
-    except ValidationError as error:
-        field, message = _pydantic_field(error, [])
-        return _manage(page, token, {field: message}, code=422, typed=(form, PREFERENCE_FIELDS))
-    except InvalidInput as error:
-        return _manage(
-            page,
-            token,
-            {_field_of(error.field, []): error.message},
-            code=422,
-            typed=(form, PREFERENCE_FIELDS),
+        body = api.PreferencesIn.model_validate(
+            {
+                "language": str(form.get("language", "pl")),
+                "channels": form.getlist("channels"),
+                "quiet_hours": {"start": start, "end": end} if start else None,
+            }
         )
-    return _manage(page, token, {}, notice=page.t("Zapisano ustawienia.", "Settings saved."))
+        api.change_preferences(token, body, page.api)
+
+    saved = page.t("Zapisano ustawienia.", "Settings saved.")
+    return _change(page, token, (form, PREFERENCE_FIELDS), change, saved)
 
 
 @router.post("/my/{token}/contacts/{point_id}/unsubscribe")
