@@ -74,9 +74,15 @@ def _plain(value: str) -> str:
 PlainText = Annotated[str, AfterValidator(_plain)]
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]")
+
+
 def _iso_text(value: Any) -> Any:
-    # Pydantic would also read a bare number as seconds since 1970; a person means a date.
-    if not isinstance(value, str | datetime) or (isinstance(value, str) and "-" not in value[1:]):
+    # Pydantic would also read a number (1767225600, 5.9e-08) as seconds since 1970; a
+    # person means a date, and writes it first.
+    if not isinstance(value, str | datetime) or (
+        isinstance(value, str) and not _ISO_DATE.match(value)
+    ):
         raise ValueError("must be a date and time like 2026-12-01T18:00:00+01:00")
     return value
 

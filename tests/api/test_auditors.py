@@ -302,6 +302,8 @@ def test_a_district_means_residents_subscribed_there_to_an_alert_meant_for_it(
         ({"district": "atlantis"}, ("query", "district")),
         ({"district": "Wola!"}, ("query", "district")),
         ({"from": "yesterday"}, ("query", "from")),
+        ({"from": "1767225600"}, ("query", "from")),  # a number is no date to a person
+        ({"to": "5.960464477539063e-08"}, ("query", "to")),
         ({"from": "2026-01-01T12:00:00"}, ("query", "from")),  # no offset: ambiguous
         ({"to": "9999-12-31T23:00:00-12:00"}, ("query", "to")),  # past year 9999 in UTC
         (
