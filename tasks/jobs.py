@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from celery.signals import worker_process_shutdown
+from sqlalchemy.exc import OperationalError
 
 from broadcaster import planning, receipts, sending, sweeper
 from broadcaster.errors import InvalidInput
@@ -175,8 +176,18 @@ def send_reminder(reminder: dict[str, Any]) -> dict[str, Any]:
     return {"kind": notice.kind.value, "channel": parsed.channel.value}
 
 
-@app.task(name="tasks.jobs.sign_up", acks_late=True)
-def sign_up(request: dict[str, Any]) -> dict[str, Any]:
+@app.task(
+    name="tasks.jobs.sign_up",
+    acks_late=True,
+    bind=True,
+    max_retries=NOTICE_RETRIES,
+    # The resident was told it is done: a database that is away for a moment is waited
+    # out, not a reason to drop the sign-up.
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=NOTICE_RETRY_MAX_SECONDS,
+)
+def sign_up(self: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Register a sign-up the API checked, and queue the codes (or the manage link of an
     address already proven) it comes to."""
     rt = runtime()
@@ -187,7 +198,11 @@ def sign_up(request: dict[str, Any]) -> dict[str, Any]:
                 session=session, settings=rt.settings, request=parsed, now=time.time()
             )
     except InvalidInput as error:
-        # Registered by someone else between the check and now: the resident asks again.
+        if error.field == "contacts" and self.request.retries < NOTICE_RETRIES:
+            # Another sign-up wrote the same new address at the same moment: once it has
+            # committed, this one finds it unproven and takes it over, as a resident
+            # trying again would.
+            raise self.retry(countdown=1.0) from None
         _log.warning("a sign-up was not registered: %s", error.field)
         return {"notices": 0, "refused": error.field}
     for notice in notices:

@@ -310,7 +310,7 @@ def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDe
                 districts=tuple(body.districts),
                 language=body.language.value,
                 wanted=tuple(sorted(wanted)),
-                quiet_hours=(hours.start.isoformat("minutes"), hours.end.isoformat("minutes"))
+                quiet_hours=(hours.start.isoformat(), hours.end.isoformat())
                 if hours is not None
                 else None,
             )

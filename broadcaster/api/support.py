@@ -74,7 +74,7 @@ def _plain(value: str) -> str:
 PlainText = Annotated[str, AfterValidator(_plain)]
 
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 def _iso_text(value: Any) -> Any:

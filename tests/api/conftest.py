@@ -9,6 +9,7 @@ function the worker runs, in a transaction of its own, as the worker would.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class Outbox:
         if isinstance(handed, Notice):
             self.notices.append(handed)
             return
+        # As the broker carries it: JSON, and back.
+        handed = type(handed).from_dict(json.loads(json.dumps(handed.as_dict())))
         self.handed.append(handed)
         with self.sessions.begin() as session:
             if isinstance(handed, Reminder):

@@ -272,6 +272,17 @@ def test_bad_sign_ups_name_the_field_and_write_nothing(
     assert outbox.notices == []
 
 
+def test_quiet_hours_reach_the_worker_as_given_to_the_second(
+    client: TestClient, outbox: Outbox, db: sessionmaker[Session]
+) -> None:
+    answer = sign_up(client, ("sms", PHONE), quiet_hours={"start": "22:00:10", "end": "22:00:50"})
+    assert answer.status_code == 202
+    with db() as session:
+        subscriber = session.scalars(select(Subscriber)).one()
+        assert (str(subscriber.quiet_from), str(subscriber.quiet_until)) == ("22:00:10", "22:00:50")
+    assert len(notices_of(outbox, NoticeKind.CODE)) == 1
+
+
 def test_a_second_region_can_be_allowed(app_settings: Settings, db: sessionmaker[Session]) -> None:
     settings = app_settings.model_copy(update={"sms_allowed_regions": "PL,DE"})
     # The worker that registers it runs with the same settings, as in production.
