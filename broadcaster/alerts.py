@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
 
 from broadcaster import audit
 from broadcaster.db import utcnow
@@ -292,6 +292,28 @@ def add_alert(
         payload=payload,
     )
     return alert
+
+
+def list_alerts(
+    *,
+    session: Session,
+    statuses: Sequence[AlertStatus] = (),
+    before: int | None = None,
+    limit: int = 50,
+) -> list[Alert]:
+    """Newest first, any of `statuses` (all when none), ids below `before`: a keyset page,
+    with texts and districts read in one query each for the whole page."""
+    query = (
+        select(Alert)
+        .options(selectinload(Alert.contents), selectinload(Alert.districts))
+        .order_by(Alert.id.desc())
+        .limit(limit)
+    )
+    if statuses:
+        query = query.where(Alert.status.in_(list(statuses)))
+    if before is not None:
+        query = query.where(Alert.id < before)
+    return list(session.scalars(query).unique())
 
 
 def get_alert(*, session: Session, alert_id: int) -> Alert:

@@ -63,6 +63,14 @@ def read(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
     return progress
 
 
+def totals(by_channel: dict[str, dict[str, int]]) -> dict[str, int]:
+    """status -> count over every channel, from what `read` gives."""
+    summed: Counter[str] = Counter()
+    for statuses in by_channel.values():
+        summed.update(statuses)
+    return dict(summed)
+
+
 def receipts(session: Session) -> dict[str, dict[str, int]]:
     rows = session.execute(
         select(ReceiptTally.provider, ReceiptTally.outcome, ReceiptTally.count)

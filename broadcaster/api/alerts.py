@@ -12,8 +12,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from broadcaster import alerts, follow_ups, idempotency, progress
 from broadcaster.api.support import ApiDep, Body, IsoDateTime, ObjectId, PlainText, staff
@@ -259,19 +257,11 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AlertPage:
     """Newest first; approvers find their queue with `status=awaiting_approval`."""
-    # Texts and districts in one query each for the whole page, not one per alert.
-    query = (
-        select(Alert)
-        .options(selectinload(Alert.contents), selectinload(Alert.districts))
-        .order_by(Alert.id.desc())
-        .limit(limit + 1)
-    )
-    if status:
-        query = query.where(Alert.status.in_(status))
-    if before is not None:
-        query = query.where(Alert.id < before)
     with api.transaction() as session:
-        found = list(session.scalars(query).unique())
+        # One more than asked tells whether another page follows, without a count.
+        found = alerts.list_alerts(
+            session=session, statuses=status or (), before=before, limit=limit + 1
+        )
         items = [_out(alert) for alert in found[:limit]]
     return AlertPage(items=items, next_cursor=items[-1].id if len(found) > limit else None)
 
@@ -374,10 +364,6 @@ def alert_progress(alert_id: ObjectId, _me: Reader, api: ApiDep) -> Progress:
     with api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         by_channel = progress.read(session, alert.id)
-    totals: dict[str, int] = {}
-    for statuses in by_channel.values():
-        for status, count in statuses.items():
-            totals[status] = totals.get(status, 0) + count
     return Progress(
         alert_id=alert.id,
         status=alert.status,
@@ -385,5 +371,5 @@ def alert_progress(alert_id: ObjectId, _me: Reader, api: ApiDep) -> Progress:
         exercise=alert.cap_status is not CapStatus.ACTUAL,
         finished=alert.status not in alerts.LIVE,
         channels={Channel(channel): statuses for channel, statuses in by_channel.items()},
-        totals=totals,
+        totals=progress.totals(by_channel),
     )

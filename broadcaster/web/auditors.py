@@ -5,7 +5,6 @@ each alert's page."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,7 +17,7 @@ from broadcaster.delivery_log import DeliveryFilter
 from broadcaster.errors import InvalidInput
 from broadcaster.models import DeliveryStatus, Role
 from broadcaster.reference import DISTRICTS
-from broadcaster.web.core import WARSAW, Page, PageDep, WebRoute, finish, require
+from broadcaster.web.core import Page, PageDep, WebRoute, finish, require, warsaw_time
 from channels import Channel
 
 router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)
@@ -35,16 +34,6 @@ def _number(value: str, field: str) -> int | None:
     if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) < 2**31:
         raise InvalidInput(field, "must be a whole number (an id)")
     return int(digits)
-
-
-def _moment(value: str, field: str) -> datetime | None:
-    if not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(field, "must be a date and time (YYYY-MM-DD HH:MM)") from None
-    return moment.replace(tzinfo=WARSAW) if moment.tzinfo is None else moment
 
 
 def _choice(value: str, kind: type[Any], field: str) -> Any:
@@ -64,8 +53,8 @@ def _filter(page: Page, values: dict[str, str]) -> DeliveryFilter:
             channel=_choice(values.get("channel", ""), Channel, "channel"),
             status=_choice(values.get("status", ""), DeliveryStatus, "status"),
             district=values.get("district") or None,
-            created_from=_moment(values.get("from", ""), "from"),
-            created_to=_moment(values.get("to", ""), "to"),
+            created_from=warsaw_time(values.get("from", ""), "from"),
+            created_to=warsaw_time(values.get("to", ""), "to"),
         )
 
 

@@ -78,6 +78,23 @@ def local_time(value: datetime | str | None) -> str:
 _templates.filters["local"] = local_time
 
 
+def warsaw_time(value: str, field_name: str) -> datetime | None:
+    """A datetime-local field (no offset), read as Warsaw's clock; empty: None."""
+    if not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(field_name, "must be a date and time (YYYY-MM-DD HH:MM)") from None
+    if moment.tzinfo is not None:
+        return moment
+    local = moment.replace(tzinfo=WARSAW)
+    # The hour the clocks skip in spring names no moment: refuse it rather than guess.
+    if local.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None) != moment:
+        raise InvalidInput(field_name, "does not exist in Warsaw (the clocks go forward then)")
+    return local
+
+
 def language_of(request: Request) -> str:
     asked = request.query_params.get("lang")
     if asked in LANGUAGES:

@@ -9,13 +9,13 @@ and the rules about the object again (the author never approves).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from broadcaster import alerts, audit, follow_ups, progress, tokens
@@ -45,6 +45,7 @@ from broadcaster.web.core import (
     WebRoute,
     require,
     signed_in,
+    warsaw_time,
 )
 from channels import Channel
 
@@ -133,24 +134,15 @@ def sign_out(page: PageDep, _form: FormDep) -> Response:
 # -- the alert list and the review queue ----------------------------------------------
 
 
-def _alert_rows(
-    session: Session, statuses: list[AlertStatus] | None, limit: int = 100
-) -> list[Any]:
-    query = (
-        select(Alert)
-        .options(selectinload(Alert.contents), selectinload(Alert.districts))
-        .order_by(Alert.id.desc())
-        .limit(limit)
-    )
-    if statuses:
-        query = query.where(Alert.status.in_(statuses))
-    return [alerts.describe_alert(alert) for alert in session.scalars(query).unique()]
+def _alert_rows(session: Session, statuses: list[AlertStatus]) -> list[dict[str, Any]]:
+    found = alerts.list_alerts(session=session, statuses=statuses, limit=100)
+    return [alerts.describe_alert(alert) for alert in found]
 
 
 @router.get("")
 def alert_list(page: PageDep, status: str = "") -> Response:
     require(page, *READERS)
-    chosen = [AlertStatus(status)] if status in {s.value for s in AlertStatus} else None
+    chosen = [AlertStatus(status)] if status in {s.value for s in AlertStatus} else []
     with page.api.transaction() as session:
         rows = _alert_rows(session, chosen)
     return page.render("alerts.html", rows=rows, status=status, statuses=STATUS_NAMES, heading=None)
@@ -173,23 +165,6 @@ def review_queue(page: PageDep) -> Response:
 # -- composing ------------------------------------------------------------------------
 
 
-def _local_time(value: str, field_name: str) -> datetime | None:
-    """A datetime-local field, read as Warsaw time."""
-    if not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(field_name, "must be a date and time (YYYY-MM-DD HH:MM)") from None
-    if moment.tzinfo is not None:
-        return moment
-    local = moment.replace(tzinfo=WARSAW)
-    # The hour the clocks skip in spring names no moment: refuse it rather than guess.
-    if local.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None) != moment:
-        raise InvalidInput(field_name, "does not exist in Warsaw (the clocks go forward then)")
-    return local
-
-
 def draft_from_form(form: FormData) -> AlertDraft:
     contents: dict[str, tuple[str, str]] = {}
     for language in LANGUAGES:
@@ -207,8 +182,8 @@ def draft_from_form(form: FormData) -> AlertDraft:
         districts=[str(d) for d in form.getlist("districts")],
         whole_city=form.get("whole_city") == "on",
         transliterate_sms=form.get("transliterate_sms") == "on",
-        send_at=_local_time(str(form.get("send_at", "")), "send_at"),
-        expires_at=_local_time(str(form.get("expires_at", "")), "expires_at"),
+        send_at=warsaw_time(str(form.get("send_at", "")), "send_at"),
+        expires_at=warsaw_time(str(form.get("expires_at", "")), "expires_at"),
     )
 
 
@@ -429,10 +404,7 @@ def _history(session: Session, alert_id: int) -> list[dict[str, Any]]:
 
 def _progress(session: Session, alert: Alert) -> dict[str, Any]:
     by_channel = progress.read(session, alert.id)
-    totals: dict[str, int] = {}
-    for statuses in by_channel.values():
-        for status, count in statuses.items():
-            totals[status] = totals.get(status, 0) + count
+    totals = progress.totals(by_channel)
     return {
         "channels": by_channel,
         "totals": totals,
