@@ -16,7 +16,6 @@ from broadcaster.db import utcnow
 from broadcaster.delivery_log import DeliveryFilter
 from broadcaster.errors import InvalidInput
 from broadcaster.models import DeliveryStatus, Role
-from broadcaster.reference import DISTRICTS
 from broadcaster.web.core import Page, PageDep, WebRoute, finish, require, warsaw_time
 from channels import Channel
 
@@ -65,7 +64,6 @@ def _log_page(page: Page, values: dict[str, str], code: int = 200, **shown: Any)
         values=values,
         channels=[c.value for c in Channel],
         statuses=[s.value for s in DeliveryStatus],
-        districts=[(d.slug, d.name) for d in DISTRICTS],
         query=urlencode({k: values[k] for k in FILTERS if values.get(k)}),
         **shown,
     )

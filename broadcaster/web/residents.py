@@ -39,7 +39,7 @@ def _choices(page: Page) -> dict[str, Any]:
     with page.api.transaction() as session:
         topics = session.scalars(select(Topic).order_by(Topic.id)).all()
         listed = [(t.slug, t.name_en if page.language == "en" else t.name_pl) for t in topics]
-    return {"topics": listed, "districts": [(d.slug, d.name) for d in DISTRICTS]}
+    return {"topics": listed}
 
 
 def _field_of(location: str, contacts: list[str]) -> str:

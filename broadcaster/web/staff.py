@@ -35,7 +35,6 @@ from broadcaster.models import (
     Topic,
     Urgency,
 )
-from broadcaster.reference import DISTRICTS
 from broadcaster.web.core import (
     STAFF_COOKIE,
     WARSAW,
@@ -248,7 +247,6 @@ def _choices(session: Session) -> dict[str, Any]:
     topics = session.scalars(select(Topic).order_by(Topic.id)).all()
     return {
         "topics": [(t.slug, t.name_pl, t.name_en) for t in topics],
-        "districts": [(d.slug, d.name) for d in DISTRICTS],
         "severities": [(s.value, s.value) for s in Severity],
         "urgencies": [(u.value, u.value) for u in Urgency],
         "cap_statuses": [c.value for c in CapStatus],
