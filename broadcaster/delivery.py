@@ -4,6 +4,7 @@
        |                  |  \\--temporary failure--> pending (attempt counted, backoff)
        |                  \\--permanent failure / deadline--> failed
        \\--suppress (cancelled, expired, opted out, quiet hours)--> suppressed
+    sending --withdraw (cancelled or expired before its wave left)--> suppressed
     sent --undelivered (receipt: undelivered, bounced, token dead)--> failed
 
 Every move is a bulk, guarded UPDATE (`WHERE status = <expected>`): a batch that Celery
@@ -57,6 +58,9 @@ class DeliveryEvent(StrEnum):
     UNDELIVERED = "undelivered"
     # The worker holding the row died: its claim lapses and the row waits again.
     RELEASE = "release"
+    # Claimed, but the alert was cancelled or expired before the row's wave left (or its
+    # worker died holding it after the alert ended): it never goes out.
+    WITHDRAW = "withdraw"
 
 
 class SuppressReason(StrEnum):
@@ -97,6 +101,7 @@ class DeliveryStateMachine:
         DeliveryEvent.DELIVERED: (frozenset({D.SENDING, D.SENT}), D.DELIVERED),
         DeliveryEvent.UNDELIVERED: (frozenset({D.SENDING, D.SENT}), D.FAILED),
         DeliveryEvent.RELEASE: (frozenset({D.SENDING}), D.PENDING),
+        DeliveryEvent.WITHDRAW: (frozenset({D.SENDING}), D.SUPPRESSED),
     }
     FINAL: ClassVar[frozenset[DeliveryStatus]] = frozenset({D.DELIVERED, D.FAILED, D.SUPPRESSED})
 
@@ -239,6 +244,33 @@ class DeliveryStateMachine:
                 _table.c.batch_no == batch_no,
                 _table.c.claimed_at < claimed_before,
             ).values(status=target, next_attempt_at=None)
+        )
+        return int(result.rowcount)
+
+    def withdraw(
+        self,
+        *,
+        reason: SuppressReason,
+        alert_id: int,
+        delivery_ids: Sequence[int] | None = None,
+        batch_no: int | None = None,
+        claimed_before: datetime | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """sending -> suppressed: claimed rows that will not go out because their alert
+        ended (the ids a worker held back, or a dead worker's rows of one batch)."""
+        statement, target = self._guarded(DeliveryEvent.WITHDRAW)
+        statement = statement.where(_table.c.alert_id == alert_id)
+        if delivery_ids is not None:
+            if not delivery_ids:
+                return 0
+            statement = statement.where(_table.c.id.in_(delivery_ids))
+        if batch_no is not None:
+            statement = statement.where(_table.c.batch_no == batch_no)
+        if claimed_before is not None:
+            statement = statement.where(_table.c.claimed_at < claimed_before)
+        result = self.session.connection().execute(
+            statement.values(status=target, reason=reason.value, finished_at=now or utcnow())
         )
         return int(result.rowcount)
 

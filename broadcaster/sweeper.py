@@ -3,7 +3,8 @@ seconds by beat.
 
 - approved alerts that are due (now, or at their scheduled time) go to planning;
 - live alerts past their expiry expire, and what has not left is suppressed;
-- rows held by a worker that died (claimed longer ago than the lease) wait again;
+- rows held by a worker that died (claimed longer ago than the lease) wait again, or
+  are withdrawn if their alert has ended;
 - batches due and not published lately are published (the outbox: a crash between a
   commit and its publish, a retry time reached, a broker that lost a message); a batch
   published a while ago is published again only when its channel's queue has drained
@@ -20,15 +21,22 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster import progress
 from broadcaster.alerts import Move, expire_due_alerts, transition
 from broadcaster.db import utcnow
-from broadcaster.delivery import DeliveryStateMachine
+from broadcaster.delivery import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import Conflict
-from broadcaster.models import Alert, AlertStatus, BatchState, DeliveryStatus, DispatchBatch
+from broadcaster.models import (
+    Alert,
+    AlertStatus,
+    BatchState,
+    Delivery,
+    DeliveryStatus,
+    DispatchBatch,
+)
 from broadcaster.planning import URGENT, BatchRef
 
 
@@ -69,7 +77,7 @@ def sweep(
             .order_by(Alert.id)
         )
     )
-    found.released = _release_stale(session, moment - timedelta(seconds=lease_seconds))
+    found.released = _release_stale(session, moment - timedelta(seconds=lease_seconds), moment)
     dispatching = select(Alert.id).where(Alert.status == AlertStatus.DISPATCHING)
     due = session.execute(
         select(
@@ -119,24 +127,54 @@ def sweep(
     return found
 
 
-def _release_stale(session: Session, claimed_before: datetime) -> int:
+def _release_stale(session: Session, claimed_before: datetime, now: datetime) -> int:
+    """Rows held longer than the lease by a worker that is gone wait again (or, when their
+    alert has ended meanwhile, are withdrawn); the batch's lease then follows its oldest
+    row still held. Found through the batches' own claim time, whatever their state: an
+    expired alert's batches are done, but a dead worker's rows in them must still end."""
     stale = session.execute(
-        select(DispatchBatch.alert_id, DispatchBatch.batch_no, DispatchBatch.channel).where(
-            DispatchBatch.state == BatchState.QUEUED,
+        select(DispatchBatch.alert_id, DispatchBatch.batch_no, DispatchBatch.channel, Alert.status)
+        .join(Alert, Alert.id == DispatchBatch.alert_id)
+        .where(
             DispatchBatch.claimed_at.is_not(None),
             DispatchBatch.claimed_at < claimed_before,
         )
     ).all()
     machine = DeliveryStateMachine(session)
     released = 0
-    for alert_id, batch_no, channel in stale:
-        moved = machine.release_stale(
-            alert_id=alert_id, batch_no=batch_no, claimed_before=claimed_before
+    for alert_id, batch_no, channel, status in stale:
+        target = DeliveryStatus.PENDING
+        if status is AlertStatus.DISPATCHING:
+            moved = machine.release_stale(
+                alert_id=alert_id, batch_no=batch_no, claimed_before=claimed_before
+            )
+        else:
+            target = DeliveryStatus.SUPPRESSED
+            reason = (
+                SuppressReason.EXPIRED
+                if status is AlertStatus.EXPIRED
+                else (SuppressReason.CANCELLED)
+            )
+            moved = machine.withdraw(
+                reason=reason,
+                alert_id=alert_id,
+                batch_no=batch_no,
+                claimed_before=claimed_before,
+            )
+        held_since = session.scalar(
+            select(func.min(Delivery.claimed_at)).where(
+                Delivery.alert_id == alert_id,
+                Delivery.batch_no == batch_no,
+                Delivery.status == DeliveryStatus.SENDING,
+            )
         )
+        values: dict[str, object] = {"claimed_at": held_since}
+        if moved and target is DeliveryStatus.PENDING:
+            values |= {"enqueued_at": None, "next_run_at": now}
         session.execute(
             update(DispatchBatch)
             .where(DispatchBatch.alert_id == alert_id, DispatchBatch.batch_no == batch_no)
-            .values(claimed_at=None, **({"enqueued_at": None} if moved else {}))
+            .values(**values)
         )
         if moved:
             progress.add(
@@ -145,7 +183,7 @@ def _release_stale(session: Session, claimed_before: datetime) -> int:
                 Counter(
                     {
                         (channel, DeliveryStatus.SENDING.value): -moved,
-                        (channel, DeliveryStatus.PENDING.value): moved,
+                        (channel, target.value): moved,
                     }
                 ),
             )

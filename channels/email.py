@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import policy
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from html import escape
@@ -49,6 +51,17 @@ _LINK = "https://stand-in.invalid/unsubscribe-link"
 _LINK_IN_HTML = "https://stand-in.invalid/unsubscribe-link-escaped"
 _STAND_IN_ID = -1
 TEMPLATES_KEPT = 64
+
+
+INVALID_MESSAGE = Failure(temporary=False, code="invalid-message")
+# Line breaks a header cannot carry (RFC 5322 unfolds CRLF; the others are line breaks to
+# Unicode and to mail clients): a one-line field folds them into a space.
+_LINE_BREAKS = re.compile("\r\n|[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` for a one-line header: every line break folded into one space."""
+    return _LINE_BREAKS.sub(" ", text).strip()
 
 
 def classify_code(code: int, text: str = "") -> Failure:
@@ -110,6 +123,8 @@ class SmtpEmailChannel:
         if not 1 <= config.pool_size <= 64:
             raise ChannelConfigError("smtp_pool_size", "must be between 1 and 64")
         self.config = config
+        # One message at a time per connection; a few rounds of the pool make a wave.
+        self.wave = config.pool_size * 4
         self.domain = address.rsplit("@", 1)[1]
         self.idle: asyncio.Queue[aiosmtplib.SMTP] | None = None
         self.opened: list[aiosmtplib.SMTP] = []
@@ -126,7 +141,7 @@ class SmtpEmailChannel:
         mail = EmailMessage()
         mail["From"] = self.config.sender
         mail["To"] = message.address
-        mail["Subject"] = message.title
+        mail["Subject"] = one_line(message.title)
         mail["Date"] = format_datetime(now)
         mail["Message-ID"] = self.message_id(message.delivery_id)
         mail["Auto-Submitted"] = "auto-generated"
@@ -245,6 +260,10 @@ class SmtpEmailChannel:
                         raw,
                         mail_options=["BODY=8BITMIME"],
                     )
+            except (ValueError, TypeError, UnicodeError, MessageError):
+                # This message cannot be built (a header the e-mail package refuses): it
+                # fails for good, alone; the connection is untouched and serves the next.
+                return INVALID_MESSAGE.result(message.delivery_id)
             except aiosmtplib.SMTPServerDisconnected as error:
                 # Dropped while idle: open it again and try this message once more.
                 _drop(client)

@@ -93,6 +93,9 @@ class ChannelSender(Protocol):
     name: ClassVar[Channel]
     # Most messages one provider call (or one send_batch) should carry.
     max_batch: ClassVar[int]
+    # How many messages leave at once (one provider request, or one per open connection):
+    # a batch is handed over in waves of this size, and a cancel takes effect between them.
+    wave: int
 
     async def send_batch(self, messages: Sequence[Message]) -> list[DeliveryResult]: ...
 

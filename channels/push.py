@@ -131,6 +131,8 @@ class FirebasePushChannel:
                 "fcm_credentials_file", f"is not a usable service-account file: {error}"
             ) from None
         self.config = config
+        # One request per message, as many at once as there are connections.
+        self.wave = min(config.connections, MULTICAST_LIMIT)
         self.app = firebase_admin.initialize_app(
             credential,
             {"projectId": config.project_id, "httpTimeout": config.timeout},

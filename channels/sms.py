@@ -136,6 +136,8 @@ class SmsApiChannel:
         if not 1 <= config.max_parts <= 10:
             raise ChannelConfigError("sms_max_parts", "must be between 1 and 10")
         self.config = config
+        # One request carries a whole group of numbers.
+        self.wave = config.batch_size
         self.auth = _BearerKeepingAnswer(config.token)
         self.client = Client(config.base_url, access_token=config.token)
         self.client.auth = self.auth

@@ -58,7 +58,12 @@ def plan_alert(alert_id: int) -> dict[str, Any]:
 
 @app.task(name="tasks.jobs.send_batch", acks_late=True)
 def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
-    """Claim one batch, send it through its channel, record every outcome."""
+    """Claim one batch, send it through its channel in waves, record every outcome.
+
+    Whatever fails between the claim and the record (a channel that cannot be built, Redis
+    away for the rate limit, a bug) becomes a temporary failure of the messages it left
+    unanswered, recorded like any other: no row stays `sending` for it.
+    """
     rt = runtime()
     with rt.sessions.begin() as session:
         claimed = sending.claim(
@@ -73,12 +78,26 @@ def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
     channel = claimed.channel
     results: list[DeliveryResult] = []
     if claimed.messages:
-        bucket = rt.bucket(channel)
-        if rt.run(take(bucket, len(claimed.messages))):
-            results = rt.run(rt.sender(channel).send_batch(claimed.messages))
-        else:
-            waited = Failure(temporary=True, code="rate-limited", retry_after=5.0)
-            results = [waited.result(m.delivery_id) for m in claimed.messages]
+
+        def is_live() -> bool:
+            with rt.sessions() as session:
+                return sending.still_live(session=session, alert_id=alert_id)
+
+        try:
+            results = rt.run(
+                sending.deliver(
+                    claimed=claimed,
+                    sender=rt.sender(channel),
+                    bucket=rt.bucket(channel),
+                    is_live=is_live,
+                )
+            )
+        except Exception:
+            # Before any wave left (the sender or its bucket could not be had): every
+            # message waits and goes again.
+            _log.exception(
+                "alert %s batch %s: the %s batch could not start", alert_id, batch_no, channel.value
+            )
     with rt.sessions.begin() as session:
         recorded = sending.record(
             session=session,
@@ -95,6 +114,7 @@ def send_batch(alert_id: int, batch_no: int) -> dict[str, Any]:
         "sent": recorded.sent,
         "failed": recorded.failed,
         "retrying": recorded.retrying,
+        "withdrawn": recorded.withdrawn,
     }
 
 

@@ -16,6 +16,8 @@ ALLOWED = {
     (D.SENDING, E.DELIVERED): D.DELIVERED,
     (D.SENDING, E.UNDELIVERED): D.FAILED,
     (D.SENDING, E.RELEASE): D.PENDING,
+    # Claimed, but its alert ended before the row's wave left.
+    (D.SENDING, E.WITHDRAW): D.SUPPRESSED,
 }
 
 
