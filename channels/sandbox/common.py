@@ -10,6 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+# What a broken proxy in front of a provider might answer with a 200 (`garbage_rate`).
+GARBAGE = "<html><body>502 Bad Gateway</body></html>"
+
+
 @dataclass
 class Faults:
     """Misbehaviour on request. Rates are fractions of requests (or recipients) from 0 to 1."""
@@ -21,6 +25,10 @@ class Faults:
     # The next this many requests are throttled whatever the rate (a test that must see one).
     throttle_next: float = 0.0
     retry_after: float = 1.0
+    # Requests answered 200 with a body that is not the provider's (a proxy's page): the
+    # message is not accepted, and the client is left with an answer it cannot read.
+    # HTTP providers only; SMTP answers these with 451.
+    garbage_rate: float = 0.0
     # Added to every answer.
     latency_ms: float = 0.0
     # Addresses the provider refuses for good: invalid numbers, dead tokens, unknown mailboxes.
@@ -86,6 +94,9 @@ class Recorder:
             elif self.roll(self.faults.error_rate):
                 self.errors += 1
                 fault = "error"
+            elif self.roll(self.faults.garbage_rate):
+                self.errors += 1
+                fault = "garbage"
             self.log.append((time.time(), fault or "ok"))
         return fault
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from channels.sandbox.common import Recorder
+from channels.sandbox.common import GARBAGE, Recorder
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -114,7 +114,7 @@ class FcmSandbox:
 
     async def _handle(
         self, scope: Scope, body: bytes
-    ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         path = scope["path"]
         if scope["method"] == "POST" and path == "/token":
             return self._token(body)
@@ -141,6 +141,8 @@ class FcmSandbox:
             )
         if fault == "error":
             return 503, fcm_error(503, "The service is currently unavailable.", "UNAVAILABLE"), []
+        if fault == "garbage":
+            return 200, GARBAGE, []
         try:
             message = json.loads(body)["message"]
             token = message.get("token") or message.get("fid")

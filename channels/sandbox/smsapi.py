@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from channels.sandbox.common import Recorder
+from channels.sandbox.common import GARBAGE, Recorder
 from templates.sms_encoding import shape
 
 STATUS_DELIVERED, STATUS_UNDELIVERED = "404", "405"
@@ -82,6 +82,8 @@ class SmsApiSandbox:
             )
         if fault == "error":
             return web.json_response({"error": 999, "message": "System internal error"}, status=500)
+        if fault == "garbage":
+            return web.json_response(GARBAGE)
         form = await request.post()
         return web.json_response(self._answer({k: str(v) for k, v in form.items()}))
 

@@ -220,3 +220,28 @@ def test_auth_from_settings_over_starttls(sandbox: Sandbox) -> None:
     [bad] = asyncio.run(run("wrong"))
     assert bad.outcome is Outcome.TEMPORARY
     assert bad.error_code == "smtp-auth-535"
+
+
+@pytest.mark.parametrize("line_break", ["\r", "\n", "\r\n", "\u2028", "\u2029", "\x85", "\x0b"])
+def test_a_subject_with_a_line_break_goes_out_on_one_line(
+    sandbox: Sandbox, line_break: str
+) -> None:
+    from dataclasses import replace
+
+    odd = replace(mail(1), title=f"Burza{line_break}nad Wolą")
+    results = send(config(sandbox), [odd, mail(2)])
+    assert {r.outcome for r in results.values()} == {Outcome.SENT}
+    subjects = {m["address"]: m["subject"] for m in sandbox.messages("smtp")}
+    assert subjects["resident1@example.com"] == "Burza nad Wolą"
+
+
+def test_a_message_that_cannot_be_built_fails_alone(sandbox: Sandbox) -> None:
+    from dataclasses import replace
+
+    # A lone surrogate cannot be encoded in any header or body: that message fails for
+    # good with a reason, its neighbours in the batch go out.
+    broken = replace(mail(2), text="Burza \ud800")
+    results = send(config(sandbox), [mail(1), broken, mail(3)])
+    assert (results[2].outcome, results[2].error_code) == (Outcome.PERMANENT, "invalid-message")
+    assert {results[1].outcome, results[3].outcome} == {Outcome.SENT}
+    assert sandbox.counts("smtp")["accepted"] == 2
