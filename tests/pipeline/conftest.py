@@ -23,7 +23,7 @@ from broadcaster.alerts import AlertDraft
 from broadcaster.db import make_engine
 from broadcaster.models import Alert, Delivery, DeliveryStatus
 from broadcaster.settings import Settings, load_settings
-from tasks.commands import all_in_one_worker
+from tasks.commands import all_in_one_worker, worker_command
 from tests.channels.conftest import Sandbox
 from tests.channels.conftest import sandbox as sandbox
 from tests.channels.conftest import sandbox_server as sandbox_server
@@ -63,20 +63,29 @@ def wait_until(
 
 
 class Worker:
-    """`celery worker --beat` with the stack's settings; start, kill -9, start again."""
+    """`celery worker --beat` with the stack's settings (or another worker command);
+    start, kill -9, start again."""
 
-    def __init__(self, environment: dict[str, str], directory: Path) -> None:
+    def __init__(
+        self,
+        environment: dict[str, str],
+        directory: Path,
+        command: list[str] | None = None,
+        label: str = "",
+    ) -> None:
         self.environment = environment
         self.directory = directory
+        self.command = command or all_in_one_worker(directory / "beat")
+        self.label = label
         self.process: subprocess.Popen[bytes] | None = None
         self.log: Any = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        self.log = log = (self.directory / f"worker-{self.starts}.log").open("wb")
+        self.log = log = (self.directory / f"worker-{self.label}{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            all_in_one_worker(self.directory / "beat"),
+            self.command,
             env=self.environment,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -125,6 +134,23 @@ class Stack:
         self.sandbox = sandbox
         self.worker = worker
         self.staff = staff
+        self.others: list[Worker] = []
+
+    def other_worker(self, queues: str, label: str, beat: bool = False) -> Worker:
+        """Another worker process of the stack (stopped with it), for `queues` only."""
+        worker = Worker(
+            self.worker.environment,
+            self.worker.directory,
+            worker_command(
+                queues=queues,
+                name=label,
+                beat_schedule=self.worker.directory / f"beat-{label}" if beat else None,
+            ),
+            label=f"{label}-",
+        )
+        self.others.append(worker)
+        worker.start()
+        return worker
 
     def alert(self, **changes: Any) -> int:
         """Write and approve an alert (two people, as always); the sweeper takes it from there."""
@@ -253,4 +279,6 @@ def stack(
     worker.start()
     built = Stack(db, settings, sandbox, worker, staff)
     yield built
+    for other in built.others:
+        other.stop()
     worker.stop()

@@ -16,6 +16,7 @@ from broadcaster import alerts, planning
 from broadcaster.models import Delivery, DeliveryStatus
 from broadcaster.population import seed_population
 from subscribers.models import Subscriber
+from tasks.commands import QUEUES
 from tests.conftest import add_resident
 from tests.pipeline.conftest import REDIS_START, Stack, wait_until
 
@@ -224,3 +225,78 @@ def test_quiet_hours_hold_an_informational_alert_and_let_an_extreme_one_through(
     stack.wait_all_final(extreme, timeout=60)
     rows = stack.rows(extreme)
     assert rows.get("sent", 0) + rows.get("delivered", 0) == 2
+
+
+def assert_every_message_sent_once(stack: Stack, alert_id: int) -> None:
+    total = stack.total(alert_id)
+    rows = stack.rows(alert_id)
+    assert sum(rows.values()) == total  # counters agree with the rows
+    assert rows.get("sent", 0) + rows.get("delivered", 0) == total  # nothing lost or failed
+    sent = sent_rows(stack, alert_id)
+    for provider, channel in (("smsapi", "sms"), ("fcm", "push"), ("smtp", "email")):
+        counts = stack.sandbox.counts(provider)
+        assert counts["duplicates"] == 0, provider
+        assert counts["accepted"] == sent.get(channel, 0), provider
+    wait_until(lambda: stack.status(alert_id) == "done", 30, "the alert to be done")
+
+
+def test_a_worker_killed_mid_call_and_never_restarted_loses_nothing(stack: Stack) -> None:
+    seed(stack, 1500)
+    # Beat and every queue but SMS in one worker; SMS in a worker of its own, killed while
+    # it waits on SMSAPI and never started again. Another SMS worker takes over.
+    stack.worker.stop()
+    stack.other_worker(",".join(q for q in QUEUES if q != "sms"), "main", beat=True)
+    doomed = stack.other_worker("sms", "sms1")
+    stack.sandbox.faults("smsapi", latency_ms=4000)
+    alert_id = stack.alert(channels=["sms"])
+    wait_until(lambda: stack.rows(alert_id).get("sending", 0) > 0, 60, "an SMS batch to be claimed")
+    time.sleep(0.5)  # its request is on the wire, waiting for the provider's answer
+    doomed.kill()
+    stack.sandbox.faults("smsapi", latency_ms=0)
+    stack.other_worker("sms", "sms2")
+    stack.wait_all_final(alert_id, timeout=120)
+    assert_every_message_sent_once(stack, alert_id)
+
+
+def test_a_channel_that_raises_loses_nothing(stack: Stack) -> None:
+    seed(stack, 1000)
+    # Push answers come back as a page firebase-admin's callers cannot read: the channel
+    # raises for the whole wave. The messages wait and go again once FCM is itself again.
+    stack.sandbox.faults("fcm", garbage_rate=1)
+    alert_id = stack.alert(channels=["sms", "push"])
+    wait_until(lambda: stack.sandbox.counts("fcm")["errors"] >= 1, 60, "push to be tried")
+    time.sleep(2)
+    assert stack.sandbox.counts("fcm")["accepted"] == 0
+    stack.sandbox.faults("fcm", garbage_rate=0)
+    stack.wait_all_final(alert_id, timeout=120)
+    assert_every_message_sent_once(stack, alert_id)
+
+
+def test_a_cancel_stops_a_batch_between_its_provider_requests(stack: Stack) -> None:
+    seed(stack, 4000)
+    # FCM answers each push in a second; a batch of 500 goes as waves of 100 requests
+    # (one per connection). Only the wave already on the wire may land after a cancel.
+    stack.sandbox.faults("fcm", latency_ms=1000)
+    alert_id = stack.alert(channels=["push"])
+    wait_until(lambda: stack.sandbox.counts("fcm")["accepted"] >= 100, 60, "the first wave to land")
+    with stack.db.begin() as session:
+        alerts.cancel_alert(
+            session=session, actor=stack.staff.author, alert_id=alert_id, reason="fałszywy alarm"
+        )
+    cancelled = time.monotonic()
+    at_cancel = last = stack.sandbox.counts("fcm")["accepted"]
+    last_change = cancelled
+    while time.monotonic() - cancelled < 6:
+        now = stack.sandbox.counts("fcm")["accepted"]
+        if now != last:
+            last, last_change = now, time.monotonic()
+        time.sleep(0.05)
+    after = last - at_cancel
+    stopped = last_change - cancelled
+    print(f"after the cancel: {after} pushes landed, the last {stopped:.2f} s after it")
+    assert after <= 100, f"{after} pushes landed after the cancel"
+    assert stopped <= 1.6, f"pushes kept landing {stopped:.2f} s after the cancel"
+    stack.wait_all_final(alert_id, timeout=60)
+    rows = stack.rows(alert_id)
+    assert rows.get("suppressed", 0) > 0 and set(rows) <= {"sent", "suppressed"}
+    assert rows.get("sent", 0) == last
