@@ -136,10 +136,11 @@ class Stack:
         self.staff = staff
         self.others: list[Worker] = []
 
-    def other_worker(self, queues: str, label: str, beat: bool = False) -> Worker:
-        """Another worker process of the stack (stopped with it), for `queues` only."""
+    def other_worker(self, queues: str, label: str, beat: bool = False, **settings: str) -> Worker:
+        """Another worker process of the stack (stopped with it), for `queues` only, with
+        `settings` (environment variables) over the stack's."""
         worker = Worker(
-            self.worker.environment,
+            {**self.worker.environment, **settings},
             self.worker.directory,
             worker_command(
                 queues=queues,

@@ -240,20 +240,26 @@ def assert_every_message_sent_once(stack: Stack, alert_id: int) -> None:
     wait_until(lambda: stack.status(alert_id) == "done", 30, "the alert to be done")
 
 
+# A lease longer than the time after which a published batch is published again (as in
+# production: 120 s and 30 s): the batch runs again while the dead worker's claim holds.
+LONG_LEASE = {"WSP_CLAIM_LEASE_SECONDS": "8", "WSP_REQUEUE_SECONDS": "2"}
+
+
 def test_a_worker_killed_mid_call_and_never_restarted_loses_nothing(stack: Stack) -> None:
     seed(stack, 1500)
     # Beat and every queue but SMS in one worker; SMS in a worker of its own, killed while
     # it waits on SMSAPI and never started again. Another SMS worker takes over.
     stack.worker.stop()
-    stack.other_worker(",".join(q for q in QUEUES if q != "sms"), "main", beat=True)
-    doomed = stack.other_worker("sms", "sms1")
+    others = ",".join(q for q in QUEUES if q != "sms")
+    stack.other_worker(others, "main", beat=True, **LONG_LEASE)
+    doomed = stack.other_worker("sms", "sms1", **LONG_LEASE)
     stack.sandbox.faults("smsapi", latency_ms=4000)
     alert_id = stack.alert(channels=["sms"])
     wait_until(lambda: stack.rows(alert_id).get("sending", 0) > 0, 60, "an SMS batch to be claimed")
     time.sleep(0.5)  # its request is on the wire, waiting for the provider's answer
     doomed.kill()
     stack.sandbox.faults("smsapi", latency_ms=0)
-    stack.other_worker("sms", "sms2")
+    stack.other_worker("sms", "sms2", **LONG_LEASE)
     stack.wait_all_final(alert_id, timeout=120)
     assert_every_message_sent_once(stack, alert_id)
 
@@ -262,6 +268,8 @@ def test_a_channel_that_raises_loses_nothing(stack: Stack) -> None:
     seed(stack, 1000)
     # Push answers come back as a page firebase-admin's callers cannot read: the channel
     # raises for the whole wave. The messages wait and go again once FCM is itself again.
+    stack.worker.stop()
+    stack.other_worker(",".join(QUEUES), "main", beat=True, **LONG_LEASE)
     stack.sandbox.faults("fcm", garbage_rate=1)
     alert_id = stack.alert(channels=["sms", "push"])
     wait_until(lambda: stack.sandbox.counts("fcm")["errors"] >= 1, 60, "push to be tried")
