@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
@@ -129,3 +130,12 @@ def create_app(
     web.install(app, settings)
 
     return app
+
+
+def server_config(app: FastAPI, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """How uvicorn serves the app. Its own proxy handling stays off: it would believe
+    X-Forwarded-For (and -Proto) from any loopback peer and put the client's own word in
+    place of the peer's address, so that one client could pose as many and get past the
+    per-IP limits. Which proxies are believed is `WSP_FORWARDED_FOR_HOPS`' alone (see
+    `residents.client_ip`)."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, proxy_headers=False)
