@@ -98,6 +98,10 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        # Our own pages, whose scripts are served from here (web/docs.py).
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         title="Warszawski System Powiadomień",
         version="0.1.0",
         description=(
@@ -113,7 +117,7 @@ def create_app(
         notify=notify or default_notify,
     )
     app.add_middleware(BodyLimit)
-    install_error_handlers(app)
+    install_error_handlers(app, no_route_page=web.no_route_page)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["health"])
     async def health() -> str:
