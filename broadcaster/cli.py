@@ -602,8 +602,9 @@ def serve(app: App, host: str, port: int) -> None:
 
     import uvicorn
 
-    from broadcaster.api.app import create_app
+    from broadcaster.api.app import create_app, server_config
     from broadcaster.api.support import HideSecretPaths
 
     logging.getLogger("uvicorn.access").addFilter(HideSecretPaths())
-    uvicorn.run(create_app(app.settings), host=host, port=port, log_level="info")
+    config = server_config(create_app(app.settings), host=host, port=port, log_level="info")
+    uvicorn.Server(config).run()

@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import schema
-from broadcaster.api.app import create_app, worker_handoffs
+from broadcaster.api.app import create_app, server_config, worker_handoffs
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.settings import Settings, load_settings
 from channels.sandbox.server import Endpoints, SandboxServer, free_port
@@ -63,7 +63,7 @@ class Stack:
 @contextlib.contextmanager
 def serve_api(app: FastAPI, port: int) -> Iterator[str]:
     """Serve `app` on loopback `port` in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, host=HOST, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
 from broadcaster import alerts, follow_ups, idempotency, progress
+from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.api.support import ApiDep, Body, IsoDateTime, ObjectId, PlainText, staff
 from broadcaster.messages import preview_alert
 from broadcaster.models import (
@@ -29,7 +30,7 @@ from broadcaster.models import (
 )
 from channels import Channel
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=StrictJsonRoute)
 
 Writer = Annotated[Operator, staff(Role.OPERATOR, Role.ADMIN)]
 Reviewer = Annotated[Operator, staff(Role.APPROVER, Role.ADMIN)]

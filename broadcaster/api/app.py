@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
@@ -97,6 +98,10 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        # Our own pages, whose scripts are served from here (web/docs.py).
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         title="Warszawski System Powiadomień",
         version="0.1.0",
         description=(
@@ -112,7 +117,7 @@ def create_app(
         notify=notify or default_notify,
     )
     app.add_middleware(BodyLimit)
-    install_error_handlers(app)
+    install_error_handlers(app, no_route_page=web.no_route_page)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["health"])
     async def health() -> str:
@@ -129,3 +134,12 @@ def create_app(
     web.install(app, settings)
 
     return app
+
+
+def server_config(app: FastAPI, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """How uvicorn serves the app. Its own proxy handling stays off: it would believe
+    X-Forwarded-For (and -Proto) from any loopback peer and put the client's own word in
+    place of the peer's address, so that one client could pose as many and get past the
+    per-IP limits. Which proxies are believed is `WSP_FORWARDED_FOR_HOPS`' alone (see
+    `residents.client_ip`)."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, proxy_headers=False)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from broadcaster import audit, delivery_log
+from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.api.support import ApiDep, IsoDateTime, staff
 from broadcaster.db import utcnow
 from broadcaster.delivery_log import DeliveryFilter, LoggedDelivery
@@ -31,6 +32,7 @@ from channels import Channel
 
 router = APIRouter(
     tags=["auditors"],
+    route_class=StrictJsonRoute,
     responses={
         401: {"description": "No valid staff token."},
         403: {"description": "The token's holder is neither an auditor nor an admin."},

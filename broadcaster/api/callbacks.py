@@ -31,6 +31,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.api.support import Api, ApiDep
 from broadcaster.errors import Forbidden, InvalidInput
 from broadcaster.receipts import parse_smsapi
@@ -49,6 +50,7 @@ _FORGED: dict[int | str, dict[str, Any]] = {
 }
 router = APIRouter(
     prefix="/callbacks/smsapi",
+    route_class=StrictJsonRoute,
     tags=["provider callbacks"],
     dependencies=[Depends(ours)],
     responses=_FORGED,

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.api.support import PAGE_HEADERS, Api, ApiDep
 from broadcaster.errors import InvalidInput, RateLimited
 from broadcaster.models import District, Language, Topic
@@ -58,7 +59,7 @@ from subscribers.models import ContactPoint, Subscriber
 from subscribers.notices import Notice, Reminder, SignUp, manage_notice
 from subscribers.verification import CodeCheck, check_code
 
-router = APIRouter(tags=["residents"])
+router = APIRouter(tags=["residents"], route_class=StrictJsonRoute)
 
 FORGED_LINK = "this link is not valid"
 EXPIRED_LINK = "this link has expired; ask for a new one (POST /residents/links)"

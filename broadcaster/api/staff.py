@@ -14,11 +14,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from broadcaster import operators, tokens
+from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.api.support import ApiDep, Body, ObjectId, PlainText, staff
 from broadcaster.models import ApiToken, Operator, Role
 from broadcaster.operators import actor_of
 
-router = APIRouter(tags=["staff"])
+router = APIRouter(tags=["staff"], route_class=StrictJsonRoute)
 
 ANY_STAFF = (Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
 Anyone = Annotated[Operator, staff(*ANY_STAFF)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
@@ -200,13 +200,23 @@ def error_response(error: BroadcasterError) -> JSONResponse:
     return _json(400, str(error))
 
 
-def install_error_handlers(app: FastAPI) -> None:
+# What answers a request no route took (404) or took by another method (405) on a path
+# of the pages: a page in the reader's language, or None where the API answers JSON.
+NoRoutePage = Callable[[Request, int], Awaitable[Response | None]]
+
+
+def install_error_handlers(app: FastAPI, *, no_route_page: NoRoutePage | None = None) -> None:
     async def handle(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, BroadcasterError)
         return error_response(error)
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code in (404, 405) and no_route_page is not None:
+            page = await no_route_page(request, error.status_code)
+            if page is not None:
+                page.headers.update(error.headers or {})  # 405's Allow
+                return page
         if error.status_code == 400:
             # FastAPI's answer to a body it cannot decode (not UTF-8, not form data): a
             # validation error like any other, about the body as a whole.

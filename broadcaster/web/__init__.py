@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from broadcaster.settings import Settings
+from broadcaster.web.core import no_route_page
+
+__all__ = ["install", "no_route_page"]
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    from broadcaster.web import auditors, residents, sandbox, staff
+    from broadcaster.web import auditors, docs, residents, sandbox, staff
 
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    docs.mount_assets(app)
+    app.include_router(docs.router)
     app.include_router(staff.router)
     app.include_router(auditors.router)
     app.include_router(residents.router)

@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from broadcaster import tokens
@@ -55,7 +56,7 @@ CSRF_COOKIE = "wsp_csrf"
 STAFF_COOKIE = "wsp_staff"
 CSRF_FIELD = "csrf"
 
-_templates = Environment(
+templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "pages"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
@@ -75,7 +76,7 @@ def local_time(value: datetime | str | None) -> str:
     return moment.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
 
 
-_templates.filters["local"] = local_time
+templates.filters["local"] = local_time
 
 
 def warsaw_time(value: str, field_name: str) -> datetime | None:
@@ -155,7 +156,7 @@ class Page:
         return english if self.language == "en" else polish
 
     def render(self, template: str, code: int = 200, **context: Any) -> Response:
-        page = _templates.get_template(template).render(
+        page = templates.get_template(template).render(
             page=self,
             t=self.t,
             lang=self.language,
@@ -240,6 +241,34 @@ def _error_page(request: Request, status: int, message: str) -> Response:
     with contextlib.suppress(Unauthenticated):
         signed_in(view)
     return view.error(status, message)
+
+
+# Where the pages live; elsewhere a path no route takes is the API's, answered in JSON.
+PAGE_AREAS = ("/console", "/my", "/u", "/residents/confirm", "/docs", "/redoc")
+PAGE_PATHS = frozenset({"/", "/subscribe", "/confirm", "/link"})
+
+
+def is_page_path(path: str) -> bool:
+    return path in PAGE_PATHS or any(
+        path == area or path.startswith(f"{area}/") for area in PAGE_AREAS
+    )
+
+
+async def no_route_page(request: Request, status: int) -> Response | None:
+    """The page for a path of the pages that no route takes (404), or not by this method
+    (405): in the reader's language and with our headers, as every other page."""
+    if not is_page_path(request.url.path):
+        return None
+    view = page(request, request.app.state.api)
+    message = (
+        view.t("Nie ma takiej strony.", "There is no such page.")
+        if status == 404
+        else view.t(
+            "Tej strony nie można otworzyć w ten sposób.", "This page cannot be opened this way."
+        )
+    )
+    # Signing the reader in (for their menu) asks the database: not on the event loop.
+    return await run_in_threadpool(_error_page, request, status, message)
 
 
 class WebRoute(APIRoute):
