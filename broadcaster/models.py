@@ -173,6 +173,36 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SessionEnd(StrEnum):
+    """Why a console session ended."""
+
+    SIGNED_OUT = "signed_out"
+    SIGNED_IN_AGAIN = "signed_in_again"
+    IDLE = "idle"
+    EXPIRED = "expired"
+    # The token it was opened with was revoked or expired, or its account deactivated.
+    TOKEN_ENDED = "token_ended"  # noqa: S105 - a reason, not a secret
+
+
+class ConsoleSession(Base):
+    """A staff member signed in to the web console with one of their tokens. The browser
+    holds a random secret of its own; only its SHA-256 is kept, as for tokens, so neither
+    the cookie nor the database gives anyone the token. Ended for good by signing out,
+    by idling, by its age, or with the token or account it stands on."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (CheckConstraint(f"end_reason IN ({_values(SessionEnd)})", name="end_reason"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[SessionEnd | None] = mapped_column(enum_column(SessionEnd, 16))
+
+
 class IdempotencyKey(Base):
     """An `Idempotency-Key` an operator sent with a create: the same key again returns the
     alert it made, and the same key with another body is refused."""

@@ -93,6 +93,11 @@ class Settings(BaseModel):
     # Namespace of the residents' rate-limit keys in Redis.
     ratelimit_key_prefix: str = Field(default="wsp:limit", min_length=1, max_length=64)
 
+    # The staff console: a session ends after this long without a request, and after this
+    # long in any case (the token it was opened with usually lives much longer).
+    console_idle_seconds: int = Field(default=30 * 60, ge=60, le=8 * 3600)
+    console_session_seconds: int = Field(default=12 * 3600, ge=300, le=7 * 86400)
+
     # Alerts.
     default_alert_lifetime_hours: int = Field(default=24, ge=1, le=24 * 14)
 
@@ -234,6 +239,15 @@ class Settings(BaseModel):
         values.setdefault("database_url", f"sqlite:///{data_dir}/broadcaster.db")
         values.setdefault("broker_url", f"sqla+sqlite:///{data_dir}/broker.db")
         return values
+
+    @model_validator(mode="after")
+    def _console_idle_within_session(self) -> Settings:
+        if self.console_idle_seconds > self.console_session_seconds:
+            raise SettingsError(
+                f"{PREFIX}CONSOLE_IDLE_SECONDS",
+                f"must not exceed {PREFIX}CONSOLE_SESSION_SECONDS ({self.console_session_seconds})",
+            )
+        return self
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:

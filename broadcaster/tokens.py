@@ -77,8 +77,16 @@ def issue_token(
     return Issued(row.id, token, row.expires_at)
 
 
-def authenticate(*, session: Session, presented: str, now: datetime | None = None) -> Operator:
-    """The active account whose valid token this is; Unauthenticated otherwise."""
+def usable(token: ApiToken, operator: Operator, moment: datetime) -> bool:
+    """Whether `token` still lets its owner in at `moment`: not revoked, not expired, and
+    its account active. The console's sessions end by the same rule as the token."""
+    return token.revoked_at is None and token.expires_at > moment and operator.active
+
+
+def authenticate_token(
+    *, session: Session, presented: str, now: datetime | None = None
+) -> tuple[ApiToken, Operator]:
+    """The valid token row presented and its active account; Unauthenticated otherwise."""
     if not presented or not presented.startswith(PREFIX) or len(presented) > 128:
         raise Unauthenticated()
     found = session.execute(
@@ -89,10 +97,14 @@ def authenticate(*, session: Session, presented: str, now: datetime | None = Non
     if found is None:
         raise Unauthenticated()
     token, operator = found
-    moment = now or utcnow()
-    if token.revoked_at is not None or token.expires_at <= moment or not operator.active:
+    if not usable(token, operator, now or utcnow()):
         raise Unauthenticated()
-    return operator
+    return token, operator
+
+
+def authenticate(*, session: Session, presented: str, now: datetime | None = None) -> Operator:
+    """The active account whose valid token this is; Unauthenticated otherwise."""
+    return authenticate_token(session=session, presented=presented, now=now)[1]
 
 
 def revoke_token(

@@ -5,9 +5,11 @@ Pages are rendered on the server and work without JavaScript; a small script onl
 the preview and progress refresh by themselves. Polish is the default, English is a
 click away (`?lang=en`, remembered in a cookie).
 
-Staff sign in with their personal access token (`broadcaster token issue`): the page
-keeps it in an HttpOnly, SameSite=Lax cookie and checks it on every request exactly
-as the API checks a bearer token, so expiry and revocation apply at once.
+Staff sign in with their personal access token (`broadcaster token issue`), which opens
+a console session (broadcaster/console_sessions.py): the browser keeps only the session's
+random secret, in an HttpOnly, SameSite=Lax cookie for /console, and every request checks
+the session, so signing out, idling, its age, and the token's revocation or expiry end
+it at once, and a cookie copied before any of these lets nobody in.
 
 Every form carries a token tied to a random cookie of the browser (signed double
 submit); a POST without it, or from another origin, is refused with 403 and changes
@@ -36,7 +38,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from broadcaster import tokens
+from broadcaster import console_sessions
 from broadcaster.api.support import PAGE_HEADERS, Api, get_api
 from broadcaster.errors import (
     Conflict,
@@ -186,15 +188,41 @@ PageDep = Annotated[Page, Depends(page)]
 
 
 def signed_in(page: Page) -> Operator:
-    """The staff member whose token cookie is valid; Unauthenticated otherwise."""
+    """The staff member of the browser's live console session; Unauthenticated otherwise."""
     presented = page.request.cookies.get(STAFF_COOKIE)
     if not presented:
         raise Unauthenticated()
     with page.api.transaction() as session:
-        operator = tokens.authenticate(session=session, presented=presented)
-        session.expunge(operator)
+        operator = console_sessions.resume(
+            session=session, secret=presented, settings=page.settings
+        )
+        if operator is not None:
+            session.expunge(operator)
+    # Outside the transaction: a session found lapsed is ended for good, and that is kept.
+    if operator is None:
+        raise Unauthenticated()
     page.me = operator
     return operator
+
+
+def keep_session(response: Response, secret: str, settings: Settings) -> None:
+    """The browser's console session cookie: its secret only, never the token."""
+    response.set_cookie(
+        STAFF_COOKIE,
+        secret,
+        httponly=True,
+        # Lax: a link to the console from a mail or a chat opens signed in; a POST from
+        # another site still carries no cookie (and no form token).
+        samesite="lax",
+        secure=_secure(settings),
+        path="/console",
+    )
+
+
+def forget_session(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        STAFF_COOKIE, path="/console", httponly=True, samesite="lax", secure=_secure(settings)
+    )
 
 
 def require(page: Page, *roles: Role) -> Operator:
@@ -285,8 +313,8 @@ class WebRoute(APIRoute):
                 here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 view = page(request, request.app.state.api)
                 response = view.redirect(f"/console/sign-in?{urlencode({'next': here})}")
-                if request.cookies.get(STAFF_COOKIE):  # expired or revoked: forget it
-                    response.delete_cookie(STAFF_COOKIE, path="/console")
+                if request.cookies.get(STAFF_COOKIE):  # an ended session: forget it
+                    forget_session(response, view.settings)
                 return response
             except RequestValidationError as error:
                 # A path that is no id of ours names nothing; anything else is bad input.

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from broadcaster import alerts, audit, follow_ups, progress, tokens
+from broadcaster import alerts, audit, console_sessions, follow_ups, progress
 from broadcaster.alerts import AlertDraft
 from broadcaster.db import utcnow
 from broadcaster.errors import Conflict, InvalidInput, Unauthenticated
@@ -42,6 +42,8 @@ from broadcaster.web.core import (
     Page,
     PageDep,
     WebRoute,
+    forget_session,
+    keep_session,
     require,
     signed_in,
     warsaw_time,
@@ -103,30 +105,29 @@ def sign_in(page: PageDep, form: FormDep) -> Response:
     target = _safe_next(str(form.get("next", "/console")))
     try:
         with page.api.transaction() as session:
-            tokens.authenticate(session=session, presented=presented)
+            opened = console_sessions.open_session(
+                session=session,
+                presented_token=presented,
+                replacing=page.request.cookies.get(STAFF_COOKIE),
+            )
     except Unauthenticated:
         error = page.t(
             "Nieznany, wygasły lub unieważniony token.", "Unknown, expired or revoked token."
         )
         return page.render("sign_in.html", code=422, next=target, error=error)
     response = page.redirect(target)
-    response.set_cookie(
-        STAFF_COOKIE,
-        presented,
-        httponly=True,
-        # Lax: a link to the console from a mail or a chat opens signed in; a POST from
-        # another site still carries no cookie (and no form token).
-        samesite="lax",
-        secure=page.settings.public_base_url.startswith("https://"),
-        path="/console",
-    )
+    keep_session(response, opened.secret, page.settings)
     return response
 
 
 @router.post("/sign-out")
 def sign_out(page: PageDep, _form: FormDep) -> Response:
+    presented = page.request.cookies.get(STAFF_COOKIE)
+    if presented:
+        with page.api.transaction() as session:
+            console_sessions.close_session(session=session, secret=presented)
     response = page.redirect("/console/sign-in")
-    response.delete_cookie(STAFF_COOKIE, path="/console")
+    forget_session(response, page.settings)
     return response
 
 

@@ -54,6 +54,17 @@ def test_settings_are_immutable() -> None:
         ({"BROKER_URL": "http://broker"}, "BROKER_URL", "redis"),
         ({"WSP_REDIS_URL": "127.0.0.1:6379"}, "WSP_REDIS_URL", "redis://"),
         ({"WSP_SECRET_KEY": "short"}, "WSP_SECRET_KEY", "at least 16"),
+        ({"WSP_CONSOLE_IDLE_SECONDS": "30"}, "WSP_CONSOLE_IDLE_SECONDS", "greater than or equal"),
+        (
+            {"WSP_CONSOLE_SESSION_SECONDS": "99999999"},
+            "WSP_CONSOLE_SESSION_SECONDS",
+            "less than or equal",
+        ),
+        (
+            {"WSP_CONSOLE_IDLE_SECONDS": "7200", "WSP_CONSOLE_SESSION_SECONDS": "3600"},
+            "WSP_CONSOLE_IDLE_SECONDS",
+            "must not exceed WSP_CONSOLE_SESSION_SECONDS",
+        ),
         (
             {"WSP_FCM_CREDENTIALS_FILE": "/nonexistent/sa.json"},
             "WSP_FCM_CREDENTIALS_FILE",
