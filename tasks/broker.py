@@ -29,7 +29,7 @@ def _secure_delete(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
-class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
+class Channel(kombu_sqlalchemy.Channel):
     """kombu's channel, deleting what it delivers."""
 
     def _engine_from_config(self) -> Engine:
@@ -51,7 +51,7 @@ class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
                 )
         return engines
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         found = self._get_or_create(queue)
         if self.session.bind.name == "sqlite":
             self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
@@ -75,5 +75,5 @@ class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
             self.session.commit()
 
 
-class Transport(kombu_sqlalchemy.Transport):  # type: ignore[misc]
+class Transport(kombu_sqlalchemy.Transport):
     Channel = Channel

@@ -11,11 +11,11 @@ from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
 from broadcaster import planning, receipts, sending, sweeper
+from broadcaster.db import utcnow
 from broadcaster.errors import InvalidInput
 from broadcaster.planning import BatchRef
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
-from broadcaster.db import utcnow
 from subscribers import pending
 from subscribers.models import PendingKind
 from subscribers.notices import Notice, remind, render
