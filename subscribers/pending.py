@@ -29,8 +29,9 @@ from subscribers.models import PendingKind, PendingRequest
 REQUEST_ID_FLOOR = 10**15
 REQUEST_ID_CEILING = 2**53
 
-# Older than the longest a code is valid (verification_code_ttl_seconds: 15 min by
-# default, a day at most would be the rare deployment that stretches it).
+# A request is taken within seconds, and a notice's retries end within minutes: one still
+# here after an hour was lost (its message, or its retries spent), and a code it carries
+# has expired (verification_code_ttl_seconds: 15 minutes by default).
 MAX_AGE = timedelta(hours=1)
 
 # The task that does each kind of work, by name (the API does not import the tasks).
