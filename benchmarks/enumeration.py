@@ -2,8 +2,9 @@
 timed for an address registered (and proven) and for one we have never seen, side by
 side, in one run, through the whole HTTP application.
 
-The request only checks the input and the limits and hands a worker the rest (a sign-up,
-a reminder); here the hand-off is collected, not run, as the broker would take it.
+The request only checks the input and the limits, holds the rest for a worker (a
+sign-up, a reminder: one row written, whoever asks) and hands the worker its id; here
+the ids are collected, not run, as the broker would take them.
 
 Usage: python -m benchmarks.enumeration [--requests N] [--database sqlite|postgresql]
        BENCH_ENUM_POSTGRES_URL: a PostgreSQL database it may empty
@@ -145,7 +146,8 @@ def main() -> None:
                 known_ms = statistics.median(known_times)
                 unknown_ms = statistics.median(unknown_times)
                 print(f"{name:24} {known_ms:11.2f} {unknown_ms:9.2f} {known_ms / unknown_ms:6.2f}")
-        print(f"hand-offs to the workers: {len(handed)} ({len(set(map(type, handed)))} kinds)")
+        kinds = sorted({queued.kind.value for queued in handed})
+        print(f"hand-offs to the workers: {len(handed)} ({', '.join(kinds)})")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """Tables of residents: subscribers, their contact points, codes and subscriptions.
 
-Personal data lives only here (addresses in `contact_points.address`); everything else in
-the system refers to people by id, so erasure empties these rows and nothing else.
+Personal data lives only here (addresses in `contact_points.address`, and for a moment in
+`pending_requests`); everything else in the system refers to people by id, and so does
+every task message, so erasure empties these rows and nothing else.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, time
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -116,3 +121,37 @@ class Subscription(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), primary_key=True)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), primary_key=True)
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), primary_key=True)
+
+
+class PendingKind(StrEnum):
+    SIGN_UP = "sign_up"
+    REMINDER = "reminder"
+    NOTICE = "notice"
+
+
+PENDING_KIND_VALUES = ", ".join(f"'{kind.value}'" for kind in PendingKind)
+
+
+class PendingRequest(Base):
+    """Work for a worker that involves a resident's address or a secret: a sign-up or a
+    reminder the API accepted, a code or link to send. The task message carries only the
+    id; the worker deletes the row in the transaction that does the work (a notice's row,
+    once it is sent), so a message the broker delivers twice finds nothing to do.
+
+    A sign-up or reminder names its addresses in `payload["contacts"]` as [channel,
+    address] pairs, so that erasing a resident finds it; a notice names its contact
+    point, whose address it is sent to, and holds its code (never its address).
+    """
+
+    __tablename__ = "pending_requests"
+    __table_args__ = (CheckConstraint(f"kind IN ({PENDING_KIND_VALUES})", name="kind"),)
+
+    # Random, not counted (see `subscribers.pending.new_request_id`): a notice's id is
+    # also its SMSAPI idx and e-mail Message-ID.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    contact_point_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact_points.id"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,46 +1,44 @@
 """What we send a resident outside alerts: a one-time code, an e-mail confirmation link,
 a link to manage their subscriptions.
 
-The API builds a `Notice` after its transaction commits and hands it to the `notices`
-queue as a plain dict (`as_dict`); a worker turns it into one channel message
-(`message`) and sends it with the channel's own sender. Texts come in pl, en and uk;
-an SMS code fits one part: a text that would need two is sent transliterated to GSM-7.
+Nothing of it travels through the broker. Whoever decides a notice writes it to the
+pending requests (`queue_proof`, `queue_manage`: the contact point, the kind, the
+language, the code, the link's expiry) and hands the `send_notice` task its id after the
+commit; the worker reads it back as a `Notice` (`render`: the address from the contact
+point, the link signed afresh), turns it into one channel message (`message`), sends it
+with the channel's own sender and forgets the request. Texts come in pl, en and uk; an
+SMS code fits one part: a text that would need two is sent transliterated to GSM-7.
 
 Where the answer must not tell whether an address is registered, the API does not look
-it up: it checks the input, charges the limits and hands a worker a `SignUp` (which
-`sign_up` turns into a new subscriber and its codes, or into a manage link for an
-address already proven) or a `Reminder` (a new code or manage link: `remind`, nothing
-for an address we do not know). The request does the same work for every address.
-Each of these names the task that carries it (`task`).
+it up: it checks the input, charges the limits and holds a `SignUp` (which `sign_up`
+turns into a new subscriber and its codes, or into a manage link for an address already
+proven) or a `Reminder` (a new code or manage link: `remind`, nothing for an address we
+do not know) for a worker. The request does the same work for every address.
 
-Each notice has a random id far above any delivery id: it is the SMSAPI `idx` (sent with
-`check_idx`, so a task run twice sends one SMS) and the e-mail Message-ID.
+A notice's id (its pending request's, random and far above any delivery id) is the
+SMSAPI `idx` (sent with `check_idx`, so a task run twice sends one SMS) and the e-mail
+Message-ID.
 """
 
 from __future__ import annotations
 
 import html
-import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from broadcaster.errors import RateLimited
 from broadcaster.settings import Settings
 from channels.interfaces import Channel, Message
-from subscribers import services
+from subscribers import pending, services
 from subscribers.links import confirm_token, manage_token
-from subscribers.models import ContactPoint
+from subscribers.models import ContactPoint, PendingKind
+from subscribers.pending import Queued
 from subscribers.verification import issue_code
 from templates.sms_encoding import shape, transliterate
-
-# Delivery ids count up from 1; notice ids are drawn from [10**15, 2**53): never the
-# same idx as an alert's SMS, and exact in JSON.
-NOTICE_ID_FLOOR = 10**15
-NOTICE_ID_CEILING = 2**53
 
 
 class NoticeKind(StrEnum):
@@ -135,15 +133,10 @@ WORDING: dict[NoticeKind, dict[str, Wording]] = {
 FALLBACK_LANGUAGE = "pl"
 
 
-def new_notice_id() -> int:
-    return NOTICE_ID_FLOOR + secrets.randbelow(NOTICE_ID_CEILING - NOTICE_ID_FLOOR)
-
-
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One message to one contact point; plain data, so it travels through the broker."""
-
-    task: ClassVar[str] = "tasks.jobs.send_notice"
+    """One message to one contact point, as the worker renders it just before sending;
+    it never leaves the worker (the broker carries its id)."""
 
     id: int
     kind: NoticeKind
@@ -154,23 +147,6 @@ class Notice:
     code: str = ""
     url: str = ""
     valid_minutes: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": self.kind.value, "channel": self.channel.value}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Notice:
-        return cls(
-            id=int(data["id"]),
-            kind=NoticeKind(data["kind"]),
-            channel=Channel(data["channel"]),
-            address=str(data["address"]),
-            language=str(data["language"]),
-            contact_point_id=int(data["contact_point_id"]),
-            code=str(data.get("code", "")),
-            url=str(data.get("url", "")),
-            valid_minutes=int(data.get("valid_minutes", 0)),
-        )
 
     def wording(self) -> Wording:
         by_language = WORDING[self.kind]
@@ -243,43 +219,89 @@ def manage_url(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url}/my/{token}"
 
 
-def _addressed(point: ContactPoint, kind: NoticeKind, language: str, **fields: Any) -> Notice:
-    return Notice(
-        id=new_notice_id(),
-        kind=kind,
-        channel=Channel(point.channel),
-        address=str(point.address),
-        language=language,
+def _queue(
+    session: Session,
+    point: ContactPoint,
+    kind: NoticeKind,
+    language: str,
+    *,
+    expires: int,
+    valid_minutes: int,
+    code: str = "",
+) -> Queued:
+    return pending.hold(
+        session=session,
+        kind=PendingKind.NOTICE,
         contact_point_id=point.id,
-        **fields,
+        payload={
+            "kind": kind.value,
+            "language": language,
+            "code": code,
+            "expires": expires,
+            "valid_minutes": valid_minutes,
+        },
     )
 
 
-def proof_notice(
-    *, settings: Settings, point: ContactPoint, code: str, language: str, now: float
-) -> Notice:
-    """What proves `point` is held: its code, or for e-mail a link that carries it."""
-    kind = PROOF[Channel(point.channel)]
-    minutes = max(1, settings.verification_code_ttl_seconds // 60)
-    if kind is NoticeKind.CONFIRM:
-        expires = int(now) + settings.verification_code_ttl_seconds
-        token = confirm_token(settings.secret_key, point.id, code, expires)
-        return _addressed(
-            point, kind, language, url=confirm_url(settings, token), valid_minutes=minutes
-        )
-    return _addressed(point, kind, language, code=code, valid_minutes=minutes)
-
-
-def manage_notice(*, settings: Settings, point: ContactPoint, language: str, now: float) -> Notice:
-    """A link to manage the subscriber `point` belongs to, sent to `point` only."""
-    expires = int(now) + settings.manage_link_ttl_seconds
-    token = manage_token(settings.secret_key, point.subscriber_id, expires)
-    return _addressed(
+def queue_proof(
+    *,
+    session: Session,
+    settings: Settings,
+    point: ContactPoint,
+    code: str,
+    language: str,
+    now: float,
+) -> Queued:
+    """Queue what proves `point` is held: its code, or for e-mail a link that carries it."""
+    ttl = settings.verification_code_ttl_seconds
+    return _queue(
+        session,
         point,
-        NoticeKind.MANAGE,
+        PROOF[Channel(point.channel)],
         language,
-        url=manage_url(settings, token),
-        valid_minutes=settings.manage_link_ttl_seconds // 60,
+        expires=int(now) + ttl,
+        valid_minutes=max(1, ttl // 60),
+        code=code,
+    )
+
+
+def queue_manage(
+    *, session: Session, settings: Settings, point: ContactPoint, language: str, now: float
+) -> Queued:
+    """Queue a link to manage the subscriber `point` belongs to, sent to `point` only."""
+    ttl = settings.manage_link_ttl_seconds
+    return _queue(
+        session, point, NoticeKind.MANAGE, language, expires=int(now) + ttl, valid_minutes=ttl // 60
+    )
+
+
+def render(*, session: Session, settings: Settings, queued: Queued) -> Notice | None:
+    """The notice a pending request describes, addressed and signed now; None when the
+    request is gone (sent already, erased) or its contact point can no longer be reached
+    (erased, disabled)."""
+    row = pending.held(session=session, queued=queued)
+    if row is None or row.contact_point_id is None:
+        return None
+    point = session.get(ContactPoint, row.contact_point_id)
+    if point is None or point.address is None or point.disabled_at is not None:
+        return None
+    kind = NoticeKind(row.payload["kind"])
+    code, expires = str(row.payload.get("code", "")), int(row.payload["expires"])
+    url = ""
+    if kind is NoticeKind.CONFIRM:
+        url = confirm_url(settings, confirm_token(settings.secret_key, point.id, code, expires))
+    elif kind is NoticeKind.MANAGE:
+        url = manage_url(settings, manage_token(settings.secret_key, point.subscriber_id, expires))
+    return Notice(
+        id=row.id,
+        kind=kind,
+        channel=Channel(point.channel),
+        address=point.address,
+        language=str(row.payload["language"]),
+        contact_point_id=point.id,
+        code=code if kind is NoticeKind.CODE else "",
+        url=url,
+        valid_minutes=int(row.payload["valid_minutes"]),
     )
 
 
@@ -293,23 +315,32 @@ class Reminder:
     """Send `address` what it needs now: a manage link if it is proven, a fresh code (or
     e-mail link) if it is not and `codes` is asked for, nothing if we do not know it."""
 
-    task: ClassVar[str] = "tasks.jobs.send_reminder"
     channel: Channel
     address: str
     codes: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel.value, "address": self.address, "codes": self.codes}
+        # Its address under "contacts", as a sign-up's: erasure finds either there.
+        return {"contacts": [[self.channel.value, self.address]], "codes": self.codes}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reminder:
-        return cls(Channel(data["channel"]), str(data["address"]), bool(data["codes"]))
+        [[channel, address]] = data["contacts"]
+        return cls(Channel(channel), str(address), bool(data["codes"]))
 
 
-def remind(
-    *, session: Session, settings: Settings, reminder: Reminder, now: float
-) -> Notice | None:
-    """The notice `reminder` comes to for the address as it stands (issuing a code)."""
+def hold_reminder(*, session: Session, reminder: Reminder) -> Queued:
+    """Keep a reminder for the worker that answers it (`remind`)."""
+    return pending.hold(session=session, kind=PendingKind.REMINDER, payload=reminder.as_dict())
+
+
+def remind(*, session: Session, settings: Settings, queued: Queued, now: float) -> Queued | None:
+    """Take a held reminder and queue the notice it comes to for the address as it stands
+    (issuing a code), if any; None too when it was taken already."""
+    payload = pending.take(session=session, queued=queued)
+    if payload is None:
+        return None
+    reminder = Reminder.from_dict(payload)
     point = services.find_contact(
         session=session, channel=reminder.channel, address=reminder.address
     )
@@ -317,14 +348,18 @@ def remind(
         return None
     language = point.subscriber.language
     if _reachable_and_proven(point):
-        return manage_notice(settings=settings, point=point, language=language, now=now)
+        return queue_manage(
+            session=session, settings=settings, point=point, language=language, now=now
+        )
     if not reminder.codes:
         return None
     try:
         code = issue_code(session=session, settings=settings, contact_point=point)
     except RateLimited:
         return None  # this address's codes for the hour are spent; the API never tells
-    return proof_notice(settings=settings, point=point, code=code, language=language, now=now)
+    return queue_proof(
+        session=session, settings=settings, point=point, code=code, language=language, now=now
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +367,6 @@ class SignUp:
     """A sign-up the API has checked (addresses in normal form, topics and districts
     known, limits charged), for a worker to register."""
 
-    task: ClassVar[str] = "tasks.jobs.sign_up"
     contacts: tuple[tuple[Channel, str], ...]
     topics: tuple[str, ...]
     districts: tuple[str, ...]
@@ -363,12 +397,28 @@ class SignUp:
         )
 
 
-def sign_up(*, session: Session, settings: Settings, request: SignUp, now: float) -> list[Notice]:
-    """Register the addresses not yet proven, each with its code (or e-mail link); a
-    proven address is sent its manage link instead, and nothing of it changes."""
+def hold_sign_up(*, session: Session, request: SignUp) -> Queued:
+    """Keep a checked sign-up for the worker that registers it (`sign_up`)."""
+    return pending.hold(session=session, kind=PendingKind.SIGN_UP, payload=request.as_dict())
+
+
+def sign_up(*, session: Session, settings: Settings, queued: Queued, now: float) -> list[Queued]:
+    """Take a held sign-up and register the addresses not yet proven, each with its code
+    (or e-mail link) queued; a proven address is queued its manage link instead, and
+    nothing of it changes. Nothing when it was taken already."""
+    payload = pending.take(session=session, queued=queued)
+    if payload is None:
+        return []
+    request = SignUp.from_dict(payload)
     known = services.find_contacts(session=session, contacts=list(request.contacts))
     notices = [
-        manage_notice(settings=settings, point=point, language=point.subscriber.language, now=now)
+        queue_manage(
+            session=session,
+            settings=settings,
+            point=point,
+            language=point.subscriber.language,
+            now=now,
+        )
         for pair in request.contacts
         if (point := known.get(pair)) is not None and _reachable_and_proven(point)
     ]
@@ -393,7 +443,8 @@ def sign_up(*, session: Session, settings: Settings, request: SignUp, now: float
     for point in created.subscriber.contact_points:
         point.wanted = Channel(point.channel) in request.wanted
         notices.append(
-            proof_notice(
+            queue_proof(
+                session=session,
                 settings=settings,
                 point=point,
                 code=created.codes[point.id],

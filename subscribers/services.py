@@ -23,6 +23,7 @@ from broadcaster.models import Delivery, District, Language, Topic
 from broadcaster.reference import resolve_slugs
 from broadcaster.settings import Settings
 from channels import Channel
+from subscribers import pending
 from subscribers.contacts import normalise_address, parse_channel, require_region
 from subscribers.models import ContactPoint, Subscriber, Subscription, VerificationCode
 from subscribers.verification import issue_code
@@ -174,6 +175,11 @@ def subscribe(
         # Never proven: whoever proves it now takes it, so nobody can hold another
         # person's number hostage by registering it first.
         stale.append(taken)
+    if stale:
+        # Its codes, and the notices that would carry them, go with it.
+        pending.forget_contacts(
+            session=session, contact_point_ids=[point.id for point in stale], contacts=()
+        )
     for point in stale:
         session.execute(
             delete(VerificationCode).where(VerificationCode.contact_point_id == point.id)
@@ -426,10 +432,21 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
 
     Addresses, codes, subscriptions and preferences go; the subscriber and contact point
     rows stay, empty, so that delivery history keeps counting them under their ids alone.
+    So does whatever waits for a worker about them: notices to their contact points, and
+    sign-ups or reminders that name their addresses (whoever sent those).
     """
     subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
     now = utcnow()
     point_ids = [point.id for point in subscriber.contact_points]
+    pending.forget_contacts(
+        session=session,
+        contact_point_ids=point_ids,
+        contacts=[
+            (point.channel, point.address)
+            for point in subscriber.contact_points
+            if point.address is not None
+        ],
+    )
     session.execute(
         delete(VerificationCode).where(VerificationCode.contact_point_id.in_(point_ids))
     )

@@ -4,6 +4,10 @@ Queues: `plan` (freezing audiences), one per channel (`sms`, `push`, `email`) so
 have its own workers, and `receipts`. Severe and extreme alerts' batches carry a higher
 priority and are taken first on Redis (priority sub-queues, checked highest first).
 
+Task messages carry ids only: what a resident's task needs (an address, a code) waits in
+the database (`subscribers.pending`), and the embedded broker deletes each message it
+delivers (`tasks.broker`) instead of keeping it.
+
 Reliability: tasks are acknowledged late and rejected (so redelivered) when their worker
 process dies; arguments are ids and plain dicts, serialised as JSON only; a batch task
 never runs long (retries are rescheduled through the database, not with countdowns, which
@@ -21,13 +25,22 @@ from tasks.commands import QUEUES
 
 URGENT_PRIORITY = 0  # Redis: 0 is taken first
 NORMAL_PRIORITY = 6
+EMBEDDED_PREFIX = "sqla+"
+EMBEDDED_TRANSPORT = "tasks.broker:Transport"
+# How often beat drops the pending requests no worker took (subscribers.pending).
+STALE_REQUESTS_SECONDS = 600
 
 
 def make_app(settings: Settings | None = None) -> Celery:
     """The app for `settings` (default: this process's); a client of another broker than
     the process-wide `app` (the demo's, a test's stack) makes one of its own."""
     settings = settings or get_settings()
-    app = Celery("broadcaster", broker=settings.broker_url, include=["tasks.jobs"])
+    broker, transport = settings.broker_url, None
+    if broker.startswith(EMBEDDED_PREFIX):
+        # kombu takes a transport named in the URL only from its own list: ours, which
+        # deletes what it delivers, is named apart and given the database URL alone.
+        broker, transport = broker.removeprefix(EMBEDDED_PREFIX), EMBEDDED_TRANSPORT
+    app = Celery("broadcaster", broker=broker, include=["tasks.jobs"])
     redis_broker = settings.broker_url.startswith(("redis://", "rediss://"))
     # The SQLAlchemy transport hands its options to create_engine: only Redis takes these.
     transport_options: dict[str, object] = {}
@@ -47,7 +60,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
+        # No result backend: nothing a task returns is stored anywhere.
         task_ignore_result=True,
+        broker_transport=transport,
         # One exchange and routing key per queue: a shared key would copy every message
         # into every queue bound with it.
         task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
@@ -65,6 +80,11 @@ def make_app(settings: Settings | None = None) -> Celery:
                     "priority": URGENT_PRIORITY,
                     "expires": settings.sweep_seconds * 2,
                 },
+            },
+            "forget-stale-requests": {
+                "task": "tasks.jobs.forget_stale_requests",
+                "schedule": STALE_REQUESTS_SECONDS,
+                "options": {"queue": "notices", "expires": STALE_REQUESTS_SECONDS},
             },
         },
         timezone="UTC",

@@ -11,12 +11,16 @@ from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
 from broadcaster import planning, receipts, sending, sweeper
+from broadcaster.db import utcnow
 from broadcaster.errors import InvalidInput
 from broadcaster.planning import BatchRef
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
-from subscribers.notices import Notice, Reminder, SignUp, remind
+from subscribers import pending
+from subscribers.models import PendingKind
+from subscribers.notices import Notice, remind, render
 from subscribers.notices import sign_up as register
+from subscribers.pending import Queued
 from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY, app
 from tasks.runtime import Runtime, runtime
 
@@ -160,40 +164,60 @@ def deliver_notice(rt: Runtime, notice: Notice) -> DeliveryResult:
     return result
 
 
-@app.task(name="tasks.jobs.send_notice", acks_late=True, bind=True, max_retries=NOTICE_RETRIES)
-def send_notice(self: Any, notice: dict[str, Any]) -> dict[str, Any]:
-    """Send a resident a code or a link (a plain dict from the API, after its commit).
+def publish_notices(queued: list[Queued]) -> None:
+    for notice in queued:
+        send_notice.apply_async(args=[notice.id], queue="notices")
 
-    Temporary failures are retried a few times with backoff; a run twice over sends one
-    SMS (the notice id is SMSAPI's idx, checked) and one e-mail Message-ID.
+
+@app.task(name="tasks.jobs.send_notice", acks_late=True, bind=True, max_retries=NOTICE_RETRIES)
+def send_notice(self: Any, notice_id: int) -> dict[str, Any]:
+    """Send a resident the code or link held under `notice_id`, then forget it.
+
+    The message names the notice only: the address is read from its contact point and a
+    link signed now. Temporary failures are retried a few times with backoff (the notice
+    stays held meanwhile); a run twice over finds it gone, or sends one SMS (the notice
+    id is SMSAPI's idx, checked) and one e-mail Message-ID.
     """
-    parsed = Notice.from_dict(notice)
-    result = deliver_notice(runtime(), parsed)
+    rt = runtime()
+    queued = Queued(PendingKind.NOTICE, notice_id)
+    with rt.sessions.begin() as session:
+        notice = render(session=session, settings=rt.settings, queued=queued)
+        if notice is None:
+            # Sent already, or its address was erased or disabled meanwhile.
+            pending.forget(session=session, ids=[notice_id])
+            return {"notice_id": notice_id, "outcome": None}
+    result = deliver_notice(rt, notice)
     if result.outcome is Outcome.TEMPORARY and self.request.retries < NOTICE_RETRIES:
         wait = result.retry_after or 5.0 * 2**self.request.retries
         raise self.retry(countdown=min(wait, NOTICE_RETRY_MAX_SECONDS))
+    with rt.sessions.begin() as session:
+        pending.forget(session=session, ids=[notice_id])
     return {
-        "notice_id": parsed.id,
-        "kind": parsed.kind.value,
-        "channel": parsed.channel.value,
+        "notice_id": notice_id,
+        "kind": notice.kind.value,
+        "channel": notice.channel.value,
         "outcome": result.outcome.value,
         "error_code": result.error_code,
     }
 
 
 @app.task(name="tasks.jobs.send_reminder", acks_late=True)
-def send_reminder(reminder: dict[str, Any]) -> dict[str, Any]:
-    """Look up the address the API was asked about and queue what it should get, if
-    anything (a manage link, a fresh code); the API never looked, so that its answer
-    tells nothing of who is registered."""
+def send_reminder(request_id: int) -> dict[str, Any]:
+    """Look up the address of the reminder held under `request_id` and queue what it
+    should get, if anything (a manage link, a fresh code); the API never looked, so that
+    its answer tells nothing of who is registered."""
     rt = runtime()
-    parsed = Reminder.from_dict(reminder)
     with rt.sessions.begin() as session:
-        notice = remind(session=session, settings=rt.settings, reminder=parsed, now=time.time())
+        notice = remind(
+            session=session,
+            settings=rt.settings,
+            queued=Queued(PendingKind.REMINDER, request_id),
+            now=time.time(),
+        )
     if notice is None:
-        return {"kind": None, "channel": parsed.channel.value}
-    send_notice.apply_async(args=[notice.as_dict()], queue="notices")
-    return {"kind": notice.kind.value, "channel": parsed.channel.value}
+        return {"request_id": request_id, "notice": False}
+    publish_notices([notice])
+    return {"request_id": request_id, "notice": True}
 
 
 @app.task(
@@ -207,27 +231,36 @@ def send_reminder(reminder: dict[str, Any]) -> dict[str, Any]:
     retry_backoff=True,
     retry_backoff_max=NOTICE_RETRY_MAX_SECONDS,
 )
-def sign_up(self: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """Register a sign-up the API checked, and queue the codes (or the manage link of an
-    address already proven) it comes to."""
+def sign_up(self: Any, request_id: int) -> dict[str, Any]:
+    """Register the sign-up the API checked and held under `request_id`, and queue the
+    codes (or the manage link of an address already proven) it comes to."""
     rt = runtime()
-    parsed = SignUp.from_dict(request)
+    queued = Queued(PendingKind.SIGN_UP, request_id)
     try:
         with rt.sessions.begin() as session:
             notices = register(
-                session=session, settings=rt.settings, request=parsed, now=time.time()
+                session=session, settings=rt.settings, queued=queued, now=time.time()
             )
     except InvalidInput as error:
         if error.field == "contacts" and self.request.retries < NOTICE_RETRIES:
             # Another sign-up wrote the same new address at the same moment: once it has
             # committed, this one finds it unproven and takes it over, as a resident
-            # trying again would.
+            # trying again would. The request is still held: taking it rolled back.
             raise self.retry(countdown=1.0) from None
+        with rt.sessions.begin() as session:
+            pending.forget(session=session, ids=[request_id])
         _log.warning("a sign-up was not registered: %s", error.field)
-        return {"notices": 0, "refused": error.field}
-    for notice in notices:
-        send_notice.apply_async(args=[notice.as_dict()], queue="notices")
-    return {"notices": len(notices), "refused": None}
+        return {"request_id": request_id, "notices": 0, "refused": error.field}
+    publish_notices(notices)
+    return {"request_id": request_id, "notices": len(notices), "refused": None}
+
+
+@app.task(name="tasks.jobs.forget_stale_requests", acks_late=True)
+def forget_stale_requests() -> dict[str, int]:
+    """Beat's: drop what was held for a worker that never came (its message lost, its
+    retries spent), so that no address or code outlives its use."""
+    with runtime().sessions.begin() as session:
+        return {"forgotten": pending.forget_stale(session=session, now=utcnow())}
 
 
 @worker_process_shutdown.connect

@@ -22,7 +22,7 @@ from broadcaster.api import alerts, auditors, callbacks, residents, staff
 from broadcaster.api.support import Api, BodyLimit, install_error_handlers, refuse_unknown_query
 from broadcaster.db import make_engine, make_sessionmaker
 from broadcaster.settings import Settings, get_settings
-from subscribers.notices import Notice, Reminder, SignUp
+from subscribers.pending import Queued
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -55,15 +55,16 @@ STAFF_ERRORS = _errors(401, 403, 404, 409, 413, 429)
 PUBLIC_ERRORS = _errors(403, 404, 409, 410, 413, 429)
 
 
-# What goes to the `notices` queue: a message to send, or work that decides it.
-Handoff = Notice | Reminder | SignUp
-Notify = Callable[[Handoff], None]
+# What goes to the `notices` queue: the id of a pending request (a message to send, or
+# work that decides it), never its address, code or link.
+Notify = Callable[[Queued], None]
 
 
 def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
     """What the API hands to the workers: delivery reports to the `receipts` queue,
-    notices and reminders to `notices`, through `celery` (default: the process-wide
-    app). By task name, so that this process need not import the tasks."""
+    the ids of pending notices, reminders and sign-ups to `notices`, through `celery`
+    (default: the process-wide app). By task name, so that this process need not import
+    the tasks."""
 
     def client() -> Celery:
         if celery is not None:
@@ -75,8 +76,8 @@ def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
     def publish(reports: list[dict[str, str]]) -> None:
         client().send_task("tasks.jobs.record_smsapi_reports", args=[reports], queue="receipts")
 
-    def notify(handed: Handoff) -> None:
-        client().send_task(handed.task, args=[handed.as_dict()], queue="notices")
+    def notify(handed: Queued) -> None:
+        client().send_task(handed.task, args=[handed.id], queue="notices")
 
     return publish, notify
 

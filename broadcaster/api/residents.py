@@ -20,6 +20,10 @@ links (see `subscribers.links` and `subscribers.notices`).
 What is sent is limited per contact point, per client IP and for the whole service
 (429 with Retry-After), counted before anything is written; limits are charged whether
 or not an address is registered, so they tell a stranger nothing either.
+
+What a worker does next (a sign-up, a reminder, a code or link to send) is written to the
+pending requests in the request's own transaction, and the worker is handed its id only:
+no address, code or link travels through the broker.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ from subscribers.links import (
     read_unsubscribe_token,
 )
 from subscribers.models import ContactPoint, Subscriber
-from subscribers.notices import Notice, Reminder, SignUp, manage_notice
+from subscribers.notices import Reminder, SignUp, hold_reminder, hold_sign_up, queue_manage
+from subscribers.pending import Queued
 from subscribers.verification import CodeCheck, check_code
 
 router = APIRouter(tags=["residents"], route_class=StrictJsonRoute)
@@ -290,8 +295,9 @@ def _wanted_channels(body: SubscribeIn, contacts: list[tuple[Channel, str]]) -> 
 def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDep) -> Accepted:
     """Sign up; every new contact point is sent its code (e-mail: a confirmation link).
 
-    Everything is checked here; the registering is a worker's (`SignUp`), so that the
-    answer takes as long for an address already registered as for a new one."""
+    Everything is checked here; the registering is a worker's (`SignUp`, held for it in
+    the same transaction), so that the answer takes as long for an address already
+    registered as for a new one."""
     settings = api.settings
     contacts = services.normalise_contacts(
         [(c.channel.value, c.address) for c in body.contacts], sms_regions=settings.sms_regions
@@ -300,34 +306,35 @@ def subscribe(body: SubscribeIn, request: Request, api: ApiDep, limits: LimitsDe
     if hours is not None:
         services.parse_quiet_hours(hours.start, hours.end)
     wanted = _wanted_channels(body, contacts)
+    held = SignUp(
+        contacts=tuple(contacts),
+        topics=tuple(body.topics),
+        districts=tuple(body.districts),
+        language=body.language.value,
+        wanted=tuple(sorted(wanted)),
+        quiet_hours=(hours.start.isoformat(), hours.end.isoformat()) if hours is not None else None,
+    )
     with api.transaction() as session:
         services.check_subscriptions(session=session, topics=body.topics, districts=body.districts)
-    limits.charge(ip=client_ip(request, settings), contacts=contacts)
-    api.hand_off(
-        [
-            SignUp(
-                contacts=tuple(contacts),
-                topics=tuple(body.topics),
-                districts=tuple(body.districts),
-                language=body.language.value,
-                wanted=tuple(sorted(wanted)),
-                quiet_hours=(hours.start.isoformat(), hours.end.isoformat())
-                if hours is not None
-                else None,
-            )
-        ]
-    )
+        # Charged last, before the only write: a refusal leaves nothing behind.
+        limits.charge(ip=client_ip(request, settings), contacts=contacts)
+        queued = hold_sign_up(session=session, request=held)
+    api.hand_off([queued])
     return Accepted(
         detail="we have sent a code (or, by e-mail, a link) to each address; "
         "confirm them to start receiving alerts"
     )
 
 
-def _manage_notices(settings: Settings, point: ContactPoint, now: float) -> list[Notice]:
+def _queue_manage(session: Session, settings: Settings, point: ContactPoint) -> list[Queued]:
     if point.address is None or point.disabled_at is not None:
         return []
     language = point.subscriber.language
-    return [manage_notice(settings=settings, point=point, language=language, now=now)]
+    return [
+        queue_manage(
+            session=session, settings=settings, point=point, language=language, now=time.time()
+        )
+    ]
 
 
 def _find(session: Session, body: AddressIn) -> ContactPoint | None:
@@ -343,7 +350,7 @@ def verify(body: VerifyIn, api: ApiDep) -> Verified:
     answers exactly like a wrong code.
     """
     settings = api.settings
-    notices: list[Notice] = []
+    notices: list[Queued] = []
     with api.transaction() as session:
         point = _find(session, body)
         outcome = CodeCheck.NO_CODE
@@ -352,7 +359,7 @@ def verify(body: VerifyIn, api: ApiDep) -> Verified:
                 session=session, settings=settings, contact_point=point, code=body.code
             )
         if point is not None and outcome is CodeCheck.VERIFIED:
-            notices = _manage_notices(settings, point, time.time())
+            notices = _queue_manage(session, settings, point)
     if outcome is not CodeCheck.VERIFIED:
         raise InvalidInput("code", CODE_PROBLEMS[outcome])
     api.hand_off(notices)
@@ -361,13 +368,14 @@ def verify(body: VerifyIn, api: ApiDep) -> Verified:
 
 def _remind(
     api: Api, request: Request, limits: Limits, body: AddressIn, *, codes: bool
-) -> list[Reminder]:
-    """One reminder for a worker, whatever the address: the answer neither looks the
-    address up nor waits on what is sent, so it tells nothing of who is registered.
-    The limits are charged in every case alike."""
+) -> list[Queued]:
+    """One reminder held for a worker, whatever the address: the answer neither looks
+    the address up nor waits on what is sent, so it tells nothing of who is registered.
+    The limits are charged, and the reminder written, in every case alike."""
     address = normalise_address(body.channel, body.address, field="address")
     limits.charge(ip=client_ip(request, api.settings), contacts=[(body.channel, address)])
-    return [Reminder(body.channel, address, codes=codes)]
+    with api.transaction() as session:
+        return [hold_reminder(session=session, reminder=Reminder(body.channel, address, codes))]
 
 
 @router.post("/residents/codes", status_code=202, response_model=Accepted)
@@ -446,7 +454,7 @@ def confirm(token: str, api: ApiDep) -> HTMLResponse:
     refused = _link_page(state)
     if refused is not None:
         return refused
-    notices: list[Notice] = []
+    notices: list[Queued] = []
     with api.transaction() as session:
         point = session.get(ContactPoint, point_id)
         if point is None or point.address is None:
@@ -462,7 +470,7 @@ def confirm(token: str, api: ApiDep) -> HTMLResponse:
                 from_signed_link=True,
             )
         if outcome is CodeCheck.VERIFIED and not already:
-            notices = _manage_notices(settings, point, time.time())
+            notices = _queue_manage(session, settings, point)
     api.hand_off(notices)
     if outcome is not CodeCheck.VERIFIED:
         # A newer link replaced this one (or it ran out of time or tries).

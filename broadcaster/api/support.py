@@ -117,12 +117,13 @@ class Api:
     def hand_off(self, notices: Iterable[Any]) -> None:
         """Queue messages to residents, after the commit. A broker that fails now must
         not turn a committed request into a 500: the resident can ask again, and the
-        failure is logged (without the address)."""
+        failure is logged (what was held for the worker is dropped, unsent, after an
+        hour: `subscribers.pending.MAX_AGE`)."""
         for notice in notices:
             try:
                 self.notify(notice)
             except Exception:
-                _log.exception("a %s notice could not be queued", getattr(notice, "channel", "?"))
+                _log.exception("a %s request could not be queued", getattr(notice, "kind", "?"))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

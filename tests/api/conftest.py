@@ -2,14 +2,14 @@
 FastAPI's TestClient; staff authenticate with real tokens issued to the `staff` fixture.
 
 The two hand-offs to the workers are collected instead of queued: delivery reports
-(`published`) and messages to residents such as one-time codes (`notices`). A reminder
-or a sign-up (the API does not look the address up) is turned into its notices by the
-function the worker runs, in a transaction of its own, as the worker would.
+(`published`) and the ids of what was held for a worker (`handed`). Each is done at once
+by the function the worker runs, in a transaction of its own, as the worker would: a
+reminder or a sign-up (the API does not look the address up) is turned into its
+notices, and a notice is rendered (`notices`) and forgotten, as if sent.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import tokens
 from broadcaster.api.app import create_app
 from broadcaster.settings import Settings
-from subscribers.notices import Notice, Reminder, SignUp, remind, sign_up
+from subscribers import pending
+from subscribers.models import PendingKind
+from subscribers.notices import Notice, remind, render, sign_up
+from subscribers.pending import Queued
 from tests.conftest import Staff
 
 
@@ -31,29 +34,28 @@ class Outbox:
     settings: Settings
     published: list[dict[str, str]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
-    # What the API handed to a worker to decide (a reminder, a sign-up).
-    handed: list[Reminder | SignUp] = field(default_factory=list)
+    # Every id handed to a worker, in order.
+    handed: list[Queued] = field(default_factory=list)
 
     def publish(self, reports: list[dict[str, str]]) -> None:
         self.published.extend(reports)
 
-    def notify(self, handed: Notice | Reminder | SignUp) -> None:
-        if isinstance(handed, Notice):
-            self.notices.append(handed)
-            return
-        # As the broker carries it: JSON, and back.
-        handed = type(handed).from_dict(json.loads(json.dumps(handed.as_dict())))
+    def notify(self, handed: Queued) -> None:
         self.handed.append(handed)
+        now = time.time()
         with self.sessions.begin() as session:
-            if isinstance(handed, Reminder):
-                found = remind(
-                    session=session, settings=self.settings, reminder=handed, now=time.time()
-                )
-                self.notices += [found] if found is not None else []
+            if handed.kind is PendingKind.NOTICE:
+                notice = render(session=session, settings=self.settings, queued=handed)
+                self.notices += [notice] if notice is not None else []
+                pending.forget(session=session, ids=[handed.id])
+                return
+            if handed.kind is PendingKind.REMINDER:
+                found = remind(session=session, settings=self.settings, queued=handed, now=now)
+                queued = [found] if found is not None else []
             else:
-                self.notices += sign_up(
-                    session=session, settings=self.settings, request=handed, now=time.time()
-                )
+                queued = sign_up(session=session, settings=self.settings, queued=handed, now=now)
+        for notice_id in queued:
+            self.notify(notice_id)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """Notices to residents (codes and links) sent by the `send_notice` task with the real
-channel senders against the sandbox providers: SMSAPI, SMTP and FCM."""
+channel senders against the sandbox providers: SMSAPI, SMTP and FCM. The tasks are
+handed ids of pending requests, which they take and forget."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_string, policy
 from pathlib import Path
 
@@ -15,8 +17,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.db import utcnow
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
-from subscribers.models import ContactPoint
-from subscribers.notices import WORDING, Notice, NoticeKind, Reminder, SignUp, new_notice_id
+from subscribers import pending
+from subscribers.models import ContactPoint, PendingKind, PendingRequest
+from subscribers.notices import (
+    WORDING,
+    Notice,
+    NoticeKind,
+    Reminder,
+    SignUp,
+    hold_reminder,
+    hold_sign_up,
+    queue_manage,
+)
+from subscribers.pending import new_request_id
+from subscribers.services import erase_subscriber
 from tasks import runtime as runtime_module
 from tasks.app import app as celery_app
 from tasks.jobs import deliver_notice, send_notice, send_reminder
@@ -56,7 +70,7 @@ def close(runtime: Runtime) -> None:
 
 def notice(kind: NoticeKind, channel: Channel, address: str, language: str = "pl") -> Notice:
     return Notice(
-        id=new_notice_id(),
+        id=new_request_id(),
         kind=kind,
         channel=channel,
         address=address,
@@ -94,7 +108,7 @@ def test_an_sms_code_reaches_smsapi_once_even_when_the_task_runs_twice(
     assert sent["idx"] == str(code.id)
     assert "482913" in sent["text"] and sent["parts"] == 1
     # Redelivered by the broker: SMSAPI refuses the used idx, and nobody gets it twice.
-    again = deliver_notice(rt, Notice.from_dict(code.as_dict()))
+    again = deliver_notice(rt, code)
     assert again.outcome is Outcome.SENT
     assert sandbox.counts("smsapi")["accepted"] == 1
 
@@ -144,20 +158,48 @@ def task_environment(
     get_settings.cache_clear()
 
 
-def test_the_send_notice_task_sends_what_the_api_handed_over(
-    task_environment: Settings, sandbox: Sandbox
+def test_the_send_notice_task_sends_what_was_held_and_forgets_it(
+    task_environment: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    manage = notice(NoticeKind.MANAGE, Channel.SMS, "+48601000701")
-    outcome = send_notice.apply(args=[manage.as_dict()]).get(timeout=30)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    settings = get_settings()
+    with db.begin() as session:
+        resident = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "+48601000701")],
+            topics=["weather-warning"],
+            districts=["*"],
+        )
+        [point] = resident.contact_points
+        queued = queue_manage(
+            session=session, settings=settings, point=point, language="pl", now=time.time()
+        )
+    outcome = send_notice.apply(args=[queued.id]).get(timeout=30)
     assert outcome == {
-        "notice_id": manage.id,
+        "notice_id": queued.id,
         "kind": "manage",
         "channel": "sms",
         "outcome": "sent",
         "error_code": None,
     }
     [sent] = sandbox.messages("smsapi")
-    assert manage.url in sent["text"] and sent["address"] == "48601000701"
+    assert "/my/" in sent["text"] and sent["address"] == "48601000701"
+    assert sent["idx"] == str(queued.id)
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(PendingRequest)) == 0
+    # Delivered twice by the broker (acknowledged late): the second finds nothing.
+    assert send_notice.apply(args=[queued.id]).get(timeout=30) == {
+        "notice_id": queued.id,
+        "outcome": None,
+    }
+    assert len(sandbox.messages("smsapi")) == 1
 
 
 @pytest.mark.parametrize(
@@ -196,13 +238,20 @@ def test_the_send_reminder_task_looks_the_address_up_and_sends_what_it_needs(
                 districts=["*"],
                 verify=verify,
             )
-    reminder = Reminder(Channel.SMS, address, codes=codes)
-    outcome = send_reminder.apply(args=[reminder.as_dict()]).get(timeout=30)
-    assert outcome == {"kind": kind, "channel": "sms"}
+        held = hold_reminder(session=session, reminder=Reminder(Channel.SMS, address, codes))
+    outcome = send_reminder.apply(args=[held.id]).get(timeout=30)
+    assert outcome == {"request_id": held.id, "notice": bool(sent)}
     messages = sandbox.messages("smsapi")
     assert len(messages) == sent
     if kind == "manage":
         assert "/my/" in messages[0]["text"]
+    if kind == "code":
+        assert "kod" in messages[0]["text"].lower()
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(PendingRequest)) == 0
+    # Delivered again: the reminder was taken, nothing more is sent.
+    assert send_reminder.apply(args=[held.id]).get(timeout=30)["notice"] is False
+    assert len(sandbox.messages("smsapi")) == sent
 
 
 def test_the_sign_up_task_registers_and_sends_the_code(
@@ -225,10 +274,15 @@ def test_the_sign_up_task_registers_and_sends_the_code(
         quiet_hours=("22:00", "07:00"),
     )
     assert SignUp.from_dict(request.as_dict()) == request
-    assert sign_up_task.apply(args=[request.as_dict()]).get(timeout=30) == {
+    with db.begin() as session:
+        held = hold_sign_up(session=session, request=request)
+    assert sign_up_task.apply(args=[held.id]).get(timeout=30) == {
+        "request_id": held.id,
         "notices": 1,
         "refused": None,
     }
+    # Delivered twice: the sign-up was taken, and registers nothing more.
+    assert sign_up_task.apply(args=[held.id]).get(timeout=30)["notices"] == 0
     [sent] = sandbox.messages("smsapi")
     assert sent["address"] == "48601000704" and "code" in sent["text"].lower()
     with db() as session:
@@ -237,13 +291,107 @@ def test_the_sign_up_task_registers_and_sends_the_code(
     # Again, now that it is registered and proven: its manage link, nothing new.
     with db.begin() as session:
         session.scalars(select(ContactPoint)).one().verified_at = utcnow()
-    assert sign_up_task.apply(args=[request.as_dict()]).get(timeout=30)["notices"] == 1
+    with db.begin() as session:
+        again = hold_sign_up(session=session, request=request)
+    assert sign_up_task.apply(args=[again.id]).get(timeout=30)["notices"] == 1
     assert "/my/" in sandbox.messages("smsapi")[-1]["text"]
+    assert len(sandbox.messages("smsapi")) == 2
     with db() as session:
         assert session.scalar(select(func.count()).select_from(ContactPoint)) == 1
+        assert session.scalar(select(func.count()).select_from(PendingRequest)) == 0
 
 
 def test_notice_ids_never_meet_delivery_ids() -> None:
-    ids = {new_notice_id() for _ in range(1000)}
+    ids = {new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert min(ids) >= 10**15 and max(ids) < 2**53
+
+
+def test_erasure_forgets_what_waits_for_the_erased_addresses_and_sends_nothing(
+    task_environment: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    settings = get_settings()
+    phone, other = "+48601000705", "+48601000706"
+    with db.begin() as session:
+        resident = add_resident(
+            session,
+            settings,
+            contacts=[("sms", phone)],
+            topics=["weather-warning"],
+            districts=["*"],
+        )
+        [point] = resident.contact_points
+        notice = queue_manage(
+            session=session, settings=settings, point=point, language="pl", now=time.time()
+        )
+        reminder = hold_reminder(session=session, reminder=Reminder(Channel.SMS, phone, False))
+        signed = SignUp(
+            contacts=((Channel.EMAIL, "ewa@example.com"), (Channel.SMS, phone)),
+            topics=("weather-warning",),
+            districts=("*",),
+            language="pl",
+            wanted=(Channel.SMS,),
+        )
+        sign_up = hold_sign_up(session=session, request=signed)
+        # Someone else's, which stays.
+        kept = hold_reminder(session=session, reminder=Reminder(Channel.SMS, other, False))
+    with db.begin() as session:
+        erase_subscriber(session=session, subscriber_id=resident.id, actor="subscriber:test")
+    with db() as session:
+        left = session.execute(select(PendingRequest.id, PendingRequest.kind)).all()
+    assert [(row.id, row.kind) for row in left] == [(kept.id, PendingKind.REMINDER)]
+    # The messages already on their way find nothing to do.
+    assert send_notice.apply(args=[notice.id]).get(timeout=30)["outcome"] is None
+    assert send_reminder.apply(args=[reminder.id]).get(timeout=30)["notice"] is False
+    assert sign_up_task.apply(args=[sign_up.id]).get(timeout=30)["notices"] == 0
+    assert sandbox.messages("smsapi") == sandbox.messages("smtp") == []
+
+
+def test_a_notice_to_an_address_erased_meanwhile_is_not_sent(
+    task_environment: Settings,
+    sandbox: Sandbox,
+    database_url: str,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    settings = get_settings()
+    with db.begin() as session:
+        resident = add_resident(
+            session,
+            settings,
+            contacts=[("sms", "+48601000707")],
+            topics=["weather-warning"],
+            districts=["*"],
+        )
+        [point] = resident.contact_points
+        queued = queue_manage(
+            session=session, settings=settings, point=point, language="pl", now=time.time()
+        )
+        # The address goes by another way than erasure (it is the address that is read
+        # when the notice is sent, not a copy).
+        point.address = None
+    assert send_notice.apply(args=[queued.id]).get(timeout=30)["outcome"] is None
+    assert sandbox.messages("smsapi") == []
+    with db() as session:
+        assert session.get(PendingRequest, queued.id) is None
+
+
+def test_requests_nobody_took_are_dropped_after_an_hour(db: sessionmaker[Session]) -> None:
+    with db.begin() as session:
+        old = pending.hold(session=session, kind=PendingKind.REMINDER, payload={"contacts": []})
+        new = pending.hold(session=session, kind=PendingKind.REMINDER, payload={"contacts": []})
+        session.get_one(PendingRequest, old.id).created_at = utcnow() - timedelta(minutes=61)
+    with db.begin() as session:
+        assert pending.forget_stale(session=session, now=utcnow()) == 1
+    with db() as session:
+        assert session.scalars(select(PendingRequest.id)).all() == [new.id]
