@@ -9,7 +9,6 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-
 # What a broken proxy in front of a provider might answer with a 200 (`garbage_rate`).
 GARBAGE = "<html><body>502 Bad Gateway</body></html>"
 
