@@ -74,6 +74,11 @@ class SuppressReason(StrEnum):
     ERASED = "erased"
 
 
+def ended_reason(status: AlertStatus) -> SuppressReason:
+    """Why a claimed row of an alert that stopped going out never left."""
+    return SuppressReason.EXPIRED if status is AlertStatus.EXPIRED else SuppressReason.CANCELLED
+
+
 class InvalidTransition(ValueError):
     pass
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster import progress
 from broadcaster.db import UTCDateTime, utcnow
-from broadcaster.delivery import DeliveryStateMachine, Outcome, SuppressReason
+from broadcaster.delivery import DeliveryStateMachine, Outcome, SuppressReason, ended_reason
 from broadcaster.messages import alert_text
 from broadcaster.models import (
     Alert,
@@ -403,8 +403,7 @@ def _one_answer_each(claimed: Claimed, results: Iterable[DeliveryResult]) -> lis
 
 
 def _why_ended(session: Session, alert_id: int) -> SuppressReason:
-    status = session.scalar(select(Alert.status).where(Alert.id == alert_id))
-    return SuppressReason.EXPIRED if status is AlertStatus.EXPIRED else SuppressReason.CANCELLED
+    return ended_reason(session.scalars(select(Alert.status).where(Alert.id == alert_id)).one())
 
 
 def reschedule_batch(

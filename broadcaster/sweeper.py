@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from broadcaster import progress
 from broadcaster.alerts import Move, expire_due_alerts, transition
 from broadcaster.db import utcnow
-from broadcaster.delivery import DeliveryStateMachine, SuppressReason
+from broadcaster.delivery import DeliveryStateMachine, ended_reason
 from broadcaster.errors import Conflict
 from broadcaster.models import (
     Alert,
@@ -150,13 +150,8 @@ def _release_stale(session: Session, claimed_before: datetime, now: datetime) ->
             )
         else:
             target = DeliveryStatus.SUPPRESSED
-            reason = (
-                SuppressReason.EXPIRED
-                if status is AlertStatus.EXPIRED
-                else (SuppressReason.CANCELLED)
-            )
             moved = machine.withdraw(
-                reason=reason,
+                reason=ended_reason(status),
                 alert_id=alert_id,
                 batch_no=batch_no,
                 claimed_before=claimed_before,
