@@ -54,8 +54,11 @@ def serve(tmp_path: Path, **variables: str) -> Iterator[Served]:
         "WSP_SECRET_KEY": TEST_SECRET,
         **variables,
     }
+    command = str(Path(sys.executable).parent / "broadcaster")
+    # As it is deployed: the schema first (the residents' routes hold what they hand over).
+    subprocess.run([command, "migrate"], env=environment, check=True, capture_output=True)
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "broadcaster"), "serve", "--port", str(port)],
+        [command, "serve", "--port", str(port)],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
