@@ -144,6 +144,14 @@ def test_a_refused_address_is_a_permanent_failure(rt: Runtime, sandbox: Sandbox)
     assert result.outcome is Outcome.PERMANENT and result.error_code == "smtp-550"
 
 
+def worker_on(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point this process's worker runtime at the test's database; its settings."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    return get_settings()
+
+
 @pytest.fixture
 def task_environment(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -165,10 +173,7 @@ def test_the_send_notice_task_sends_what_was_held_and_forgets_it(
     db: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    monkeypatch.setattr(runtime_module, "_runtime", None)
-    settings = get_settings()
+    settings = worker_on(database_url, monkeypatch)
     with db.begin() as session:
         resident = add_resident(
             session,
@@ -222,9 +227,7 @@ def test_the_send_reminder_task_looks_the_address_up_and_sends_what_it_needs(
     kind: str | None,
     sent: int,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    monkeypatch.setattr(runtime_module, "_runtime", None)
+    worker_on(database_url, monkeypatch)
     # The notice it queues runs here, in this process, instead of in another worker.
     monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
     settings = get_settings()
@@ -261,9 +264,7 @@ def test_the_sign_up_task_registers_and_sends_the_code(
     db: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    monkeypatch.setattr(runtime_module, "_runtime", None)
+    worker_on(database_url, monkeypatch)
     monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
     request = SignUp(
         contacts=((Channel.SMS, "+48601000704"),),
@@ -314,10 +315,7 @@ def test_erasure_forgets_what_waits_for_the_erased_addresses_and_sends_nothing(
     db: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    monkeypatch.setattr(runtime_module, "_runtime", None)
-    settings = get_settings()
+    settings = worker_on(database_url, monkeypatch)
     phone, other = "+48601000705", "+48601000706"
     with db.begin() as session:
         resident = add_resident(
@@ -361,10 +359,7 @@ def test_a_notice_to_an_address_erased_meanwhile_is_not_sent(
     db: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    monkeypatch.setattr(runtime_module, "_runtime", None)
-    settings = get_settings()
+    settings = worker_on(database_url, monkeypatch)
     with db.begin() as session:
         resident = add_resident(
             session,
