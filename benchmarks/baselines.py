@@ -300,7 +300,7 @@ def prepare_sms_alert(database_url: str, residents: int) -> int:
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine, secret_key=settings.secret_key)
     try:
-        schema.upgrade(engine)
+        schema.upgrade(engine, secret_key=settings.secret_key)
         with sessions.begin() as session:
             population.seed_population(session=session, count=residents)
             staff = [

@@ -201,13 +201,14 @@ def publish_plan(alert_id: int, urgent: bool) -> None:
 def stage_seed(config: Config) -> dict[str, Any]:
     from broadcaster import population, schema
     from broadcaster.db import make_engine
+    from broadcaster.settings import get_settings
 
     times = []
     report = None
     for run in range(config.runs):
         recreate_database(config.database_url)
         engine = make_engine(config.database_url)
-        schema.upgrade(engine)
+        schema.upgrade(engine, secret_key=get_settings().secret_key)
         sessions = _sessions(config)
         started = time.perf_counter()
         with sessions.begin() as session:

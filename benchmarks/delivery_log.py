@@ -165,10 +165,11 @@ def seed(config: Config, sessions: sessionmaker[Session]) -> tuple[list[Span], d
     from broadcaster import population, schema
     from broadcaster.db import make_engine
     from broadcaster.reference import DISTRICTS
+    from broadcaster.settings import get_settings
 
     recreate_database(config.database_url)
     engine = make_engine(config.database_url)
-    schema.upgrade(engine)
+    schema.upgrade(engine, secret_key=get_settings().secret_key)
     engine.dispose()
     _sql(config.database_url, f"DROP INDEX IF EXISTS {INDEX}")
     started = time.perf_counter()

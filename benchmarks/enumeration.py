@@ -69,7 +69,7 @@ def _settings(database_url: str, directory: Path) -> Settings:
 
 def _prepare(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
-    schema.upgrade(engine)
+    schema.upgrade(engine, secret_key=settings.secret_key)
     sessions = make_sessionmaker(engine, secret_key=settings.secret_key)
     with sessions.begin() as session:
         reference.seed_reference_data(session=session)

@@ -3,10 +3,23 @@
 Each record's hash is an HMAC, keyed outside the database (derived from the secret key),
 over its own fields and the previous record's hash: editing, deleting or reordering any
 record breaks the chain from that record on, and whoever can write the database but does
-not hold the key cannot forge a chain that verifies. The tip is kept in `audit_head`, so
-cutting records off the end shows too. The database refuses UPDATE, DELETE and TRUNCATE
-on the table (triggers in the migration); the verifier is for what someone with the
-owner's rights did anyway.
+not hold the key cannot forge a chain that verifies. The database refuses UPDATE, DELETE
+and TRUNCATE on the table (triggers in the migration); the verifier is for what someone
+with the owner's rights did anyway.
+
+The tip (the newest record's seq and hash) is kept in `audit_head` with a seal: an HMAC
+over the two under the same key. Cutting records off the end and setting the tip to the
+new last record's (seq, hash), both readable in the database, leaves a seal that does not
+match, and the verifier says so. What the seal cannot stop is a tip put back as it was
+at an earlier moment (the three values copied then) together with every record after it
+deleted: nothing inside the database can tell an old tip from the newest. A checkpoint
+(the tip's seq and hash at a moment, sealed, printed by `broadcaster audit checkpoint`,
+by the API's `/audit/checkpoint` and every hour to the workers' log) is what an auditor
+keeps outside the database: the verifier given checkpoints checks that the record at each
+checkpoint's seq is still there with the same hash, so records cut after the checkpoint
+was taken show, whatever was done to the tip. Records appended after the newest
+checkpoint and then removed together with the tip's rollback are the one cut nobody can
+see: keep checkpoints often.
 
 Appending takes the head row's lock (an UPDATE) for the rest of the caller's transaction:
 appenders are serialised and the chain never forks, and a record commits with the action
@@ -23,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +46,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import AUDIT_KEY, utcnow
+from broadcaster.errors import InvalidInput
 from broadcaster.models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
@@ -40,6 +55,8 @@ HEAD_ID = 1
 PERSONAL_KEYS = frozenset(
     {"address", "phone", "email", "token", "code", "name", "password", "number", "text"}
 )
+
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 _events = cast(Table, AuditEvent.__table__)
 _head = cast(Table, AuditHead.__table__)
@@ -72,6 +89,12 @@ def chain_hash(
             "payload": payload,
         }
     )
+    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
+
+
+def seal_of(*, key: bytes, seq: int, tip_hash: str) -> str:
+    """The tip's seal: whoever lacks the key cannot point the tip anywhere else."""
+    material = canonical_json({"tip": seq, "hash": tip_hash})
     return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
 
@@ -143,7 +166,11 @@ def record(
             hash=digest,
         )
     )
-    session.execute(update(_head).where(_head.c.id == HEAD_ID).values(hash=digest))
+    session.execute(
+        update(_head)
+        .where(_head.c.id == HEAD_ID)
+        .values(hash=digest, seal=seal_of(key=key, seq=seq, tip_hash=digest))
+    )
     return int(seq)
 
 
@@ -166,14 +193,125 @@ class Verification:
         return f"broken at {where}: {self.problem}"
 
 
-def verify_chain(*, session: Session, batch_size: int = 5000) -> Verification:
-    """Walk the chain in order (streamed) up to the tip read first, and name the first
-    broken record. Records appended while the walk runs lie past that tip and wait for the
-    next verification, so a live system never raises a false alarm."""
-    key = _key_of(session)
-    head_seq, head_hash = session.execute(
-        select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID)
+CHECKPOINT_MARK = "audit_checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The chain's tip at a moment, sealed: what an auditor keeps outside the database.
+
+    Its line (`as_line`) is one JSON object; `parse_checkpoints` finds such lines in any
+    text, a log included."""
+
+    seq: int
+    hash: str
+    taken_at: datetime
+    seal: str
+
+    @staticmethod
+    def material(seq: int, tip_hash: str, taken_at: datetime) -> bytes:
+        return canonical_json(
+            {"checkpoint": seq, "hash": tip_hash, "at": taken_at.isoformat()}
+        ).encode()
+
+    def as_line(self) -> str:
+        return json.dumps(
+            {
+                CHECKPOINT_MARK: 1,
+                "seq": self.seq,
+                "hash": self.hash,
+                "taken_at": self.taken_at.isoformat(),
+                "seal": self.seal,
+            },
+            separators=(",", ":"),
+        )
+
+    def sealed_by(self, key: bytes) -> bool:
+        material = self.material(self.seq, self.hash, self.taken_at)
+        expected = hmac.new(key, material, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, self.seal)
+
+
+def _head_of(session: Session) -> tuple[int, str, str | None]:
+    seq, tip_hash, seal = session.execute(
+        select(_head.c.seq, _head.c.hash, _head.c.seal).where(_head.c.id == HEAD_ID)
     ).one()
+    return int(seq), str(tip_hash), seal
+
+
+def _sealed(key: bytes, seq: int, tip_hash: str, seal: str | None) -> bool:
+    return seal is not None and hmac.compare_digest(
+        seal, seal_of(key=key, seq=seq, tip_hash=tip_hash)
+    )
+
+
+def take_checkpoint(*, session: Session) -> Checkpoint | None:
+    """A checkpoint of the tip as it stands; None when the tip's seal does not match (a
+    checkpoint of a rewritten tip would vouch for the rewrite)."""
+    key = _key_of(session)
+    seq, tip_hash, seal = _head_of(session)
+    if not _sealed(key, seq, tip_hash, seal):
+        return None
+    taken_at = utcnow()
+    mark = hmac.new(key, Checkpoint.material(seq, tip_hash, taken_at), hashlib.sha256)
+    return Checkpoint(seq=seq, hash=tip_hash, taken_at=taken_at, seal=mark.hexdigest())
+
+
+def parse_checkpoints(text: str, *, field: str = "checkpoint") -> list[Checkpoint]:
+    """Every checkpoint line in `text` (a file an auditor kept, or a worker's log: other
+    lines are skipped); a line that carries the mark but is not a whole checkpoint is
+    refused, naming the line."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        start = line.find("{")
+        if start < 0 or CHECKPOINT_MARK not in line:
+            continue
+        try:
+            found.append(checkpoint_of(json.loads(line[start:])))
+        except (ValueError, TypeError, KeyError):
+            raise InvalidInput(field, f"line {number} is not a whole audit checkpoint") from None
+    if not found:
+        raise InvalidInput(field, "holds no audit checkpoint")
+    return found
+
+
+def checkpoint_of(data: Any) -> Checkpoint:
+    """A checkpoint from its JSON object; ValueError, KeyError or TypeError if it is not one."""
+    if not isinstance(data, Mapping):
+        raise TypeError("not an object")
+    seq, tip_hash, seal = data["seq"], data["hash"], data["seal"]
+    if not (isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63):
+        raise ValueError("seq")
+    for value in (tip_hash, seal):
+        if not (isinstance(value, str) and len(value) == 64 and _HEX.fullmatch(value)):
+            raise ValueError("hash")
+    taken_at = datetime.fromisoformat(data["taken_at"])
+    if taken_at.tzinfo is None:
+        raise ValueError("taken_at")
+    return Checkpoint(seq=seq, hash=tip_hash, taken_at=taken_at, seal=seal)
+
+
+def verify_chain(
+    *, session: Session, batch_size: int = 5000, checkpoints: Iterable[Checkpoint] = ()
+) -> Verification:
+    """Walk the chain in order (streamed) up to the tip read first, and name the first
+    broken record: a record changed, missing or moved, a tip whose seal does not match,
+    or a record a checkpoint saw that is gone or changed. Records appended while the walk
+    runs lie past that tip and wait for the next verification, so a live system never
+    raises a false alarm.
+
+    A checkpoint not sealed with this trail's key is refused (InvalidInput) before the
+    walk: it is another trail's, or was edited."""
+    key = _key_of(session)
+    seen = sorted(checkpoints, key=lambda checkpoint: checkpoint.seq)
+    for checkpoint in seen:
+        if not checkpoint.sealed_by(key):
+            raise InvalidInput(
+                "checkpoint",
+                f"the checkpoint of seq {checkpoint.seq} was not issued by this audit trail "
+                "(its seal does not match)",
+            )
+    head_seq, head_hash, head_seal = _head_of(session)
     result = session.execute(
         select(AuditEvent)
         .where(AuditEvent.seq <= head_seq)
@@ -181,14 +319,47 @@ def verify_chain(*, session: Session, batch_size: int = 5000) -> Verification:
         .execution_options(yield_per=batch_size)
     )
     try:
-        return _walk(key, result.scalars(), head_seq, head_hash)
+        verdict = _walk(key, result.scalars(), head_seq, head_hash, seen)
     finally:
         result.close()  # a verdict found early leaves the server-side cursor open
+    if not verdict.intact:
+        return verdict
+    if not _sealed(key, head_seq, head_hash, head_seal):
+        return Verification(
+            False,
+            verdict.checked,
+            head_seq + 1,
+            None,
+            f"the chain's tip (seq {head_seq}) was not written by this system (its seal does "
+            "not match): records may have been removed from the end",
+        )
+    beyond = [checkpoint for checkpoint in seen if checkpoint.seq > head_seq]
+    if beyond:
+        newest = beyond[-1]
+        return Verification(
+            False,
+            verdict.checked,
+            head_seq + 1,
+            None,
+            f"a checkpoint taken {newest.taken_at.isoformat()} saw seq {newest.seq}, but the "
+            f"chain ends at seq {head_seq}: records were removed from the end",
+        )
+    return verdict
 
 
-def _walk(key: bytes, events: Iterable[AuditEvent], head_seq: int, head_hash: str) -> Verification:
+def _walk(
+    key: bytes,
+    events: Iterable[AuditEvent],
+    head_seq: int,
+    head_hash: str,
+    checkpoints: list[Checkpoint],
+) -> Verification:
     expected_seq = 1
     prev_hash = GENESIS_HASH
+    # What each checkpoint saw at its seq, the empty chain's included.
+    saw = {checkpoint.seq: checkpoint for checkpoint in checkpoints}
+    if 0 in saw and saw[0].hash != GENESIS_HASH:
+        return Verification(False, 0, 1, None, "the checkpoint of the empty chain is not ours")
     for event in events:
         if event.seq != expected_seq:
             problem = (
@@ -223,6 +394,15 @@ def _walk(key: bytes, events: Iterable[AuditEvent], head_seq: int, head_hash: st
                 event.seq,
                 event.id,
                 "its content or its hash was changed after it was written",
+            )
+        seen = saw.get(event.seq)
+        if seen is not None and not hmac.compare_digest(seen.hash, event.hash):
+            return Verification(
+                False,
+                expected_seq - 1,
+                event.seq,
+                event.id,
+                f"differs from what the checkpoint taken {seen.taken_at.isoformat()} saw",
             )
         prev_hash = event.hash
         expected_seq += 1

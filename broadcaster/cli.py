@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import click
@@ -133,7 +133,7 @@ def _echo_json(data: Any) -> None:
 @pass_app
 def migrate(app: App) -> None:
     """Create or upgrade the database schema."""
-    schema.upgrade(app.engine)
+    schema.upgrade(app.engine, secret_key=app.settings.secret_key)
     click.echo(f"database at {app.engine.url.render_as_string(hide_password=True)} is up to date")
 
 
@@ -442,14 +442,48 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.File("r", encoding="utf-8", errors="strict"),
+    help="A file of checkpoints (`audit checkpoint` lines, or a worker's log); - for standard "
+    "input; may be given more than once. Records cut after a checkpoint was taken then show.",
+)
 @pass_app
-def audit_verify(app: App) -> None:
-    """Check the whole hash chain; exit 1 and name the first broken record if it is not intact."""
+def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
+    """Check the whole hash chain and its sealed tip; exit 1 and name the first broken
+    record if it is not intact."""
+    checkpoints = []
+    for handle in checkpoint_files:
+        try:
+            text = handle.read()
+        except UnicodeDecodeError:
+            raise InvalidInput("--checkpoint", f"{handle.name} is not UTF-8 text") from None
+        checkpoints += audit.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
     with app.transaction() as session:
-        verdict = audit.verify_chain(session=session)
+        verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
     click.echo(verdict.describe())
+    if checkpoints:
+        newest = max(checkpoints, key=lambda checkpoint: checkpoint.seq)
+        click.echo(
+            f"checked against {len(checkpoints)} checkpoint(s), the newest at seq {newest.seq}"
+        )
     if not verdict.intact:
         raise SystemExit(1)
+
+
+@audit_group.command("checkpoint")
+@pass_app
+def audit_checkpoint(app: App) -> None:
+    """Print a checkpoint of the chain's tip: one line to keep outside the database and give
+    to `audit verify --checkpoint`. Exit 1, printing none, if the tip's seal does not match."""
+    with app.transaction() as session:
+        checkpoint = audit.take_checkpoint(session=session)
+    if checkpoint is None:
+        click.echo("the chain's tip was not written by this system: run `audit verify`", err=True)
+        raise SystemExit(1)
+    click.echo(checkpoint.as_line())
 
 
 @main.command()

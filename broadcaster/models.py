@@ -429,10 +429,12 @@ class AuditEvent(Base):
 
 
 class AuditHead(Base):
-    """The single row that holds the chain's tip; updating it serialises appenders."""
+    """The single row that holds the chain's tip; updating it serialises appenders. The
+    seal is an HMAC over (seq, hash) under the audit key: the tip cannot be moved without it."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    seal: Mapped[str] = mapped_column(String(64))

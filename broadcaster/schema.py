@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from broadcaster.db import audit_key_from_secret
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -18,9 +20,14 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database at `engine` to `revision` (default: the newest)."""
+AUDIT_KEY_ATTRIBUTE = "audit_key"
+
+
+def upgrade(engine: Engine, *, secret_key: str, revision: str = "head") -> None:
+    """Bring the database at `engine` to `revision` (default: the newest). The secret key
+    is for the migrations that seal what the audit trail holds (0010 seals its tip)."""
     config = alembic_config(engine)
+    config.attributes[AUDIT_KEY_ATTRIBUTE] = audit_key_from_secret(secret_key)
     # A connection, not a transaction: Alembic begins and commits its own, so that a
     # migration may step out of it (0006 builds an index CONCURRENTLY, which PostgreSQL
     # refuses inside a transaction).

@@ -100,6 +100,8 @@ class Settings(BaseModel):
 
     # Alerts.
     default_alert_lifetime_hours: int = Field(default=24, ge=1, le=24 * 14)
+    # How often beat writes a checkpoint of the audit trail's tip to the workers' log.
+    audit_checkpoint_seconds: float = Field(default=3600, ge=10, le=86400)
 
     # The pipeline.
     batch_size: int = Field(default=500, ge=1, le=500)

@@ -157,7 +157,7 @@ def running_stack(
         engine = make_engine(settings.database_url)
         cleanup.callback(engine.dispose)
         sessions = make_sessionmaker(engine, secret_key=settings.secret_key)
-        schema.upgrade(engine)
+        schema.upgrade(engine, secret_key=settings.secret_key)
         with sessions.begin() as session:
             prepare(session)
         celery = make_app(settings)

@@ -81,6 +81,11 @@ def make_app(settings: Settings | None = None) -> Celery:
                     "expires": settings.sweep_seconds * 2,
                 },
             },
+            "audit-checkpoint": {
+                "task": "tasks.jobs.log_audit_checkpoint",
+                "schedule": settings.audit_checkpoint_seconds,
+                "options": {"queue": "plan", "expires": settings.audit_checkpoint_seconds},
+            },
             "forget-stale-requests": {
                 "task": "tasks.jobs.forget_stale_requests",
                 "schedule": STALE_REQUESTS_SECONDS,

@@ -10,7 +10,7 @@ from typing import Any
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
-from broadcaster import planning, receipts, sending, sweeper
+from broadcaster import audit, planning, receipts, sending, sweeper
 from broadcaster.db import utcnow
 from broadcaster.errors import InvalidInput
 from broadcaster.planning import BatchRef
@@ -261,6 +261,19 @@ def forget_stale_requests() -> dict[str, int]:
     retries spent), so that no address or code outlives its use."""
     with runtime().sessions.begin() as session:
         return {"forgotten": pending.forget_stale(session=session, now=utcnow())}
+
+
+@app.task(name="tasks.jobs.log_audit_checkpoint", acks_late=True)
+def log_audit_checkpoint() -> dict[str, Any]:
+    """Beat's: write a checkpoint of the audit trail's tip to the log, where it lives
+    outside the database (`broadcaster audit verify --checkpoint <the log>` reads it)."""
+    with runtime().sessions.begin() as session:
+        checkpoint = audit.take_checkpoint(session=session)
+    if checkpoint is None:
+        _log.error("the audit trail's tip was not written by this system: run `audit verify`")
+        return {"seq": None}
+    _log.info("audit checkpoint %s", checkpoint.as_line())
+    return {"seq": checkpoint.seq}
 
 
 @worker_process_shutdown.connect

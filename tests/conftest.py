@@ -18,8 +18,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import operators, planning, schema, sending, sweeper
-from broadcaster.db import Base, make_engine, make_sessionmaker
+from broadcaster import audit, operators, planning, schema, sending, sweeper
+from broadcaster.db import Base, audit_key_from_secret, make_engine, make_sessionmaker
 from broadcaster.models import Delivery, Operator
 from broadcaster.reference import seed_reference_data
 from broadcaster.settings import Settings, load_settings
@@ -43,7 +43,7 @@ def _worker() -> str:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
-    schema.upgrade(engine)
+    schema.upgrade(engine, secret_key=TEST_SECRET)
     with make_sessionmaker(engine, secret_key=TEST_SECRET).begin() as session:
         seed_reference_data(session=session)
     with engine.connect() as connection:
@@ -62,7 +62,7 @@ def postgres_url() -> Iterator[str]:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
-    schema.upgrade(engine)
+    schema.upgrade(engine, secret_key=TEST_SECRET)
     with make_sessionmaker(engine, secret_key=TEST_SECRET).begin() as session:
         seed_reference_data(session=session)
     engine.dispose()
@@ -78,7 +78,13 @@ def _empty_postgres(engine: Engine) -> None:
         # The audit table refuses TRUNCATE by trigger; a test reset is the one exception.
         connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        connection.execute(text("UPDATE audit_head SET seq = 0, hash = :h"), {"h": "0" * 64})
+        empty = audit.seal_of(
+            key=audit_key_from_secret(TEST_SECRET), seq=0, tip_hash=audit.GENESIS_HASH
+        )
+        connection.execute(
+            text("UPDATE audit_head SET seq = 0, hash = :h, seal = :s"),
+            {"h": audit.GENESIS_HASH, "s": empty},
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

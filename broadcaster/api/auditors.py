@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from broadcaster import audit, delivery_log
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.api.support import ApiDep, IsoDateTime, staff
+from broadcaster.api.support import ApiDep, Body, IsoDateTime, staff
 from broadcaster.db import utcnow
 from broadcaster.delivery_log import DeliveryFilter, LoggedDelivery
-from broadcaster.errors import InvalidInput
+from broadcaster.errors import Conflict, InvalidInput
 from broadcaster.models import AuditEvent, CapStatus, DeliveryStatus, Operator, Role
 from channels import Channel
 
@@ -294,18 +294,70 @@ class ChainVerdict(BaseModel):
     broken_id: int | None = None
     problem: str | None = None
     summary: str
+    checkpoints: int = Field(0, description="Checkpoints the chain was checked against.")
+
+    @classmethod
+    def of(cls, verdict: audit.Verification, checkpoints: int = 0) -> ChainVerdict:
+        return cls(
+            intact=verdict.intact,
+            checked=verdict.checked,
+            broken_seq=verdict.broken_seq,
+            broken_id=verdict.broken_id,
+            problem=verdict.problem,
+            summary=verdict.describe(),
+            checkpoints=checkpoints,
+        )
+
+
+class CheckpointOut(BaseModel):
+    audit_checkpoint: Literal[1] = 1
+    seq: int
+    hash: str
+    taken_at: datetime
+    seal: str
+
+
+class CheckpointsIn(Body):
+    checkpoints: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="Checkpoints as `/audit/checkpoint` (or `broadcaster audit checkpoint`) "
+        "gave them.",
+    )
 
 
 @router.get("/audit/verify", response_model=ChainVerdict)
 def verify_audit_chain(api: ApiDep, _me: Auditor) -> ChainVerdict:
-    """Walk the whole chain: intact with the number of records, or the first broken one."""
+    """Walk the whole chain and check its sealed tip: intact with the number of records,
+    or the first broken one."""
     with api.transaction() as session:
-        verdict = audit.verify_chain(session=session)
-    return ChainVerdict(
-        intact=verdict.intact,
-        checked=verdict.checked,
-        broken_seq=verdict.broken_seq,
-        broken_id=verdict.broken_id,
-        problem=verdict.problem,
-        summary=verdict.describe(),
+        return ChainVerdict.of(audit.verify_chain(session=session))
+
+
+@router.post("/audit/verify", response_model=ChainVerdict)
+def verify_audit_chain_against(api: ApiDep, _me: Auditor, body: CheckpointsIn) -> ChainVerdict:
+    """As `GET /audit/verify`, and each record a checkpoint saw must still be there with
+    the hash it had: records cut after a checkpoint was taken show. A checkpoint not issued
+    by this trail is a 422 naming it."""
+    checkpoints = []
+    for number, item in enumerate(body.checkpoints):
+        try:
+            checkpoints.append(audit.checkpoint_of(item))
+        except (ValueError, TypeError, KeyError):
+            raise InvalidInput(f"checkpoints.{number}", "is not a whole audit checkpoint") from None
+    with api.transaction() as session:
+        verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
+    return ChainVerdict.of(verdict, len(checkpoints))
+
+
+@router.get("/audit/checkpoint", response_model=CheckpointOut)
+def audit_checkpoint(api: ApiDep, _me: Auditor) -> CheckpointOut:
+    """A checkpoint of the chain's tip, to keep outside the database and hand back to
+    `POST /audit/verify`. A 409 when the tip's seal does not match (verify the chain)."""
+    with api.transaction() as session:
+        checkpoint = audit.take_checkpoint(session=session)
+    if checkpoint is None:
+        raise Conflict("the audit trail's tip was not written by this system: verify the chain")
+    return CheckpointOut(
+        seq=checkpoint.seq, hash=checkpoint.hash, taken_at=checkpoint.taken_at, seal=checkpoint.seal
     )

@@ -106,7 +106,9 @@ def delivery_log_csv(page: PageDep) -> Response:
 
 
 @router.get("/audit")
-def audit_page(page: PageDep, verify: str = "", before: str = "") -> Response:
+def audit_page(
+    page: PageDep, verify: str = "", before: str = "", checkpoint: str = ""
+) -> Response:
     require(page, *AUDITORS)
     values = {
         k: page.request.query_params.get(k, "")
@@ -117,13 +119,25 @@ def audit_page(page: PageDep, verify: str = "", before: str = "") -> Response:
         after = _number(before, "before")
     except InvalidInput as error:
         return page.error(422, str(error))
-    verdict = None
+    verdict = kept = None
+    errors: dict[str, str] = {}
+    checkpoints: list[audit.Checkpoint] = []
+    if verify and checkpoint.strip():
+        try:
+            checkpoints = audit.parse_checkpoints(checkpoint)
+        except InvalidInput as error:
+            errors["checkpoint"] = error.message
     with page.api.transaction() as session:
         events = audit.read_events(
             session=session, chosen=chosen, newest_first=True, after_seq=after, limit=PAGE_ROWS + 1
         )
-        if verify:
-            verdict = audit.verify_chain(session=session)
+        if verify and not errors:
+            try:
+                verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
+            except InvalidInput as error:
+                errors["checkpoint"] = error.message
+        if verdict is not None and verdict.intact:
+            kept = audit.take_checkpoint(session=session)
     shown = [
         {
             "seq": e.seq,
@@ -138,5 +152,15 @@ def audit_page(page: PageDep, verify: str = "", before: str = "") -> Response:
     more = shown[-1]["seq"] if len(events) > PAGE_ROWS else None
     query = urlencode({k: v for k, v in values.items() if v})
     return page.render(
-        "audit.html", events=shown, more=more, verdict=verdict, values=values, query=query
+        "audit.html",
+        code=422 if errors else 200,
+        events=shown,
+        more=more,
+        verdict=verdict,
+        values=values,
+        query=query,
+        errors=errors,
+        checkpoint=checkpoint,
+        checked_against=len(checkpoints),
+        kept=kept.as_line() if kept else None,
     )

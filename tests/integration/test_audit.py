@@ -1,5 +1,7 @@
 """The audit trail: append-only in the database, and a verifier that names the break."""
 
+import hashlib
+import hmac
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +12,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import audit
+from broadcaster.db import audit_key_from_secret
+from broadcaster.errors import InvalidInput
 from broadcaster.models import AuditEvent
+from tests.conftest import TEST_SECRET
 
 
 def write_events(db: sessionmaker[Session], count: int) -> None:
@@ -213,3 +218,165 @@ def test_nested_personal_data_is_refused_too(db: sessionmaker[Session]) -> None:
             object_id=1,
             payload={"changes": [{"Phone": "+48601000000"}]},
         )
+
+
+# The tip and the checkpoints -------------------------------------------------------------
+
+
+def head_row(engine: Engine) -> tuple[int, str, str]:
+    with engine.connect() as connection:
+        seq, tip_hash, seal = connection.execute(
+            text("SELECT seq, hash, seal FROM audit_head")
+        ).one()
+    return int(seq), tip_hash, seal
+
+
+def take_checkpoint(db: sessionmaker[Session]) -> audit.Checkpoint:
+    with db() as session:
+        checkpoint = audit.take_checkpoint(session=session)
+    assert checkpoint is not None
+    return checkpoint
+
+
+def cut_the_tail(engine: Engine, *, keep: int, head: tuple[int, str, str] | None = None) -> None:
+    """Delete every record after `keep` and point the tip at record `keep` with what the
+    database shows, or put back a head row copied earlier."""
+    with as_database_owner(engine) as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq > :keep"), {"keep": keep})
+        if head is None:
+            tip_hash = connection.execute(
+                text("SELECT hash FROM audit_events WHERE seq = :keep"), {"keep": keep}
+            ).scalar_one()
+            connection.execute(
+                text("UPDATE audit_head SET seq = :seq, hash = :hash"),
+                {"seq": keep, "hash": tip_hash},
+            )
+        else:
+            connection.execute(
+                text("UPDATE audit_head SET seq = :seq, hash = :hash, seal = :seal"),
+                dict(zip(("seq", "hash", "seal"), head, strict=True)),
+            )
+
+
+def test_a_tail_cut_and_the_tip_moved_back_is_caught(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """Delete the newest records past the triggers and set the tip to the previous record's
+    (seq, hash), both readable in the database: the seal gives it away."""
+    write_events(db, 5)
+    cut_the_tail(engine, keep=3)
+    result = verdict(db)
+    assert (result.intact, result.checked, result.broken_seq) == (False, 3, 4)
+    assert "seal does not match" in (result.problem or "")
+
+
+def test_a_tip_with_its_seal_cleared_is_caught(db: sessionmaker[Session], engine: Engine) -> None:
+    write_events(db, 2)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_head SET seal = :s"), {"s": "0" * 64})
+    assert not verdict(db).intact
+    with db() as session:
+        assert audit.take_checkpoint(session=session) is None
+
+
+def test_an_old_tip_put_back_is_caught_by_a_later_checkpoint(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """The one cut the seal cannot see: the head row copied at seq 3 and put back once the
+    records after it are gone. A checkpoint taken after seq 5 sees it."""
+    write_events(db, 3)
+    copied = head_row(engine)
+    write_events(db, 2)
+    checkpoint = take_checkpoint(db)
+    assert checkpoint.seq == 5
+    write_events(db, 1)
+    cut_the_tail(engine, keep=3, head=copied)
+    assert verdict(db).intact  # what the README says is not detected without a checkpoint
+    with db() as session:
+        result = audit.verify_chain(session=session, checkpoints=[checkpoint])
+    assert (result.intact, result.checked, result.broken_seq) == (False, 3, 4)
+    assert "saw seq 5" in (result.problem or "")
+
+
+def test_a_chain_that_grew_past_its_checkpoints_is_intact(db: sessionmaker[Session]) -> None:
+    empty = take_checkpoint(db)
+    write_events(db, 2)
+    first = take_checkpoint(db)
+    write_events(db, 3)
+    with db() as session:
+        result = audit.verify_chain(session=session, checkpoints=[first, empty])
+    assert (result.intact, result.checked) == (True, 5)
+
+
+def test_a_record_changed_under_a_checkpoint_is_named(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """A checkpoint's hash is what the record at its seq must still hash to."""
+    write_events(db, 3)
+    checkpoint = take_checkpoint(db)
+    forged = audit.Checkpoint.material(checkpoint.seq, "f" * 64, checkpoint.taken_at)
+    key = audit_key_from_secret(TEST_SECRET)
+    mismatch = audit.Checkpoint(
+        seq=checkpoint.seq,
+        hash="f" * 64,
+        taken_at=checkpoint.taken_at,
+        seal=hmac.new(key, forged, hashlib.sha256).hexdigest(),
+    )
+    with db() as session:
+        result = audit.verify_chain(session=session, checkpoints=[mismatch])
+    assert (result.intact, result.broken_seq) == (False, 3)
+    assert "differs from what the checkpoint" in (result.problem or "")
+
+
+def test_a_checkpoint_not_issued_by_this_trail_is_refused(db: sessionmaker[Session]) -> None:
+    write_events(db, 2)
+    checkpoint = take_checkpoint(db)
+    edited = audit.Checkpoint(
+        seq=checkpoint.seq + 1,
+        hash=checkpoint.hash,
+        taken_at=checkpoint.taken_at,
+        seal=checkpoint.seal,
+    )
+    with db() as session, pytest.raises(InvalidInput, match="not issued by this audit trail"):
+        audit.verify_chain(session=session, checkpoints=[edited])
+
+
+def test_checkpoints_are_read_from_any_text_a_log_included() -> None:
+    line = (
+        '{"audit_checkpoint":1,"seq":7,"hash":"' + "a" * 64 + '",'
+        '"taken_at":"2026-12-03T09:00:00+00:00","seal":"' + "b" * 64 + '"}'
+    )
+    log = f"[2026-12-03 09:00:00,001: INFO/MainProcess] audit checkpoint {line}\nother line\n"
+    (found,) = audit.parse_checkpoints(log)
+    assert (found.seq, found.hash, found.taken_at.isoformat()) == (
+        7,
+        "a" * 64,
+        "2026-12-03T09:00:00+00:00",
+    )
+    assert audit.Checkpoint.as_line(found) == line
+
+
+@pytest.mark.parametrize(
+    "text_",
+    [
+        '{"audit_checkpoint":1,"seq":7}',
+        '{"audit_checkpoint":1,"seq":"7","hash":"' + "a" * 64 + '"}',
+        '{"audit_checkpoint":1,"seq":-1,"hash":"'
+        + "a" * 64
+        + '","taken_at":"2026-12-03T09:00:00+00:00","seal":"'
+        + "b" * 64
+        + '"}',
+        '{"audit_checkpoint":1,"seq":1,"hash":"'
+        + "A" * 64
+        + '","taken_at":"2026-12-03T09:00:00","seal":"'
+        + "b" * 64
+        + '"}',
+        "audit_checkpoint {not json",
+        "nothing here",
+        "",
+    ],
+)
+def test_a_text_that_is_no_checkpoint_is_refused_naming_the_field(text_: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        audit.parse_checkpoints(text_, field="--checkpoint kept.txt")
+    assert refused.value.field == "--checkpoint kept.txt"

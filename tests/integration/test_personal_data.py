@@ -226,7 +226,7 @@ def test_an_erased_address_is_not_left_in_the_database_file(tmp_path: Path) -> N
         {"WSP_ENV": "test", "WSP_SECRET_KEY": TEST_SECRET, "DATABASE_URL": f"sqlite:///{path}"}
     )
     engine = make_engine(settings.database_url)
-    schema.upgrade(engine)
+    schema.upgrade(engine, secret_key=TEST_SECRET)
     sessions = make_sessionmaker(engine, secret_key=TEST_SECRET)
     with sessions.begin() as session:
         seed_reference_data(session=session)

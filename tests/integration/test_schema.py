@@ -20,7 +20,7 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
 def test_downgrade_and_upgrade_again(engine: Engine) -> None:
     schema.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-    schema.upgrade(engine)
+    schema.upgrade(engine, secret_key=TEST_SECRET)
     # Later tests on this database need the reference data back.
     with make_sessionmaker(engine, secret_key=TEST_SECRET).begin() as session:
         seed_reference_data(session=session)
