@@ -469,6 +469,7 @@ def test_verify_says_intact_then_names_a_tampered_record(
         "broken_id": None,
         "problem": None,
         "summary": f"intact: {records} records",
+        "checkpoints": 0,
     }
     # What only the database's owner can do: the table refuses UPDATE by trigger.
     with engine.begin() as connection:
@@ -483,10 +484,93 @@ def test_verify_says_intact_then_names_a_tampered_record(
     assert verdict["summary"].startswith("broken at record seq 5 (id ")
 
 
+def test_a_checkpoint_from_the_api_shows_a_tail_cut_with_the_tip_put_back(
+    client: TestClient, auth: Headers, engine: Engine, scene: Scene
+) -> None:
+    with engine.connect() as connection:
+        copied = connection.execute(text("SELECT seq, hash, seal FROM audit_head")).one()
+    client.post("/tokens", headers=auth.auditor, json={"name": "a record after the copy"})
+    checkpoint = client.get("/audit/checkpoint", headers=auth.auditor).json()
+    assert checkpoint["seq"] == copied.seq + 1
+    assert set(checkpoint) == {"audit_checkpoint", "seq", "hash", "taken_at", "seal"}
+    kept = client.post("/audit/verify", headers=auth.auditor, json={"checkpoints": [checkpoint]})
+    assert (kept.status_code, kept.json()["intact"], kept.json()["checkpoints"]) == (200, True, 1)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+        connection.execute(text("DELETE FROM audit_events WHERE seq > :seq"), {"seq": copied.seq})
+        connection.execute(
+            text("UPDATE audit_head SET seq = :seq, hash = :hash, seal = :seal"),
+            dict(copied._mapping),
+        )
+    assert client.get("/audit/verify", headers=auth.auditor).json()["intact"]
+    verdict = client.post(
+        "/audit/verify", headers=auth.auditor, json={"checkpoints": [checkpoint]}
+    ).json()
+    assert (verdict["intact"], verdict["broken_seq"]) == (False, copied.seq + 1)
+    assert "records were removed from the end" in verdict["problem"]
+
+
+def test_a_tip_moved_to_the_previous_record_is_caught_over_http(
+    client: TestClient, auth: Headers, engine: Engine, scene: Scene
+) -> None:
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+        last = connection.execute(text("SELECT max(seq) FROM audit_events")).scalar_one()
+        connection.execute(text("DELETE FROM audit_events WHERE seq = :seq"), {"seq": last})
+        connection.execute(
+            text(
+                "UPDATE audit_head SET seq = seq - 1, hash = (SELECT hash FROM audit_events "
+                "WHERE seq = :seq)"
+            ),
+            {"seq": last - 1},
+        )
+    verdict = client.get("/audit/verify", headers=auth.auditor).json()
+    assert (verdict["intact"], verdict["checked"]) == (False, last - 1)
+    assert "seal does not match" in verdict["problem"]
+    assert client.get("/audit/checkpoint", headers=auth.auditor).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"checkpoints": []}, ("body", "checkpoints")),
+        ({"checkpoints": [{"seq": 1}]}, ("body", "checkpoints", "0")),
+        (
+            {"checkpoints": [{"seq": 1, "hash": 5, "seal": "x", "taken_at": "now"}]},
+            ("body", "checkpoints", "0"),
+        ),
+        (
+            {
+                "checkpoints": [
+                    {
+                        "seq": 1,
+                        "hash": "a" * 64,
+                        "seal": "b" * 64,
+                        "taken_at": "2026-12-03T09:00:00+00:00",
+                    }
+                ]
+            },
+            ("body", "checkpoint"),
+        ),
+        ({"checkpoint": {}}, ("body", "checkpoint")),
+    ],
+)
+def test_a_checkpoint_that_is_not_ours_is_named(
+    client: TestClient, auth: Headers, body: dict[str, Any], where: tuple[str, ...]
+) -> None:
+    assert where in refusal(client.post("/audit/verify", headers=auth.auditor, json=body))
+
+
 # Who may read -------------------------------------------------------------------------
 
 
-ROUTES = ["/deliveries", "/deliveries.csv", "/audit", "/audit/verify"]
+ROUTES = ["/deliveries", "/deliveries.csv", "/audit", "/audit/verify", "/audit/checkpoint"]
 
 
 @pytest.mark.parametrize("path", ROUTES)

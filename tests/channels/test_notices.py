@@ -4,6 +4,7 @@ handed ids of pending requests, which they take and forget."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster import audit
 from broadcaster.db import utcnow
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
@@ -33,7 +35,7 @@ from subscribers.pending import new_request_id
 from subscribers.services import erase_subscriber
 from tasks import runtime as runtime_module
 from tasks.app import app as celery_app
-from tasks.jobs import deliver_notice, send_notice, send_reminder
+from tasks.jobs import deliver_notice, log_audit_checkpoint, send_notice, send_reminder
 from tasks.jobs import sign_up as sign_up_task
 from tasks.runtime import Runtime
 from templates.sms_encoding import shape
@@ -390,3 +392,26 @@ def test_requests_nobody_took_are_dropped_after_an_hour(db: sessionmaker[Session
         assert pending.forget_stale(session=session, now=utcnow()) == 1
     with db() as session:
         assert session.scalars(select(PendingRequest.id)).all() == [new.id]
+
+
+def test_beat_writes_a_checkpoint_to_the_log_that_verify_reads(
+    task_environment: Settings,
+    database_url: str,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hourly checkpoint lands in the workers' log, outside the database; that log is
+    what `audit verify --checkpoint` is given."""
+    worker_on(database_url, monkeypatch)
+    for number in range(3):
+        with db.begin() as session:
+            audit.record(
+                session=session, actor="system:test", action="x", object_type="x", object_id=number
+            )
+    with caplog.at_level(logging.INFO, logger="tasks.jobs"):
+        assert log_audit_checkpoint.apply().get(timeout=30) == {"seq": 3}
+    [checkpoint] = audit.parse_checkpoints(caplog.text)
+    assert checkpoint.seq == 3
+    with db() as session:
+        assert audit.verify_chain(session=session, checkpoints=[checkpoint]).intact

@@ -160,6 +160,54 @@ def test_audit_verify_exits_1_on_a_broken_chain(cli: Cli, engine: Engine) -> Non
     assert "broken at record seq 1" in result.output
 
 
+def test_a_checkpoint_kept_outside_shows_a_tail_cut_with_the_tip_put_back(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    """The attack the seal alone cannot see: the head row copied, records added, then cut
+    and the copy put back. The checkpoint an auditor kept (from the command, or a log that
+    quotes it) gives it away; a file with no checkpoint is refused naming the option."""
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    with engine.connect() as connection:
+        copied = connection.execute(text("SELECT seq, hash, seal FROM audit_head")).one()
+    cli("operator", "add", "bartek", "--role", "operator", "--name", "Bartek Zieliński")
+    kept = tmp_path / "kept.log"
+    line = cli("audit", "checkpoint").output.strip()
+    kept.write_text(f"2026-12-03 09:00 audit checkpoint {line}\n", encoding="utf-8")
+    assert "checked against 1 checkpoint(s), the newest at seq 2" in (
+        cli("audit", "verify", "--checkpoint", str(kept)).output
+    )
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+        connection.execute(text("DELETE FROM audit_events WHERE seq > 1"))
+        connection.execute(
+            text("UPDATE audit_head SET seq = :seq, hash = :hash, seal = :seal"),
+            dict(copied._mapping),
+        )
+    assert cli("audit", "verify").output.startswith("intact: 1 records")
+    result = cli("audit", "verify", "--checkpoint", str(kept), code=1)
+    assert "saw seq 2, but the chain ends at seq 1" in result.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("no checkpoint here\n", encoding="utf-8")
+    refused = cli("audit", "verify", "--checkpoint", str(empty), code=2)
+    assert f"--checkpoint {empty}: holds no audit checkpoint" in refused.output
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    refused = cli("audit", "verify", "--checkpoint", str(binary), code=2)
+    assert "is not UTF-8 text" in refused.output
+
+
+def test_audit_checkpoint_refuses_a_tip_moved_without_the_key(cli: Cli, engine: Engine) -> None:
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET seq = 0, hash = :h"), {"h": "0" * 64})
+    result = cli("audit", "checkpoint", code=1)
+    assert "was not written by this system" in result.output
+    assert "seal does not match" in cli("audit", "verify", code=1).output
+
+
 def test_console_script_on_embedded_defaults(tmp_path: Path) -> None:
     """A fresh checkout: no DATABASE_URL, the SQLite file appears under the data folder."""
     env = {"PATH": "/usr/bin:/bin", "WSP_DATA_DIR": str(tmp_path / "var")}

@@ -1,11 +1,14 @@
 """Migrations build exactly the schema the models describe, and run both ways."""
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import schema
-from broadcaster.db import Base, make_sessionmaker
+from broadcaster import audit, schema
+from broadcaster.db import Base, audit_key_from_secret, make_sessionmaker
 from broadcaster.reference import seed_reference_data
 from tests.conftest import TEST_SECRET
 
@@ -27,3 +30,24 @@ def test_downgrade_and_upgrade_again(engine: Engine) -> None:
     assert {"alerts", "deliveries", "subscribers", "audit_events"} <= set(
         inspect(engine).get_table_names()
     )
+
+
+def test_the_seal_migration_seals_the_tip_as_it_stands_and_needs_the_key(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    with db.begin() as session:
+        audit.record(session=session, actor="system:test", action="x", object_type="x", object_id=1)
+    schema.downgrade(engine, "0009")
+    with engine.connect() as connection:
+        seq, tip_hash = connection.execute(text("SELECT seq, hash FROM audit_head")).one()
+        config = schema.alembic_config(engine)
+        config.attributes["connection"] = connection
+        with pytest.raises(RuntimeError, match="broadcaster migrate"):
+            command.upgrade(config, "head")
+    schema.upgrade(engine, secret_key=TEST_SECRET)
+    with engine.connect() as connection:
+        seal = connection.execute(text("SELECT seal FROM audit_head")).scalar_one()
+    key = audit_key_from_secret(TEST_SECRET)
+    assert seal == audit.seal_of(key=key, seq=seq, tip_hash=tip_hash)
+    with db() as session:
+        assert audit.verify_chain(session=session).intact

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
+import json
+import re
 
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.settings import Settings
@@ -62,3 +66,38 @@ def test_the_sandbox_viewer_is_not_served_unless_the_sandbox_runs_here(people: P
     # These settings point SMSAPI at api.smsapi.pl, as production does.
     assert people.admin.get("/console/sandbox").status_code == 404
     assert "/console/sandbox" not in people.admin.get("/console").text
+
+
+def test_the_verification_hands_over_a_checkpoint_and_checks_a_pasted_one(
+    people: People, db: sessionmaker[Session], settings: Settings, staff: Staff, engine: Engine
+) -> None:
+    sent_alert(db, settings, staff)
+    first = people.auditor.get("/console/audit?verify=1")
+    kept = html.unescape(re.search(r'id="checkpoint-line"><code>([^<]*)<', first.text)[1])
+    again = people.auditor.get("/console/audit", params={"verify": "1", "checkpoint": kept})
+    assert "zgodny z punktami kontrolnymi: 1" in again.text
+    seq = json.loads(kept)["seq"]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+        connection.execute(text("DELETE FROM audit_events WHERE seq = :seq"), {"seq": seq})
+        connection.execute(
+            text(
+                "UPDATE audit_head SET seq = seq - 1, hash = (SELECT hash FROM audit_events "
+                "WHERE seq = :seq)"
+            ),
+            {"seq": seq - 1},
+        )
+    cut = people.auditor.get("/console/audit", params={"verify": "1", "checkpoint": kept})
+    assert 'id="verdict">NARUSZONY' in cut.text
+    assert 'id="checkpoint-line"' not in cut.text  # no checkpoint of a broken trail
+
+
+def test_a_pasted_text_that_is_no_checkpoint_is_said_next_to_the_field(people: People) -> None:
+    for pasted in ("nothing here", '{"audit_checkpoint":1,"seq":"x"}'):
+        answer = people.auditor.get("/console/audit", params={"verify": "1", "checkpoint": pasted})
+        assert answer.status_code == 422
+        assert field_error(answer.text, "checkpoint")
+        assert 'id="verdict"' not in answer.text
