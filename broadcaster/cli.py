@@ -313,9 +313,13 @@ def _move(app: App, username: str, action: str, alert_id: int, **kwargs: Any) ->
     with app.transaction() as session:
         actor = operators.get_operator(session=session, username=username)
         if action == "submit":
-            moved = alerts.submit_alert(session=session, actor=actor, alert_id=alert_id)
+            moved = alerts.submit_alert(
+                session=session, settings=app.settings, actor=actor, alert_id=alert_id
+            )
         elif action == "approve":
-            moved = alerts.approve_alert(session=session, approver=actor, alert_id=alert_id)
+            moved = alerts.approve_alert(
+                session=session, settings=app.settings, approver=actor, alert_id=alert_id
+            )
         elif action == "reject":
             moved = alerts.reject_alert(
                 session=session, approver=actor, alert_id=alert_id, **kwargs
@@ -408,7 +412,10 @@ def alert_preview(app: App, alert_id: int, as_json: bool) -> None:
     with app.transaction() as session:
         found = alerts.get_alert(session=session, alert_id=alert_id)
         view = preview_alert(
-            session=session, alert=found, sms_part_price=app.settings.sms_part_price
+            session=session,
+            alert=found,
+            sms_max_parts=app.settings.sms_max_parts,
+            sms_part_price=app.settings.sms_part_price,
         )
     if as_json:
         _echo_json(view)
