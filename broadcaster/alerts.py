@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from broadcaster import audit
+from broadcaster import audit, progress
 from broadcaster.db import utcnow
 from broadcaster.delivery import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -586,15 +586,29 @@ def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[
     return expired
 
 
+DONE_WITH_FAILURES = "done_with_failures"
+
+
+def outcome_of(status: AlertStatus, failed: int) -> str:
+    """What an alert's state reads as: `done` only when nothing failed, for an alert that
+    ends with failures is never shown as a plain success."""
+    return DONE_WITH_FAILURES if status is AlertStatus.DONE and failed else status.value
+
+
 def describe_alert(alert: Alert) -> dict[str, Any]:
-    """A plain, JSON-ready view of an alert for the CLI and the API."""
+    """A plain, JSON-ready view of an alert for the CLI, the API and the console, with
+    how many of its messages failed and what its state reads as (`outcome`)."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    session = Session.object_session(alert)
+    failed = progress.failed(session, alert.id) if session is not None and alert.id else 0
     return {
         "id": alert.id,
         "status": alert.status,
+        "outcome": outcome_of(alert.status, failed),
+        "failed": failed,
         "msg_type": alert.msg_type,
         "references_id": alert.references_id,
         # Exercise and Test alerts reach only the test audience, and say so everywhere.

@@ -38,6 +38,7 @@ from broadcaster.errors import (
 from broadcaster.messages import preview_alert
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
+from broadcaster.wording import words
 from channels.sandbox.server import SandboxServer
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -381,7 +382,10 @@ def alert_show(app: App, alert_id: int, as_json: bool) -> None:
     if as_json:
         _echo_json(view)
         return
-    click.echo(f"alert {view['id']}: {view['status']}  [{view['cap_status']}]")
+    status = view["status"]
+    if view["outcome"] == alerts.DONE_WITH_FAILURES:
+        status = f"{status}, {words('status.done_with_failures', failed=view['failed'])['en']}"
+    click.echo(f"alert {view['id']}: {status}  [{view['cap_status']}]")
     districts = view["districts"] if view["districts"] == "*" else ", ".join(view["districts"])
     click.echo(
         f"  {view['severity']} / {view['urgency']}  topic {view['topic']}  districts {districts}"
@@ -428,6 +432,9 @@ def alert_preview(app: App, alert_id: int, as_json: bool) -> None:
                 f"{sms['parts']} part(s) x {sms['recipients']} = {sms['total_parts']} parts"
             )
             click.echo(f"       {sms['text']}")
+            if sms["over_limit"]:
+                problem = sms["problem"]
+                click.echo(f"       ! {problem['messages']['en']}. {problem['remedy']['en']}")
         if "push" in variant:
             push = variant["push"]
             click.echo(

@@ -110,9 +110,27 @@ class TextsOut(BaseModel):
     body: str
 
 
+Outcome = Literal[
+    "draft",
+    "awaiting_approval",
+    "approved",
+    "dispatching",
+    "done",
+    "done_with_failures",
+    "cancelled",
+    "expired",
+]
+OUTCOME = Field(
+    description="What the status reads as: `done_with_failures` instead of `done` when any "
+    "message ended failed (`failed` says how many)."
+)
+
+
 class AlertOut(BaseModel):
     id: int
     status: AlertStatus
+    outcome: Outcome = OUTCOME
+    failed: int = Field(description="Messages that ended failed, over every channel.")
     msg_type: MsgType
     references_id: int | None
     exercise: bool
@@ -145,6 +163,12 @@ class AlertPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `before` for the next page.")
 
 
+class SmsProblem(BaseModel):
+    field: str = Field(description="The text the variant is made of.")
+    messages: dict[Language, str] = Field(description="What is wrong, in each language.")
+    remedy: dict[Language, str] = Field(description="What to do about it, in each language.")
+
+
 class SmsVariant(BaseModel):
     text: str
     encoding: str
@@ -152,6 +176,9 @@ class SmsVariant(BaseModel):
     parts: int
     recipients: int
     total_parts: int
+    limit: int = Field(description="The most parts the provider accepts (WSP_SMS_MAX_PARTS).")
+    over_limit: bool = Field(description="Needs more parts than the limit: cannot be approved.")
+    problem: SmsProblem | None
 
 
 class PushVariant(BaseModel):
@@ -173,6 +200,10 @@ class Variant(BaseModel):
 
 
 class SmsSummary(BaseModel):
+    limit: int
+    over_limit: list[Language] = Field(
+        description="Languages whose SMS is over the limit; approval refuses the alert."
+    )
     recipients: int
     total_parts: int
     transliterated: bool
@@ -194,6 +225,7 @@ class Preview(BaseModel):
 class Progress(BaseModel):
     alert_id: int
     status: AlertStatus
+    outcome: Outcome = OUTCOME
     msg_type: MsgType
     exercise: bool
     finished: bool
@@ -377,12 +409,14 @@ def alert_progress(alert_id: ObjectId, _me: Reader, api: ApiDep) -> Progress:
     with api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         by_channel = progress.read(session, alert.id)
+    totals = progress.totals(by_channel)
     return Progress(
         alert_id=alert.id,
         status=alert.status,
+        outcome=alerts.outcome_of(alert.status, totals.get("failed", 0)),
         msg_type=alert.msg_type,
         exercise=alert.cap_status is not CapStatus.ACTUAL,
         finished=alert.status not in alerts.LIVE,
         channels={Channel(channel): statuses for channel, statuses in by_channel.items()},
-        totals=progress.totals(by_channel),
+        totals=totals,
     )

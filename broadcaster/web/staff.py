@@ -519,6 +519,16 @@ def _act(page: Page, form: FormData, alert_id: int, act: str) -> Response:
     if act in {"reject", "cancel"} and not reason:
         message = page.t("podaj powód", "give a reason")
         return _alert_view(page, alert_id, {f"{act}-reason": message}, code=422)
+    try:
+        _move(page, me, act, alert_id, reason)
+    except InvalidInput as error:
+        # Next to the button that was refused (and the preview marks the variant).
+        where = f"{act}-reason" if error.field == "reason" else act
+        return _alert_view(page, alert_id, {where: error.message_in(page.language)}, code=422)
+    return page.redirect(f"/console/alerts/{alert_id}")
+
+
+def _move(page: Page, me: Operator, act: str, alert_id: int, reason: str) -> None:
     with page.api.transaction() as session:
         if act == "submit":
             alerts.submit_alert(
@@ -532,7 +542,6 @@ def _act(page: Page, form: FormData, alert_id: int, act: str) -> Response:
             alerts.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
         else:
             alerts.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
-    return page.redirect(f"/console/alerts/{alert_id}")
 
 
 @router.post("/alerts/{alert_id}/submit")
