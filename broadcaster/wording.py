@@ -62,16 +62,16 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
         },
         "sms.shorten": {
             "pl": (
-                "Skróć tekst albo zaznacz „Transliteruj SMS do GSM-7” (160 znaków na część "
-                "zamiast 70)."
+                "Skróć tekst albo zaznacz „SMS bez polskich znaków” (transliterate_sms): "
+                "w GSM-7 część mieści 160 znaków zamiast 70."
             ),
             "en": (
-                "Shorten the text, or tick “Transliterate SMS to GSM-7” (160 characters a part, "
-                "not 70)."
+                "Shorten the text, or tick “SMS without Polish letters” (transliterate_sms): "
+                "a GSM-7 part holds 160 characters, not 70."
             ),
             "uk": (
-                "Скоротіть текст або увімкніть «Транслітерація SMS у GSM-7» (160 символів на "
-                "частину замість 70)."
+                "Скоротіть текст або позначте «SMS без польських літер» (transliterate_sms): "
+                "частина GSM-7 вміщує 160 символів замість 70."
             ),
         },
         "sms.shorten_only": {

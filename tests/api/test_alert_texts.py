@@ -140,7 +140,7 @@ def test_the_preview_marks_every_variant_over_the_limit_with_the_remedy(
     assert (sms["parts"], sms["limit"], sms["over_limit"]) == (4, 3, True)
     assert sms["problem"]["field"] == "contents.pl.body"
     assert sms["problem"]["messages"]["en"] == TOO_LONG
-    assert "Transliteruj" in sms["problem"]["remedy"]["pl"]
+    assert "transliterate_sms" in sms["problem"]["remedy"]["en"]
 
     fits = roomy.get(f"/alerts/{alert_id}/preview", headers=auth.approver).json()
     assert fits["sms"]["over_limit"] == []

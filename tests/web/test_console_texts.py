@@ -100,7 +100,7 @@ def test_an_sms_over_the_limit_is_refused_next_to_the_body_and_marked_in_the_pre
     assert marked == ["en", "pl", "uk"]
     assert "ponad limit 3 części: nie zostanie zatwierdzony" in preview.text
     assert 'id="sms-pl-problem" role="alert"' in preview.text
-    assert "zaznacz „Transliteruj SMS do GSM-7”" in preview.text
+    assert "zaznacz „SMS bez polskich znaków”" in preview.text
     assert alerts_in(db) == 0
 
     fits = write(people.operator, title_pl="Burza", body_pl=LONG_PL, transliterate_sms="on")
