@@ -322,11 +322,15 @@ def prepare_sms_alert(database_url: str, residents: int) -> int:
             alert = alerts.create_alert(
                 session=session, settings=settings, author=staff[0], draft=draft
             )
-            alerts.submit_alert(session=session, actor=staff[0], alert_id=alert.id)
+            alerts.submit_alert(
+                session=session, settings=settings, actor=staff[0], alert_id=alert.id
+            )
             alert_id = alert.id
         with sessions.begin() as session:
             approver = operators.get_operator(session=session, username="bench-approver")
-            alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
+            alerts.approve_alert(
+                session=session, settings=settings, approver=approver, alert_id=alert_id
+            )
         with sessions.begin() as session:
             plan_alert(session=session, alert_id=alert_id)
     finally:

@@ -170,11 +170,13 @@ def approve(
         alert = alerts.create_alert(
             session=session, settings=_settings(), author=author, draft=draft
         )
-        alerts.submit_alert(session=session, actor=author, alert_id=alert.id)
+        alerts.submit_alert(session=session, settings=_settings(), actor=author, alert_id=alert.id)
         alert_id = alert.id
     with sessions.begin() as session:
         _, approver = _staff(session)
-        alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=_settings(), approver=approver, alert_id=alert_id
+        )
     return alert_id, datetime.now(UTC)
 
 

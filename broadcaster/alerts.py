@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from broadcaster import audit
+from broadcaster import audit, progress
 from broadcaster.db import utcnow
 from broadcaster.delivery import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
+from broadcaster.messages import check_sms_parts
 from broadcaster.models import (
     FALLBACK_LANGUAGE,
     Alert,
@@ -43,6 +44,7 @@ from broadcaster.models import (
 from broadcaster.operators import actor_of, require_role
 from broadcaster.reference import resolve_slugs
 from broadcaster.settings import Settings
+from broadcaster.texts import body_text, title_text
 from channels import Channel
 
 E = TypeVar("E", bound=StrEnum)
@@ -144,7 +146,11 @@ def _texts(value: object, language: str) -> tuple[str, str]:
         or not all(isinstance(part, str) for part in value)
     ):
         raise InvalidInput(f"contents.{language}", "give a title and a body, both text")
-    return value[0].strip(), value[1].strip()
+    # The one text rule of every face: broadcaster/texts.py.
+    return (
+        title_text(value[0], f"contents.{language}.title"),
+        body_text(value[1], f"contents.{language}.body"),
+    )
 
 
 def check_draft(
@@ -231,6 +237,7 @@ def check_draft(
 
 def apply_draft(alert: Alert, checked: CheckedDraft, session: Session) -> None:
     alert.topic_id = checked.topic_id
+    alert.topic = session.get_one(Topic, checked.topic_id)
     alert.whole_city = checked.whole_city
     alert.severity = checked.severity
     alert.urgency = checked.urgency
@@ -253,12 +260,13 @@ def create_alert(
 ) -> Alert:
     require_role(author, Role.OPERATOR, Role.ADMIN)
     checked = check_draft(session=session, settings=settings, draft=draft, now=utcnow())
-    return add_alert(session=session, author=author, checked=checked)
+    return add_alert(session=session, settings=settings, author=author, checked=checked)
 
 
 def add_alert(
     *,
     session: Session,
+    settings: Settings,
     author: Operator,
     checked: CheckedDraft,
     msg_type: MsgType = MsgType.ALERT,
@@ -268,7 +276,8 @@ def add_alert(
 
     Shared by `create_alert` and `follow_ups.create_follow_up`, which check the author's
     role and the draft first. A follow-up (`msg_type` update or cancel) names the alert it
-    references, and its audit event records both.
+    references, and its audit event records both. Nothing is written for an alert whose
+    SMS would be over the parts limit (`messages.check_sms_parts`).
     """
     alert = Alert(
         author_id=author.id,
@@ -278,6 +287,7 @@ def add_alert(
         references_id=references_id,
     )
     apply_draft(alert, checked, session)
+    check_sms_parts(alert=alert, limit=settings.sms_max_parts)
     session.add(alert)
     session.flush()
     payload = checked.summary
@@ -366,6 +376,8 @@ def edit_draft(
     if locked.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be edited")
     apply_draft(alert, checked, session)
+    # Raised before the edit is committed: the face's transaction rolls it back.
+    check_sms_parts(alert=alert, limit=settings.sms_max_parts)
     if editor.id not in alert.editor_ids:
         alert.editor_ids = [*alert.editor_ids, editor.id]
     session.flush()
@@ -448,7 +460,8 @@ def transition(
     return alert
 
 
-def submit_alert(*, session: Session, actor: Operator, alert_id: int) -> Alert:
+def submit_alert(*, session: Session, settings: Settings, actor: Operator, alert_id: int) -> Alert:
+    """Send a draft for approval; one the provider would refuse is kept a draft."""
     require_role(actor, Role.OPERATOR, Role.ADMIN)
     alert = get_alert(session=session, alert_id=alert_id)
     if actor.role is not Role.ADMIN and alert.author_id != actor.id:
@@ -458,6 +471,8 @@ def submit_alert(*, session: Session, actor: Operator, alert_id: int) -> Alert:
         raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
     if alert.send_at is not None and alert.send_at <= now:
         raise InvalidInput("send_at", "is in the past; edit the schedule first")
+    if alert.status is AlertStatus.DRAFT:
+        check_sms_parts(alert=alert, limit=settings.sms_max_parts)
     return transition(
         session=session,
         alert=alert,
@@ -477,14 +492,22 @@ def _require_second_person(alert: Alert, reviewer: Operator) -> None:
         )
 
 
-def approve_alert(*, session: Session, approver: Operator, alert_id: int) -> Alert:
-    """Four eyes: an approver other than the author lets the alert go."""
+def approve_alert(
+    *, session: Session, settings: Settings, approver: Operator, alert_id: int
+) -> Alert:
+    """Four eyes: an approver other than the author lets the alert go.
+
+    The SMS parts are checked again against today's limit, which may have been lowered
+    since the alert was submitted: what the provider would refuse is never approved.
+    """
     require_role(approver, Role.APPROVER, Role.ADMIN)
     alert = get_alert(session=session, alert_id=alert_id)
     _require_second_person(alert, approver)
     now = utcnow()
     if alert.status in LIVE and alert.expires_at <= now:
         raise Conflict(f"alert {alert.id} expired at {alert.expires_at.isoformat()}")
+    if alert.status is AlertStatus.AWAITING_APPROVAL:
+        check_sms_parts(alert=alert, limit=settings.sms_max_parts)
     return transition(
         session=session,
         alert=alert,
@@ -563,15 +586,29 @@ def expire_due_alerts(*, session: Session, now: datetime | None = None) -> list[
     return expired
 
 
+DONE_WITH_FAILURES = "done_with_failures"
+
+
+def outcome_of(status: AlertStatus, failed: int) -> str:
+    """What an alert's state reads as: `done` only when nothing failed, for an alert that
+    ends with failures is never shown as a plain success."""
+    return DONE_WITH_FAILURES if status is AlertStatus.DONE and failed else status.value
+
+
 def describe_alert(alert: Alert) -> dict[str, Any]:
-    """A plain, JSON-ready view of an alert for the CLI and the API."""
+    """A plain, JSON-ready view of an alert for the CLI, the API and the console, with
+    how many of its messages failed and what its state reads as (`outcome`)."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    session = Session.object_session(alert)
+    failed = progress.failed(session, alert.id) if session is not None and alert.id else 0
     return {
         "id": alert.id,
         "status": alert.status,
+        "outcome": outcome_of(alert.status, failed),
+        "failed": failed,
         "msg_type": alert.msg_type,
         "references_id": alert.references_id,
         # Exercise and Test alerts reach only the test audience, and say so everywhere.

@@ -38,6 +38,7 @@ from broadcaster.errors import (
 from broadcaster.messages import preview_alert
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
+from broadcaster.wording import words
 from channels.sandbox.server import SandboxServer
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -313,9 +314,13 @@ def _move(app: App, username: str, action: str, alert_id: int, **kwargs: Any) ->
     with app.transaction() as session:
         actor = operators.get_operator(session=session, username=username)
         if action == "submit":
-            moved = alerts.submit_alert(session=session, actor=actor, alert_id=alert_id)
+            moved = alerts.submit_alert(
+                session=session, settings=app.settings, actor=actor, alert_id=alert_id
+            )
         elif action == "approve":
-            moved = alerts.approve_alert(session=session, approver=actor, alert_id=alert_id)
+            moved = alerts.approve_alert(
+                session=session, settings=app.settings, approver=actor, alert_id=alert_id
+            )
         elif action == "reject":
             moved = alerts.reject_alert(
                 session=session, approver=actor, alert_id=alert_id, **kwargs
@@ -377,7 +382,10 @@ def alert_show(app: App, alert_id: int, as_json: bool) -> None:
     if as_json:
         _echo_json(view)
         return
-    click.echo(f"alert {view['id']}: {view['status']}  [{view['cap_status']}]")
+    status = view["status"]
+    if view["outcome"] == alerts.DONE_WITH_FAILURES:
+        status = f"{status}, {words('status.done_with_failures', failed=view['failed'])['en']}"
+    click.echo(f"alert {view['id']}: {status}  [{view['cap_status']}]")
     districts = view["districts"] if view["districts"] == "*" else ", ".join(view["districts"])
     click.echo(
         f"  {view['severity']} / {view['urgency']}  topic {view['topic']}  districts {districts}"
@@ -408,7 +416,10 @@ def alert_preview(app: App, alert_id: int, as_json: bool) -> None:
     with app.transaction() as session:
         found = alerts.get_alert(session=session, alert_id=alert_id)
         view = preview_alert(
-            session=session, alert=found, sms_part_price=app.settings.sms_part_price
+            session=session,
+            alert=found,
+            sms_max_parts=app.settings.sms_max_parts,
+            sms_part_price=app.settings.sms_part_price,
         )
     if as_json:
         _echo_json(view)
@@ -421,6 +432,9 @@ def alert_preview(app: App, alert_id: int, as_json: bool) -> None:
                 f"{sms['parts']} part(s) x {sms['recipients']} = {sms['total_parts']} parts"
             )
             click.echo(f"       {sms['text']}")
+            if sms["over_limit"]:
+                problem = sms["problem"]
+                click.echo(f"       ! {problem['messages']['en']}. {problem['remedy']['en']}")
         if "push" in variant:
             push = variant["push"]
             click.echo(

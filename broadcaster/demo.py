@@ -205,11 +205,13 @@ def _write_and_approve(settings: Settings, sessions: sessionmaker[Session]) -> i
             author=author,
             draft=weather_warning(datetime.now(UTC)),
         )
-        alerts.submit_alert(session=session, actor=author, alert_id=alert.id)
+        alerts.submit_alert(session=session, settings=settings, actor=author, alert_id=alert.id)
         alert_id = alert.id
     with sessions.begin() as session:  # a second person, in a transaction of their own
         _, approver = _staff(session)
-        alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=approver, alert_id=alert_id
+        )
     return alert_id
 
 

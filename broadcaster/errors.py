@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class BroadcasterError(Exception):
     """Base of every error we raise on purpose."""
@@ -10,13 +12,22 @@ class BroadcasterError(Exception):
 class InvalidInput(BroadcasterError):
     """Input refused before anything was written; `field` names what was wrong.
 
-    The CLI answers exit code 2 and the API 422, both naming the field.
+    The CLI answers exit code 2 and the API 422, both naming the field. `message` is in
+    English; `translations` (language -> text, from broadcaster.wording) is there when
+    the words come from the catalogue, so a face can answer in its reader's language.
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(
+        self, field: str, message: str, *, translations: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.translations = dict(translations or {})
+
+    def message_in(self, language: str) -> str:
+        """The message in `language` where the catalogue has it, else in English."""
+        return self.translations.get(language, self.message)
 
 
 class NotFound(BroadcasterError):

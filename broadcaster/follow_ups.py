@@ -89,6 +89,7 @@ def create_follow_up(
     checked = alerts.check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     follow_up = alerts.add_alert(
         session=session,
+        settings=settings,
         author=author,
         checked=checked,
         msg_type=kind,

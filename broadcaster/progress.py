@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from broadcaster.models import AlertProgress, ReceiptTally
+from broadcaster.models import AlertProgress, DeliveryStatus, ReceiptTally
 
 _progress = cast(Table, AlertProgress.__table__)
 _tallies = cast(Table, ReceiptTally.__table__)
@@ -61,6 +61,16 @@ def read(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
         if count:
             progress.setdefault(channel, {})[status] = int(count)
     return progress
+
+
+def failed(session: Session, alert_id: int) -> int:
+    """How many of the alert's messages ended failed, over every channel."""
+    count = session.scalar(
+        select(func.coalesce(func.sum(AlertProgress.count), 0)).where(
+            AlertProgress.alert_id == alert_id, AlertProgress.status == DeliveryStatus.FAILED
+        )
+    )
+    return int(count or 0)
 
 
 def totals(by_channel: dict[str, dict[str, int]]) -> dict[str, int]:

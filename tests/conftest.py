@@ -232,3 +232,13 @@ def send_alert(
     with db.begin() as session:
         assert sweeper.sweep(session=session, lease_seconds=60).finished == [alert_id]
     return sorted(planned_for)
+
+
+# 202 characters of Polish with diacritics: UCS-2, 67 units a part, so 4 SMS parts, one
+# more than the default WSP_SMS_MAX_PARTS (3); transliterated to GSM-7 it needs 2.
+LONG_PL = (
+    "Silne burze z gradem nad Wolą i Bemowem od 18:00 do 23:00. Zostań w domu, zamknij "
+    "okna, nie parkuj pod drzewami. Unikaj przejść podziemnych, które mogą zostać zalane. "
+    "Śledź komunikaty miasta na stronie."
+)
+assert len(LONG_PL) == 202

@@ -39,8 +39,11 @@ Reader = Annotated[Operator, staff(Role.OPERATOR, Role.APPROVER, Role.AUDITOR, R
 
 
 class Texts(Body):
-    title: PlainText = Field(max_length=alerts.TITLE_MAX)
-    body: PlainText = Field(max_length=alerts.BODY_MAX)
+    """Checked by the alert service's text rule (broadcaster/texts.py), as on every face:
+    a title's line breaks fold to a space, a body's become LF, controls are refused."""
+
+    title: str = Field(max_length=alerts.TITLE_MAX)
+    body: str = Field(max_length=alerts.BODY_MAX)
 
 
 class AlertIn(Body):
@@ -107,9 +110,27 @@ class TextsOut(BaseModel):
     body: str
 
 
+Outcome = Literal[
+    "draft",
+    "awaiting_approval",
+    "approved",
+    "dispatching",
+    "done",
+    "done_with_failures",
+    "cancelled",
+    "expired",
+]
+OUTCOME = Field(
+    description="What the status reads as: `done_with_failures` instead of `done` when any "
+    "message ended failed (`failed` says how many)."
+)
+
+
 class AlertOut(BaseModel):
     id: int
     status: AlertStatus
+    outcome: Outcome = OUTCOME
+    failed: int = Field(description="Messages that ended failed, over every channel.")
     msg_type: MsgType
     references_id: int | None
     exercise: bool
@@ -142,6 +163,12 @@ class AlertPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `before` for the next page.")
 
 
+class SmsProblem(BaseModel):
+    field: str = Field(description="The text the variant is made of.")
+    messages: dict[Language, str] = Field(description="What is wrong, in each language.")
+    remedy: dict[Language, str] = Field(description="What to do about it, in each language.")
+
+
 class SmsVariant(BaseModel):
     text: str
     encoding: str
@@ -149,6 +176,9 @@ class SmsVariant(BaseModel):
     parts: int
     recipients: int
     total_parts: int
+    limit: int = Field(description="The most parts the provider accepts (WSP_SMS_MAX_PARTS).")
+    over_limit: bool = Field(description="Needs more parts than the limit: cannot be approved.")
+    problem: SmsProblem | None
 
 
 class PushVariant(BaseModel):
@@ -170,6 +200,10 @@ class Variant(BaseModel):
 
 
 class SmsSummary(BaseModel):
+    limit: int
+    over_limit: list[Language] = Field(
+        description="Languages whose SMS is over the limit; approval refuses the alert."
+    )
     recipients: int
     total_parts: int
     transliterated: bool
@@ -191,6 +225,7 @@ class Preview(BaseModel):
 class Progress(BaseModel):
     alert_id: int
     status: AlertStatus
+    outcome: Outcome = OUTCOME
     msg_type: MsgType
     exercise: bool
     finished: bool
@@ -294,7 +329,10 @@ def preview(alert_id: ObjectId, _me: Reader, api: ApiDep) -> Any:
     with api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         return preview_alert(
-            session=session, alert=alert, sms_part_price=api.settings.sms_part_price
+            session=session,
+            alert=alert,
+            sms_max_parts=api.settings.sms_max_parts,
+            sms_part_price=api.settings.sms_part_price,
         )
 
 
@@ -311,14 +349,20 @@ def schedule(alert_id: ObjectId, body: Schedule, me: Writer, api: ApiDep) -> Ale
 @router.post("/{alert_id}/submit", response_model=AlertOut)
 def submit(alert_id: ObjectId, me: Writer, api: ApiDep) -> AlertOut:
     with api.transaction() as session:
-        return _out(alerts.submit_alert(session=session, actor=me, alert_id=alert_id))
+        return _out(
+            alerts.submit_alert(session=session, settings=api.settings, actor=me, alert_id=alert_id)
+        )
 
 
 @router.post("/{alert_id}/approve", response_model=AlertOut)
 def approve(alert_id: ObjectId, me: Reviewer, api: ApiDep) -> AlertOut:
     """Four eyes: never by whoever wrote, edited or submitted the alert."""
     with api.transaction() as session:
-        return _out(alerts.approve_alert(session=session, approver=me, alert_id=alert_id))
+        return _out(
+            alerts.approve_alert(
+                session=session, settings=api.settings, approver=me, alert_id=alert_id
+            )
+        )
 
 
 @router.post("/{alert_id}/reject", response_model=AlertOut)
@@ -365,12 +409,14 @@ def alert_progress(alert_id: ObjectId, _me: Reader, api: ApiDep) -> Progress:
     with api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         by_channel = progress.read(session, alert.id)
+    totals = progress.totals(by_channel)
     return Progress(
         alert_id=alert.id,
         status=alert.status,
+        outcome=alerts.outcome_of(alert.status, totals.get("failed", 0)),
         msg_type=alert.msg_type,
         exercise=alert.cap_status is not CapStatus.ACTUAL,
         finished=alert.status not in alerts.LIVE,
         channels={Channel(channel): statuses for channel, statuses in by_channel.items()},
-        totals=progress.totals(by_channel),
+        totals=totals,
     )

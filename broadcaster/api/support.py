@@ -40,6 +40,7 @@ from broadcaster.errors import (
 from broadcaster.models import Operator, Role
 from broadcaster.operators import require_role
 from broadcaster.settings import Settings
+from broadcaster.texts import refuse_hidden
 
 _log = logging.getLogger(__name__)
 
@@ -61,14 +62,15 @@ PAGE_HEADERS = {
 MAX_BODY_BYTES = 1_000_000
 MAX_ID = 2**31 - 1  # the database's INTEGER: a larger id is simply not there
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
 
 def _plain(value: str) -> str:
-    # PostgreSQL refuses NUL in text, and no alert or name needs control characters.
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
+    # The core's text rule (broadcaster/texts.py), for names, slugs and reasons: no
+    # control characters beyond line breaks and tabs. Alert titles and bodies are
+    # checked, folded and normalised by the alert service itself, as for every face.
+    try:
+        return refuse_hidden(value, "value", keep="\t\n\r")
+    except InvalidInput as error:
+        raise ValueError(error.message) from None
 
 
 PlainText = Annotated[str, AfterValidator(_plain)]
@@ -177,17 +179,16 @@ def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JS
 def error_response(error: BroadcasterError) -> JSONResponse:
     """Our domain errors as HTTP: 422 names the field, as FastAPI's own validation does."""
     if isinstance(error, InvalidInput):
-        return _json(
-            422,
-            [
-                {
-                    "type": "value_error",
-                    "loc": _field_location(error.field),
-                    "msg": error.message,
-                    "field": error.field,
-                }
-            ],
-        )
+        entry: dict[str, Any] = {
+            "type": "value_error",
+            "loc": _field_location(error.field),
+            "msg": error.message,
+            "field": error.field,
+        }
+        if error.translations:
+            # Worded from the catalogue: the message in every language, Polish first.
+            entry["messages"] = error.translations
+        return _json(422, [entry])
     if isinstance(error, Unauthenticated):
         return _json(401, str(error), {"WWW-Authenticate": "Bearer"})
     if isinstance(error, Forbidden):

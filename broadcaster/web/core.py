@@ -51,6 +51,7 @@ from broadcaster.errors import (
 from broadcaster.models import Operator, Role
 from broadcaster.reference import DISTRICTS
 from broadcaster.settings import Settings
+from broadcaster.wording import words
 
 LANGUAGES = ("pl", "en")
 LANG_COOKIE = "wsp_lang"
@@ -157,10 +158,15 @@ class Page:
     def t(self, polish: str, english: str) -> str:
         return english if self.language == "en" else polish
 
+    def say(self, key: str, **fields: object) -> str:
+        """The catalogue's entry `key` (broadcaster/wording.py) in the reader's language."""
+        return words(key, **fields)[self.language]
+
     def render(self, template: str, code: int = 200, **context: Any) -> Response:
         page = templates.get_template(template).render(
             page=self,
             t=self.t,
+            say=self.say,
             lang=self.language,
             me=self.me,
             csrf=csrf_token(self.request, self.settings),

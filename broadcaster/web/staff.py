@@ -236,9 +236,11 @@ def preview_draft(page: Page, draft: AlertDraft) -> dict[str, Any]:
         )
         alert = Alert(msg_type=MsgType.ALERT, status=AlertStatus.DRAFT)
         alerts.apply_draft(alert, checked, session)
-        alert.topic = session.get_one(Topic, checked.topic_id)
         shown = preview_alert(
-            session=session, alert=alert, sms_part_price=page.settings.sms_part_price
+            session=session,
+            alert=alert,
+            sms_max_parts=page.settings.sms_max_parts,
+            sms_part_price=page.settings.sms_part_price,
         )
         session.rollback()
     return shown
@@ -323,7 +325,7 @@ def _write(page: Page, form: FormData, alert_id: int | None) -> Response:
                 )
             saved = alert.id
     except InvalidInput as error:
-        errors = {form_field(error.field): error.message}
+        errors = {form_field(error.field): error.message_in(page.language)}
         return _compose(
             page,
             values=values,
@@ -352,7 +354,7 @@ def live_preview(page: PageDep, form: FormDep) -> Response:
             "_preview.html",
             code=422,
             preview=None,
-            problem=(form_field(error.field), error.message),
+            problem=(form_field(error.field), error.message_in(page.language)),
         )
     return page.render("_preview.html", preview=shown, problem=None)
 
@@ -432,7 +434,10 @@ def _alert_view(
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         described = alerts.describe_alert(alert)
         shown = preview_alert(
-            session=session, alert=alert, sms_part_price=page.settings.sms_part_price
+            session=session,
+            alert=alert,
+            sms_max_parts=page.settings.sms_max_parts,
+            sms_part_price=page.settings.sms_part_price,
         )
         counts = _progress(session, alert)
         history = _history(session, alert_id)
@@ -514,16 +519,29 @@ def _act(page: Page, form: FormData, alert_id: int, act: str) -> Response:
     if act in {"reject", "cancel"} and not reason:
         message = page.t("podaj powód", "give a reason")
         return _alert_view(page, alert_id, {f"{act}-reason": message}, code=422)
+    try:
+        _move(page, me, act, alert_id, reason)
+    except InvalidInput as error:
+        # Next to the button that was refused (and the preview marks the variant).
+        where = f"{act}-reason" if error.field == "reason" else act
+        return _alert_view(page, alert_id, {where: error.message_in(page.language)}, code=422)
+    return page.redirect(f"/console/alerts/{alert_id}")
+
+
+def _move(page: Page, me: Operator, act: str, alert_id: int, reason: str) -> None:
     with page.api.transaction() as session:
         if act == "submit":
-            alerts.submit_alert(session=session, actor=me, alert_id=alert_id)
+            alerts.submit_alert(
+                session=session, settings=page.settings, actor=me, alert_id=alert_id
+            )
         elif act == "approve":
-            alerts.approve_alert(session=session, approver=me, alert_id=alert_id)
+            alerts.approve_alert(
+                session=session, settings=page.settings, approver=me, alert_id=alert_id
+            )
         elif act == "reject":
             alerts.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
         else:
             alerts.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
-    return page.redirect(f"/console/alerts/{alert_id}")
 
 
 @router.post("/alerts/{alert_id}/submit")
@@ -591,7 +609,7 @@ def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
             code=422,
             original=original,
             values=values,
-            errors={form_field(error.field): error.message},
+            errors={form_field(error.field): error.message_in(page.language)},
             languages=LANGUAGES,
         )
     return page.redirect(f"/console/alerts/{new_id}")

@@ -100,7 +100,9 @@ def seeded(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
                 ),
             )
             if state == "awaiting":
-                alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
+                alerts.submit_alert(
+                    session=session, settings=settings, actor=staff.author, alert_id=alert.id
+                )
 
 
 @pytest.mark.parametrize(

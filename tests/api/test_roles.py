@@ -69,7 +69,12 @@ class World:
                 ),
             )
             if state != "draft":
-                alerts.submit_alert(session=session, actor=self.staff.author, alert_id=alert.id)
+                alerts.submit_alert(
+                    session=session,
+                    settings=self.settings,
+                    actor=self.staff.author,
+                    alert_id=alert.id,
+                )
             return alert.id
 
     def sent_alert(self) -> int:
@@ -83,7 +88,12 @@ class World:
                 topics=["weather-warning"],
                 districts=["wola"],
             )
-            alerts.approve_alert(session=session, approver=self.staff.approver, alert_id=alert_id)
+            alerts.approve_alert(
+                session=session,
+                settings=self.settings,
+                approver=self.staff.approver,
+                alert_id=alert_id,
+            )
         send_alert(self.db, self.settings, alert_id)
         return alert_id
 

@@ -18,7 +18,7 @@ from selenium.webdriver.support import expected_conditions as shown
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.conftest import add_resident
+from tests.conftest import LONG_PL, add_resident
 from tests.e2e.conftest import RunningStack, cut_text, eventually
 
 pytestmark = pytest.mark.browser
@@ -192,3 +192,26 @@ def test_an_alert_from_the_operator_through_approval_to_done_and_the_audit(
     assert "Zostań w domu." in opened.text  # the body as a mail client shows it
     shot("sandbox")
     accessible()
+
+
+def test_an_sms_over_the_parts_limit_is_marked_in_the_live_preview_and_refused(
+    stack: RunningStack, browser: webdriver.Chrome, shot: Shot, accessible: Check
+) -> None:
+    sign_in(browser, stack, stack.staff_token("bogna", "operator"))
+    browser.get(f"{stack.base_url}/console/alerts/new")
+    Select(browser.find_element(By.ID, "topic")).select_by_value("weather-warning")
+    browser.find_element(By.CSS_SELECTOR, "label.d-wola").click()
+    browser.find_element(By.ID, "title_pl").send_keys("Burza")
+    browser.find_element(By.ID, "body_pl").send_keys(LONG_PL)
+    wait(browser).until(shown.presence_of_element_located((By.ID, "sms-pl-problem")))
+    marked = browser.find_element(By.CSS_SELECTOR, "figure.over-limit[data-over-limit=pl]")
+    assert "SMS (pl) wymaga 4 części, limit to 3" in marked.text
+    assert "SMS bez polskich znaków" in marked.text  # the remedy, in words
+    shot("compose-sms-over-limit")
+    accessible()
+    browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+    wait(browser).until(shown.presence_of_element_located((By.ID, "body_pl-error")))
+    assert "wymaga 4 części" in browser.find_element(By.ID, "body_pl-error").text
+    assert browser.current_url.endswith("/console/alerts/new")
+    accessible()
+    sign_out(browser)

@@ -36,10 +36,14 @@ def approved_alert(
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.author, draft=AlertDraft(**fields)
         )  # type: ignore[arg-type]
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert.id
+        )
         alert_id = alert.id
     with db.begin() as session:
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
     return alert_id
 
 

@@ -111,10 +111,14 @@ def approved(db: sessionmaker[Session], settings: Settings, staff: Staff, **chan
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.author, draft=AlertDraft(**fields)
         )  # type: ignore[arg-type]
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert.id
+        )
         alert_id = alert.id
     with db.begin() as session:
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
     return alert_id
 
 
@@ -287,15 +291,19 @@ def planned(session: Session, alert_id: int) -> dict[tuple[int, str], tuple[str,
     }
 
 
-def approve(db: sessionmaker[Session], staff: Staff, author: Operator, alert_id: int) -> None:
+def approve(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, author: Operator, alert_id: int
+) -> None:
     """Four eyes: the author submits, cannot approve it, and a second person does."""
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=author, alert_id=alert_id)
+        alerts.submit_alert(session=session, settings=settings, actor=author, alert_id=alert_id)
     refusal = "second person" if author.role is Role.ADMIN else "approver or admin role"
     with db.begin() as session, pytest.raises(Forbidden, match=refusal):
-        alerts.approve_alert(session=session, approver=author, alert_id=alert_id)
+        alerts.approve_alert(session=session, settings=settings, approver=author, alert_id=alert_id)
     with db.begin() as session:
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
 
 
 def test_an_update_reaches_exactly_those_who_received_the_original(
@@ -338,7 +346,7 @@ def test_an_update_reaches_exactly_those_who_received_the_original(
         assert '"msg_type":"update"' in created and f'"references":{town.original_id}' in created
     with db.begin() as session:  # a draft is not planned
         assert planning.plan_alert(session=session, alert_id=update_id) is None
-    approve(db, staff, staff.admin, update_id)
+    approve(db, settings, staff, staff.admin, update_id)
     with db.begin() as session:
         assert count_audience(session=session, alert=session.get_one(Alert, update_id)) == {
             "sms": 5,
@@ -389,8 +397,10 @@ def test_a_cancel_reaches_the_same_people_and_stops_the_original(
         )
         assert (held.status, held.reason) == (DeliveryStatus.SUPPRESSED, "cancelled")
     with db.begin() as session, pytest.raises(Forbidden):
-        alerts.approve_alert(session=session, approver=staff.second_author, alert_id=cancel_id)
-    approve(db, staff, staff.author, cancel_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.second_author, alert_id=cancel_id
+        )
+    approve(db, settings, staff, staff.author, cancel_id)
     with db.begin() as session:
         plan = planning.plan_alert(session=session, alert_id=cancel_id, now=town.now)
     assert plan is not None and not plan.urgent
@@ -530,7 +540,7 @@ def test_a_follow_up_of_an_exercise_reaches_only_the_test_audience(
             contents=UPDATE_TEXT,
         )
         follow_up_id = follow_up.id
-    approve(db, staff, staff.author, follow_up_id)
+    approve(db, settings, staff, staff.author, follow_up_id)
     with db.begin() as session:
         plan = planning.plan_alert(session=session, alert_id=follow_up_id)
         assert plan is not None

@@ -45,9 +45,13 @@ def test_happy_path_through_every_state(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alert = alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alert = alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
         assert alert.status is AlertStatus.AWAITING_APPROVAL
-        alert = alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+        alert = alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
         assert alert.status is AlertStatus.APPROVED
         assert alert.approver_id == staff.approver.id
         alerts.transition(
@@ -78,10 +82,14 @@ def test_author_cannot_approve_own_alert(
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.admin, draft=weather_draft()
         )
-        alerts.submit_alert(session=session, actor=staff.admin, alert_id=alert.id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.admin, alert_id=alert.id
+        )
         alert_id = alert.id
     with db.begin() as session, pytest.raises(Forbidden, match="second person"):
-        alerts.approve_alert(session=session, approver=staff.admin, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.admin, alert_id=alert_id
+        )
     with db.begin() as session:
         assert session.get_one(Alert, alert_id).status is AlertStatus.AWAITING_APPROVAL
 
@@ -92,9 +100,13 @@ def test_only_approvers_approve(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
     with db.begin() as session, pytest.raises(Forbidden, match="approver or admin"):
-        alerts.approve_alert(session=session, approver=getattr(staff, who), alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=getattr(staff, who), alert_id=alert_id
+        )
 
 
 def test_auditor_cannot_write(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
@@ -109,11 +121,15 @@ def test_deactivated_staff_are_refused(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
         approver = session.merge(staff.approver)
         approver.active = False
     with db.begin() as session, pytest.raises(Forbidden, match="deactivated"):
-        alerts.approve_alert(session=session, approver=approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=approver, alert_id=alert_id
+        )
 
 
 def test_expired_alert_cannot_be_approved(
@@ -121,7 +137,9 @@ def test_expired_alert_cannot_be_approved(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
         # Time passes while it waits for approval.
         session.execute(
             update(Alert)
@@ -129,13 +147,17 @@ def test_expired_alert_cannot_be_approved(
             .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
         )
     with db.begin() as session, pytest.raises(Conflict, match="expired"):
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
     with db.begin() as session:
         assert alerts.expire_due_alerts(session=session) == [alert_id]
     with db.begin() as session:
         assert session.get_one(Alert, alert_id).status is AlertStatus.EXPIRED
         with pytest.raises(Conflict, match="is expired"):
-            alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+            alerts.approve_alert(
+                session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+            )
 
 
 def test_cancelled_alert_cannot_be_approved(
@@ -143,12 +165,16 @@ def test_cancelled_alert_cannot_be_approved(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
         alerts.cancel_alert(
             session=session, actor=staff.author, alert_id=alert_id, reason="duplicate"
         )
     with db.begin() as session, pytest.raises(Conflict, match="is cancelled"):
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
     with db.begin() as session, pytest.raises(Conflict):
         alerts.cancel_alert(session=session, actor=staff.author, alert_id=alert_id, reason="again")
 
@@ -158,7 +184,9 @@ def test_reject_returns_a_draft_with_the_reason(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
         with pytest.raises(InvalidInput, match="reason"):
             alerts.reject_alert(
                 session=session, approver=staff.approver, alert_id=alert_id, reason=" "
@@ -188,7 +216,9 @@ def test_reject_returns_a_draft_with_the_reason(
         assert (
             edited.content_for("en").title == "Burze"
         )  # no English any more: Polish is the fallback
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
 
 
 def test_only_drafts_are_edited_and_only_by_their_author(
@@ -204,7 +234,9 @@ def test_only_drafts_are_edited_and_only_by_their_author(
             draft=weather_draft(),
         )
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
     with db.begin() as session, pytest.raises(Conflict, match="only a draft"):
         alerts.edit_draft(
             session=session,
@@ -221,9 +253,13 @@ def test_a_stale_view_loses_the_race(
     """Two approvers act on one alert: the guarded update lets exactly one win."""
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
     with db.begin() as first:
-        alerts.approve_alert(session=first, approver=staff.approver, alert_id=alert_id)
+        alerts.approve_alert(
+            session=first, settings=settings, approver=staff.approver, alert_id=alert_id
+        )
     with db.begin() as second:
         alert = second.get_one(Alert, alert_id)
         with pytest.raises(Conflict, match="cannot approve"):
@@ -303,12 +339,18 @@ def test_an_admin_who_edits_a_draft_cannot_approve_it(
             alert_id=alert_id,
             draft=weather_draft(contents={"pl": ("Inny tytuł", "Inna treść")}),
         )
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
     with db.begin() as session, pytest.raises(Forbidden, match="second person"):
-        alerts.approve_alert(session=session, approver=staff.admin, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.admin, alert_id=alert_id
+        )
     with db.begin() as session:
         assert (
-            alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert_id).status
+            alerts.approve_alert(
+                session=session, settings=settings, approver=staff.approver, alert_id=alert_id
+            ).status
             is AlertStatus.APPROVED
         )
 
@@ -318,9 +360,13 @@ def test_whoever_submits_cannot_approve(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.admin, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.admin, alert_id=alert_id
+        )
     with db.begin() as session, pytest.raises(Forbidden):
-        alerts.approve_alert(session=session, approver=staff.admin, alert_id=alert_id)
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.admin, alert_id=alert_id
+        )
 
 
 def test_an_edit_from_a_stale_view_cannot_change_a_submitted_alert(
@@ -331,7 +377,9 @@ def test_an_edit_from_a_stale_view_cannot_change_a_submitted_alert(
         assert stale.get_one(Alert, alert_id).status is AlertStatus.DRAFT  # the editor's view...
         stale.commit()  # ...without holding a transaction open, as a web page would not
         with db.begin() as session:  # ...while the author submits it
-            alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+            alerts.submit_alert(
+                session=session, settings=settings, actor=staff.author, alert_id=alert_id
+            )
         with pytest.raises(Conflict, match="only a draft"):
             alerts.edit_draft(
                 session=stale,
@@ -352,7 +400,9 @@ def test_a_stale_approval_loses_the_race(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert_id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert_id
+        )
     with db() as stale:
         seen = stale.get_one(Alert, alert_id)
         assert seen.status is AlertStatus.AWAITING_APPROVAL

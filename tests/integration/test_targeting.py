@@ -255,7 +255,7 @@ def test_the_preview_shows_every_variant_with_sms_parts(
             channels=["sms", "email"],
             contents={"pl": ("Burza", long_polish)},
         )
-        preview = preview_alert(session=session, alert=alert)
+        preview = preview_alert(session=session, alert=alert, sms_max_parts=settings.sms_max_parts)
         plain = make_alert(
             session,
             settings,
@@ -265,7 +265,9 @@ def test_the_preview_shows_every_variant_with_sms_parts(
             contents={"pl": ("Burza", long_polish)},
             transliterate_sms=True,
         )
-        transliterated = preview_alert(session=session, alert=plain)
+        transliterated = preview_alert(
+            session=session, alert=plain, sms_max_parts=settings.sms_max_parts
+        )
     pl_sms = preview["variants"]["pl"]["sms"]
     assert (pl_sms["encoding"], pl_sms["parts"], pl_sms["recipients"]) == ("UCS-2", 2, 2)
     assert pl_sms["characters"] == len(f"Burza: {long_polish}")
@@ -273,6 +275,8 @@ def test_the_preview_shows_every_variant_with_sms_parts(
     assert preview["variants"]["uk"]["sms"]["recipients"] == 1
     assert preview["variants"]["uk"]["email"]["subject"] == "Попередження: Burza"
     assert preview["sms"] == {
+        "limit": 3,
+        "over_limit": [],
         "recipients": 3,
         "total_parts": 6,
         "transliterated": False,

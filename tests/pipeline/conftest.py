@@ -172,10 +172,17 @@ class Stack:
                 author=self.staff.author,
                 draft=AlertDraft(**fields),
             )
-            alerts.submit_alert(session=session, actor=self.staff.author, alert_id=alert.id)
+            alerts.submit_alert(
+                session=session, settings=self.settings, actor=self.staff.author, alert_id=alert.id
+            )
             alert_id = alert.id
         with self.db.begin() as session:
-            alerts.approve_alert(session=session, approver=self.staff.approver, alert_id=alert_id)
+            alerts.approve_alert(
+                session=session,
+                settings=self.settings,
+                approver=self.staff.approver,
+                alert_id=alert_id,
+            )
         return alert_id
 
     def progress(self, alert_id: int) -> dict[str, dict[str, int]]:

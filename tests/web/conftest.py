@@ -142,8 +142,12 @@ def sent_alert(db: sessionmaker[Session], settings: Settings, staff: Staff) -> i
                 districts=["wola"],
             ),
         )
-        alerts.submit_alert(session=session, actor=staff.author, alert_id=alert.id)
-        alerts.approve_alert(session=session, approver=staff.approver, alert_id=alert.id)
+        alerts.submit_alert(
+            session=session, settings=settings, actor=staff.author, alert_id=alert.id
+        )
+        alerts.approve_alert(
+            session=session, settings=settings, approver=staff.approver, alert_id=alert.id
+        )
         alert_id = alert.id
     send_alert(db, settings, alert_id)
     return alert_id
