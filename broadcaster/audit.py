@@ -38,7 +38,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -46,8 +46,8 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import AUDIT_KEY, utcnow
-from broadcaster.errors import InvalidInput
 from broadcaster.models import AuditEvent, AuditHead
+from broadcaster.wording import refusal, words
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
@@ -183,6 +183,19 @@ class Verification:
     broken_seq: int | None = None
     broken_id: int | None = None
     problem: str | None = None
+    # The problem in every language of the catalogue (broadcaster.wording).
+    problems: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def broken(
+        cls, checked: int, at_seq: int, event_id: int | None, key: str, **fields: object
+    ) -> Verification:
+        """A broken chain, the problem worded from the catalogue entry `key`."""
+        said = words(key, **fields)
+        return cls(False, checked, at_seq, event_id, said["en"], said)
+
+    def problem_in(self, language: str) -> str | None:
+        return self.problems.get(language, self.problem)
 
     def describe(self) -> str:
         if self.intact:
@@ -269,9 +282,9 @@ def parse_checkpoints(text: str, *, field: str = "checkpoint") -> list[Checkpoin
         try:
             found.append(checkpoint_of(json.loads(line[start:])))
         except (ValueError, TypeError, KeyError):
-            raise InvalidInput(field, f"line {number} is not a whole audit checkpoint") from None
+            raise refusal(field, "audit.malformed_checkpoint", line=number) from None
     if not found:
-        raise InvalidInput(field, "holds no audit checkpoint")
+        raise refusal(field, "audit.no_checkpoint")
     return found
 
 
@@ -306,11 +319,7 @@ def verify_chain(
     seen = sorted(checkpoints, key=lambda checkpoint: checkpoint.seq)
     for checkpoint in seen:
         if not checkpoint.sealed_by(key):
-            raise InvalidInput(
-                "checkpoint",
-                f"the checkpoint of seq {checkpoint.seq} was not issued by this audit trail "
-                "(its seal does not match)",
-            )
+            raise refusal("checkpoint", "audit.foreign_checkpoint", seq=checkpoint.seq)
     head_seq, head_hash, head_seal = _head_of(session)
     result = session.execute(
         select(AuditEvent)
@@ -325,24 +334,20 @@ def verify_chain(
     if not verdict.intact:
         return verdict
     if not _sealed(key, head_seq, head_hash, head_seal):
-        return Verification(
-            False,
-            verdict.checked,
-            head_seq + 1,
-            None,
-            f"the chain's tip (seq {head_seq}) was not written by this system (its seal does "
-            "not match): records may have been removed from the end",
+        return Verification.broken(
+            verdict.checked, head_seq + 1, None, "audit.tip_not_sealed", seq=head_seq
         )
     beyond = [checkpoint for checkpoint in seen if checkpoint.seq > head_seq]
     if beyond:
         newest = beyond[-1]
-        return Verification(
-            False,
+        return Verification.broken(
             verdict.checked,
             head_seq + 1,
             None,
-            f"a checkpoint taken {newest.taken_at.isoformat()} saw seq {newest.seq}, but the "
-            f"chain ends at seq {head_seq}: records were removed from the end",
+            "audit.cut_after_checkpoint",
+            taken_at=newest.taken_at.isoformat(),
+            seen=newest.seq,
+            seq=head_seq,
         )
     return verdict
 
@@ -359,23 +364,20 @@ def _walk(
     # What each checkpoint saw at its seq, the empty chain's included.
     saw = {checkpoint.seq: checkpoint for checkpoint in checkpoints}
     if 0 in saw and saw[0].hash != GENESIS_HASH:
-        return Verification(False, 0, 1, None, "the checkpoint of the empty chain is not ours")
+        return Verification.broken(
+            0, 1, None, "audit.checkpoint_differs", taken_at=saw[0].taken_at.isoformat()
+        )
     for event in events:
         if event.seq != expected_seq:
-            problem = (
-                f"record seq {expected_seq} is missing"
-                if event.seq > expected_seq
-                else f"seq {event.seq} appears out of order"
+            if event.seq > expected_seq:
+                return Verification.broken(
+                    expected_seq - 1, expected_seq, event.id, "audit.missing", seq=expected_seq
+                )
+            return Verification.broken(
+                expected_seq - 1, expected_seq, event.id, "audit.out_of_order", seq=event.seq
             )
-            return Verification(False, expected_seq - 1, expected_seq, event.id, problem)
         if event.prev_hash != prev_hash:
-            return Verification(
-                False,
-                expected_seq - 1,
-                event.seq,
-                event.id,
-                "does not follow the previous record (moved, or a record before it was removed)",
-            )
+            return Verification.broken(expected_seq - 1, event.seq, event.id, "audit.moved")
         recomputed = chain_hash(
             key=key,
             prev_hash=event.prev_hash,
@@ -388,33 +390,22 @@ def _walk(
             payload=event.payload,
         )
         if not hmac.compare_digest(recomputed, event.hash):
-            return Verification(
-                False,
-                expected_seq - 1,
-                event.seq,
-                event.id,
-                "its content or its hash was changed after it was written",
-            )
+            return Verification.broken(expected_seq - 1, event.seq, event.id, "audit.changed")
         seen = saw.get(event.seq)
         if seen is not None and not hmac.compare_digest(seen.hash, event.hash):
-            return Verification(
-                False,
+            return Verification.broken(
                 expected_seq - 1,
                 event.seq,
                 event.id,
-                f"differs from what the checkpoint taken {seen.taken_at.isoformat()} saw",
+                "audit.checkpoint_differs",
+                taken_at=seen.taken_at.isoformat(),
             )
         prev_hash = event.hash
         expected_seq += 1
     checked = expected_seq - 1
     if head_seq != checked or head_hash != prev_hash:
-        return Verification(
-            False,
-            checked,
-            checked + 1,
-            None,
-            f"the chain ends at seq {checked} but its tip says {head_seq}: "
-            "records were removed from the end",
+        return Verification.broken(
+            checked, checked + 1, None, "audit.cut", seq=checked, tip=head_seq
         )
     return Verification(True, checked)
 

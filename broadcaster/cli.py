@@ -38,7 +38,7 @@ from broadcaster.errors import (
 from broadcaster.messages import preview_alert
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.targeting import count_audience
-from broadcaster.wording import words
+from broadcaster.wording import refusal, words
 from channels.sandbox.server import SandboxServer
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -473,7 +473,7 @@ def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
         try:
             text = handle.read()
         except UnicodeDecodeError:
-            raise InvalidInput("--checkpoint", f"{handle.name} is not UTF-8 text") from None
+            raise refusal("--checkpoint", "audit.not_utf8", name=handle.name) from None
         checkpoints += audit.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
     with app.transaction() as session:
         verdict = audit.verify_chain(session=session, checkpoints=checkpoints)

@@ -79,6 +79,82 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "en": "The text is already transliterated: shorten it.",
             "uk": "Текст уже транслітеровано: скоротіть його.",
         },
+        "audit.missing": {
+            "pl": "brak wpisu seq {seq}",
+            "en": "record seq {seq} is missing",
+            "uk": "бракує запису seq {seq}",
+        },
+        "audit.out_of_order": {
+            "pl": "wpis seq {seq} stoi nie na swoim miejscu",
+            "en": "seq {seq} appears out of order",
+            "uk": "запис seq {seq} стоїть не на своєму місці",
+        },
+        "audit.moved": {
+            "pl": "nie następuje po poprzednim wpisie (przeniesiony albo usunięto wpis przed nim)",
+            "en": "does not follow the previous record (moved, or a record before it was removed)",
+            "uk": "не йде за попереднім записом (переміщений або видалено запис перед ним)",
+        },
+        "audit.changed": {
+            "pl": "jego treść albo skrót zmieniono po zapisaniu",
+            "en": "its content or its hash was changed after it was written",
+            "uk": "його вміст або хеш змінено після запису",
+        },
+        "audit.cut": {
+            "pl": "łańcuch kończy się na seq {seq}, a jego wierzchołek wskazuje {tip}: "
+            "usunięto wpisy z końca",
+            "en": "the chain ends at seq {seq} but its tip says {tip}: "
+            "records were removed from the end",
+            "uk": "ланцюг закінчується на seq {seq}, а його вершина вказує {tip}: "
+            "записи видалено з кінця",
+        },
+        "audit.tip_not_sealed": {
+            "pl": "wierzchołka łańcucha (seq {seq}) nie zapisał ten system (pieczęć się nie "
+            "zgadza): mogły zostać usunięte wpisy z końca",
+            "en": "the chain's tip (seq {seq}) was not written by this system (its seal does "
+            "not match): records may have been removed from the end",
+            "uk": "вершину ланцюга (seq {seq}) записала не ця система (печатка не збігається): "
+            "могли бути видалені записи з кінця",
+        },
+        "audit.cut_after_checkpoint": {
+            "pl": "punkt kontrolny z {taken_at} widział seq {seen}, a łańcuch kończy się na "
+            "seq {seq}: usunięto wpisy z końca",
+            "en": "a checkpoint taken {taken_at} saw seq {seen}, but the chain ends at seq "
+            "{seq}: records were removed from the end",
+            "uk": "контрольна точка від {taken_at} бачила seq {seen}, а ланцюг закінчується на "
+            "seq {seq}: записи видалено з кінця",
+        },
+        "audit.checkpoint_differs": {
+            "pl": "różni się od tego, co widział punkt kontrolny z {taken_at}",
+            "en": "differs from what the checkpoint taken {taken_at} saw",
+            "uk": "відрізняється від того, що бачила контрольна точка від {taken_at}",
+        },
+        "audit.foreign_checkpoint": {
+            "pl": "punktu kontrolnego seq {seq} nie wydał ten ślad audytowy (pieczęć się nie "
+            "zgadza)",
+            "en": "the checkpoint of seq {seq} was not issued by this audit trail (its seal "
+            "does not match)",
+            "uk": "контрольну точку seq {seq} видав не цей журнал аудиту (печатка не збігається)",
+        },
+        "audit.malformed_checkpoint": {
+            "pl": "wiersz {line} nie jest całym punktem kontrolnym śladu audytowego",
+            "en": "line {line} is not a whole audit checkpoint",
+            "uk": "рядок {line} не є повною контрольною точкою журналу аудиту",
+        },
+        "audit.not_a_checkpoint": {
+            "pl": "to nie jest cały punkt kontrolny śladu audytowego",
+            "en": "is not a whole audit checkpoint",
+            "uk": "це не повна контрольна точка журналу аудиту",
+        },
+        "audit.no_checkpoint": {
+            "pl": "nie zawiera żadnego punktu kontrolnego śladu audytowego",
+            "en": "holds no audit checkpoint",
+            "uk": "не містить жодної контрольної точки журналу аудиту",
+        },
+        "audit.not_utf8": {
+            "pl": "{name} nie jest tekstem UTF-8",
+            "en": "{name} is not UTF-8 text",
+            "uk": "{name} не є текстом UTF-8",
+        },
         "status.done_with_failures": {
             "pl": "wysłany z błędami ({failed} nieudanych)",
             "en": "sent with failures ({failed} failed)",

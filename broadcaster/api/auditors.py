@@ -28,6 +28,7 @@ from broadcaster.db import utcnow
 from broadcaster.delivery_log import DeliveryFilter, LoggedDelivery
 from broadcaster.errors import Conflict, InvalidInput
 from broadcaster.models import AuditEvent, CapStatus, DeliveryStatus, Operator, Role
+from broadcaster.wording import refusal
 from channels import Channel
 
 router = APIRouter(
@@ -293,6 +294,9 @@ class ChainVerdict(BaseModel):
     broken_seq: int | None = None
     broken_id: int | None = None
     problem: str | None = None
+    problems: dict[str, str] = Field(
+        default_factory=dict, description="The problem in Polish, English and Ukrainian."
+    )
     summary: str
     checkpoints: int = Field(0, description="Checkpoints the chain was checked against.")
 
@@ -304,6 +308,7 @@ class ChainVerdict(BaseModel):
             broken_seq=verdict.broken_seq,
             broken_id=verdict.broken_id,
             problem=verdict.problem,
+            problems=dict(verdict.problems),
             summary=verdict.describe(),
             checkpoints=checkpoints,
         )
@@ -344,7 +349,7 @@ def verify_audit_chain_against(api: ApiDep, _me: Auditor, body: CheckpointsIn) -
         try:
             checkpoints.append(audit.checkpoint_of(item))
         except (ValueError, TypeError, KeyError):
-            raise InvalidInput(f"checkpoints.{number}", "is not a whole audit checkpoint") from None
+            raise refusal(f"checkpoints.{number}", "audit.not_a_checkpoint") from None
     with api.transaction() as session:
         verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
     return ChainVerdict.of(verdict, len(checkpoints))

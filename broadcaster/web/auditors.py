@@ -106,9 +106,7 @@ def delivery_log_csv(page: PageDep) -> Response:
 
 
 @router.get("/audit")
-def audit_page(
-    page: PageDep, verify: str = "", before: str = "", checkpoint: str = ""
-) -> Response:
+def audit_page(page: PageDep, verify: str = "", before: str = "", checkpoint: str = "") -> Response:
     require(page, *AUDITORS)
     values = {
         k: page.request.query_params.get(k, "")
@@ -126,7 +124,7 @@ def audit_page(
         try:
             checkpoints = audit.parse_checkpoints(checkpoint)
         except InvalidInput as error:
-            errors["checkpoint"] = error.message
+            errors["checkpoint"] = error.message_in(page.language)
     with page.api.transaction() as session:
         events = audit.read_events(
             session=session, chosen=chosen, newest_first=True, after_seq=after, limit=PAGE_ROWS + 1
@@ -135,7 +133,7 @@ def audit_page(
             try:
                 verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
             except InvalidInput as error:
-                errors["checkpoint"] = error.message
+                errors["checkpoint"] = error.message_in(page.language)
         if verdict is not None and verdict.intact:
             kept = audit.take_checkpoint(session=session)
     shown = [

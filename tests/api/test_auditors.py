@@ -472,6 +472,7 @@ def test_verify_says_intact_then_names_a_tampered_record(
         "broken_seq": None,
         "broken_id": None,
         "problem": None,
+        "problems": {},
         "summary": f"intact: {records} records",
         "checkpoints": 0,
     }
@@ -537,6 +538,7 @@ def test_a_tip_moved_to_the_previous_record_is_caught_over_http(
     verdict = client.get("/audit/verify", headers=auth.auditor).json()
     assert (verdict["intact"], verdict["checked"]) == (False, last - 1)
     assert "seal does not match" in verdict["problem"]
+    assert "pieczęć się nie zgadza" in verdict["problems"]["pl"]
     assert client.get("/audit/checkpoint", headers=auth.auditor).status_code == 409
 
 
