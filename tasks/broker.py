@@ -119,13 +119,17 @@ class Transport(kombu_sqlalchemy.Transport):
 
 
 def _create_tables(engine: Engine) -> None:
-    """kombu's tables, once whoever else creates them at the same moment: `create_all`
-    checks, then creates, so a concurrent creator can come in between; the second pass
-    finds the tables there."""
-    try:
-        kombu_metadata.create_all(engine)
-    except DBAPIError:
-        kombu_metadata.create_all(engine)
+    """kombu's tables, whoever else creates them at the same moment. `create_all` checks,
+    then creates, so a concurrent creator can come in between and this pass fails; each
+    such failure means another table now exists, which the next pass skips."""
+    attempts = len(kombu_metadata.tables) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            kombu_metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == attempts:
+                raise
 
 
 def declare_queues(app: Celery) -> list[str]:
