@@ -96,6 +96,27 @@ def test_a_worker_or_beat_that_dies_mid_run_is_reported_at_once(tmp_path: Path, 
     assert reported - killed[0] < 15, f"reported {reported - killed[0]:.1f} s after the kill"
 
 
+def test_a_beat_that_never_sweeps_ends_the_demo_after_the_stall_bound(tmp_path: Path) -> None:
+    """Beat alive but sending nothing (the demo that once hung for 608 s): nothing moves
+    on the alert, and the demo gives up after `stall` seconds with both logs."""
+    silent = [
+        sys.executable,
+        "-c",
+        "import time; print('beat: Starting...', flush=True); time.sleep(600)",
+    ]
+    started = time.monotonic()
+    with pytest.raises(StackError) as raised:
+        run_demo(settings=_settings(tmp_path), residents=50, stall=10, beat_command=silent)
+    took = time.monotonic() - started
+    message = str(raised.value)
+    assert message.startswith("nothing moved on alert 1 for 10 s (status approved, 0 deliveries"), (
+        message
+    )
+    assert f"{tmp_path / 'demo-worker.log'} (worker):" in message
+    assert f"{tmp_path / 'demo-beat.log'} (beat):\nbeat: Starting..." in message
+    assert took < 60, f"gave up after {took:.1f} s"
+
+
 # Each racer opens a fresh broker file per round at the same instant as the others and
 # does what its role does on start-up: a worker declares every queue it consumes, beat
 # publishes its first sweep to `plan`, a declarer runs tasks.broker.declare_queues.
