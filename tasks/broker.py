@@ -78,8 +78,8 @@ class Channel(kombu_sqlalchemy.Channel):
             except IntegrityError:
                 self.session.rollback()
             except OperationalError:
-                # kombu returned a row it never wrote (a locked database): raise instead,
-                # a connection error to kombu, which retries.
+                # kombu returned a row it never wrote (a database locked past its busy
+                # timeout): the caller is told instead, as kombu tells a failed publish.
                 self.session.rollback()
                 raise
         found = self._find_queue(queue)
