@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import alerts, audit, operators, population, progress, reference, schema, tokens
 from broadcaster.db import make_engine, make_sessionmaker
-from broadcaster.demo import run_demo
+from broadcaster.demo import STALL_SECONDS, run_demo
 from broadcaster.errors import (
     BroadcasterError,
     Conflict,
@@ -37,6 +37,7 @@ from broadcaster.errors import (
 )
 from broadcaster.messages import preview_alert
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
+from broadcaster.stack import StackError
 from broadcaster.targeting import count_audience
 from broadcaster.wording import refusal, words
 from channels.sandbox.server import SandboxServer
@@ -516,10 +517,20 @@ def audit_checkpoint(app: App) -> None:
     show_default=True,
     help="Seconds to wait for every message to reach a final state.",
 )
+@click.option(
+    "--stall",
+    type=click.FloatRange(10, 7200),
+    default=STALL_SECONDS,
+    show_default=True,
+    help="Seconds without any change on the alert after which the demo gives up.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def demo(app: App, count: int, timeout: float, as_json: bool) -> None:
-    """The whole pipeline on embedded defaults: seed, alert, approve, fan out, report."""
+def demo(app: App, count: int, timeout: float, stall: float, as_json: bool) -> None:
+    """The whole pipeline on embedded defaults: seed, alert, approve, fan out, report.
+
+    A worker or beat that does not start or stops ends it at once (exit 1), with its exit
+    code and the end of its log."""
     with (
         click.progressbar(length=count, label="seeding residents  ", file=sys.stderr) as seeding,
         click.progressbar(length=1, label="delivering messages", file=sys.stderr) as bar,
@@ -529,13 +540,17 @@ def demo(app: App, count: int, timeout: float, as_json: bool) -> None:
             bar.length = total
             bar.update(done - bar.pos)
 
-        report = run_demo(
-            settings=app.settings,
-            residents=count,
-            timeout=timeout,
-            progress_bar=advance,
-            seeding=seeding.update,
-        )
+        try:
+            report = run_demo(
+                settings=app.settings,
+                residents=count,
+                timeout=timeout,
+                stall=stall,
+                progress_bar=advance,
+                seeding=seeding.update,
+            )
+        except StackError as error:
+            raise CliError(str(error), 1) from None
     if as_json:
         _echo_json(report.as_dict())
     else:

@@ -2,17 +2,21 @@
 
 A fresh SQLite database and a Celery broker on SQLite under the data folder (or whatever
 DATABASE_URL and BROKER_URL say), the sandbox providers and the API on loopback, and one
-worker process with beat (`broadcaster.stack`). A synthetic population is seeded, an operator
+worker process and beat (`broadcaster.stack`). A synthetic population is seeded, an operator
 writes a Polish weather warning for a few districts, a second person approves it, and the
 worker fans it out; a progress bar follows the counters. The report gives every channel's
 deliveries per status and the sandbox's own count of what arrived, and the demo fails
 (exit 1) if any targeted message is unaccounted for or the counts disagree.
+
+Every wait is bounded: a worker or beat that exits, while starting or later, ends the demo
+at once with StackError (its exit code and the end of its log), and so does an alert on
+which nothing has moved for `stall` seconds (default two minutes), with both logs' ends.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +30,7 @@ from broadcaster.alerts import AlertDraft
 from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import Alert, AlertStatus, Delivery, DeliveryStatus, Operator
 from broadcaster.settings import Environment, Settings
-from broadcaster.stack import running_stack
+from broadcaster.stack import Stack, StackError, running_stack
 
 DEMO_DISTRICTS = ("mokotow", "ursynow", "wilanow", "srodmiescie")
 DEMO_STAFF = (
@@ -35,6 +39,10 @@ DEMO_STAFF = (
 )
 OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 PROVIDER_OF = {"sms": "smsapi", "push": "fcm", "email": "smtp"}
+# Nothing moving on the alert (its status, its counters) for this long ends the demo.
+STALL_SECONDS = 120
+REPORTS_SECONDS = 30
+POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -140,9 +148,15 @@ def run_demo(
     settings: Settings,
     residents: int,
     timeout: float = 600,
+    stall: float = STALL_SECONDS,
     progress_bar: Callable[[int, int], None] | None = None,
     seeding: Callable[[int], None] | None = None,
+    worker_command: Sequence[str] | None = None,
+    beat_command: Sequence[str] | None = None,
 ) -> DemoReport:
+    """Run the demo and report; `worker_command` and `beat_command` replace the stack's
+    own (`broadcaster.stack.running_stack`). Raises StackError when a part of the stack
+    does not start or stops, or when nothing moves on the alert for `stall` seconds."""
     if settings.env is Environment.PRODUCTION:
         raise InvalidInput("WSP_ENV", "the demo adds synthetic residents: never in production")
     started = time.monotonic()
@@ -159,11 +173,13 @@ def run_demo(
         variables={"DATABASE_URL": database, "BROKER_URL": broker},
         prepare=seed,
         name="demo",
+        worker_command=worker_command,
+        beat_command=beat_command,
     ) as stack:
         sessions = stack.sessions
         alert_id = _write_and_approve(stack.settings, sessions)
-        counts = _follow(sessions, alert_id, timeout, progress_bar)
-        _wait_for_reports(sessions, alert_id, timeout=30)
+        counts = _follow(stack, alert_id, timeout, stall, progress_bar)
+        _wait_for_reports(stack, alert_id, timeout=REPORTS_SECONDS)
         with sessions() as session:
             counts = progress.read(session, alert_id)
             alert = session.get_one(Alert, alert_id)
@@ -216,15 +232,20 @@ def _write_and_approve(settings: Settings, sessions: sessionmaker[Session]) -> i
 
 
 def _follow(
-    sessions: sessionmaker[Session],
+    stack: Stack,
     alert_id: int,
     timeout: float,
+    stall: float,
     progress_bar: Callable[[int, int], None] | None,
 ) -> dict[str, dict[str, int]]:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     counts: dict[str, dict[str, int]] = {}
+    seen: tuple[object, ...] = ()
+    moved = started
     while time.monotonic() < deadline:
-        with sessions() as session:
+        stack.check()
+        with stack.sessions() as session:
             status = session.scalar(select(Alert.status).where(Alert.id == alert_id))
             counts = progress.read(session, alert_id)
         total = sum(n for by_status in counts.values() for n in by_status.values())
@@ -233,19 +254,28 @@ def _follow(
         # Done only once the sweeper has seen every message final and closed the alert.
         if status in (AlertStatus.DONE, AlertStatus.CANCELLED, AlertStatus.EXPIRED):
             return counts
-        time.sleep(0.5)
+        now = (status, sorted((c, sorted(s.items())) for c, s in counts.items()))
+        if now != seen:
+            seen, moved = now, time.monotonic()
+        elif time.monotonic() - moved > stall:
+            raise StackError(
+                f"nothing moved on alert {alert_id} for {stall:.0f} s (status {status}, "
+                f"{total} deliveries, {_open_count(counts)} of them open)\n{stack.logs()}"
+            )
+        time.sleep(POLL_SECONDS)
     return counts
 
 
-def _wait_for_reports(sessions: sessionmaker[Session], alert_id: int, timeout: float) -> None:
+def _wait_for_reports(stack: Stack, alert_id: int, timeout: float) -> None:
     """SMS reports come back a moment after the sends: give them time to land."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sessions() as session:
+        stack.check()
+        with stack.sessions() as session:
             sms = progress.read(session, alert_id).get("sms", {})
         if not sms.get(DeliveryStatus.SENT.value):
             return
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
 
 
 def _check(report: DemoReport, audit_intact: bool, left: dict[str, int]) -> None:

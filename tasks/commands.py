@@ -42,6 +42,27 @@ def worker_command(
     return argv
 
 
+def beat_command(*, schedule: Path, loglevel: str = "INFO") -> list[str]:
+    """Celery beat on its own, with its schedule file: a process that can be watched
+    apart from the worker (beat embedded in a worker dies unseen by its parent)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks.app",
+        "beat",
+        "--schedule",
+        str(schedule),
+        f"--loglevel={loglevel}",
+    ]
+
+
+def stack_commands(schedule: Path) -> tuple[list[str], list[str]]:
+    """The stack's worker (every queue) and its beat, as two processes."""
+    return worker_command(queues=",".join(QUEUES)), beat_command(schedule=schedule)
+
+
 def all_in_one_worker(schedule: Path) -> list[str]:
     """One worker process for every queue, with beat: the demo's and the tests' stack."""
     return worker_command(queues=",".join(QUEUES), beat_schedule=schedule)

@@ -13,8 +13,7 @@ from selenium.webdriver.common.by import By
 
 from broadcaster.api.app import create_app
 from broadcaster.settings import load_settings
-from broadcaster.stack import serve_api
-from channels.sandbox.server import free_port
+from broadcaster.stack import bound_socket, serve_api
 from tests.conftest import TEST_SECRET
 
 pytestmark = pytest.mark.browser
@@ -25,7 +24,7 @@ def docs_server(tmp_path: Path) -> Iterator[str]:
     settings = load_settings(
         {"WSP_ENV": "test", "WSP_DATA_DIR": str(tmp_path), "WSP_SECRET_KEY": TEST_SECRET}
     )
-    with serve_api(create_app(settings), free_port()) as base:
+    with bound_socket() as sock, serve_api(create_app(settings), sock) as base:
         yield base
 
 

@@ -225,30 +225,6 @@ def test_console_script_on_embedded_defaults(tmp_path: Path) -> None:
     assert "intact: 0 records" in done.stdout
 
 
-def test_demo_runs_the_whole_pipeline_and_accounts_for_every_message(tmp_path: Path) -> None:
-    runner = CliRunner()
-    env = {"WSP_DATA_DIR": str(tmp_path)}
-    done = runner.invoke(
-        main, ["demo", "--subscribers", "800", "--json"], env=env, catch_exceptions=False
-    )
-    assert done.exit_code == 0, done.output
-    report = json.loads(done.stdout)
-    assert report["ok"] is True
-    assert report["problems"] == []
-    assert report["alert"]["status"] == "done"
-    assert report["alert"]["author_id"] != report["alert"]["approver_id"]
-    assert set(report["deliveries"]) == {"sms", "push", "email"}
-    for channel, by_status in report["deliveries"].items():
-        assert set(by_status) <= {"sent", "delivered", "failed", "suppressed"}, channel
-        arrived = by_status.get("sent", 0) + by_status.get("delivered", 0)
-        assert report["sandbox_accepted"][channel] == arrived > 0
-    # The sandbox reported every SMS delivered, through the receipt endpoint and a worker.
-    assert report["deliveries"]["sms"] == {"delivered": report["sandbox_accepted"]["sms"]}
-    assert report["receipts"]["smsapi"]["applied"] == report["sandbox_accepted"]["sms"]
-    assert report["audit"].startswith("intact")
-    assert (tmp_path / "demo.db").exists()
-
-
 def test_synthetic_residents_are_refused_in_production(cli: Cli, tmp_path: Path) -> None:
     credentials = tmp_path / "sa.json"
     credentials.write_text("{}")
