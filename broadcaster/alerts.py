@@ -44,7 +44,7 @@ from broadcaster.models import (
 from broadcaster.operators import actor_of, require_role
 from broadcaster.reference import resolve_slugs
 from broadcaster.settings import Settings
-from broadcaster.texts import body_text, title_text
+from broadcaster.texts import body_text, reason_text, title_text
 from channels import Channel
 
 E = TypeVar("E", bound=StrEnum)
@@ -520,7 +520,8 @@ def approve_alert(
 def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason: str) -> Alert:
     """Send an alert back to its author as a draft, with the reason."""
     require_role(approver, Role.APPROVER, Role.ADMIN)
-    if not reason or not reason.strip():
+    reason = reason_text(reason or "", "reason")
+    if not reason:
         raise InvalidInput("reason", "say why the alert is rejected")
     alert = get_alert(session=session, alert_id=alert_id)
     _require_second_person(alert, approver)
@@ -529,14 +530,15 @@ def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason:
         alert=alert,
         move=Move.REJECT,
         actor=actor_of(approver),
-        values={"status_reason": reason.strip(), "submitted_at": None, "submitted_by_id": None},
+        values={"status_reason": reason, "submitted_at": None, "submitted_by_id": None},
     )
 
 
 def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: str) -> Alert:
     """Stop an alert in any live state; a dispatch in progress stops its pending messages."""
     require_role(actor, Role.OPERATOR, Role.APPROVER, Role.ADMIN)
-    if not reason or not reason.strip():
+    reason = reason_text(reason or "", "reason")
+    if not reason:
         raise InvalidInput("reason", "say why the alert is cancelled")
     alert = get_alert(session=session, alert_id=alert_id)
     transition(
@@ -547,7 +549,7 @@ def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: st
         values={
             "cancelled_at": utcnow(),
             "cancelled_by_id": actor.id,
-            "status_reason": reason.strip(),
+            "status_reason": reason,
         },
     )
     DeliveryStateMachine(session).suppress(reason=SuppressReason.CANCELLED, alert_id=alert.id)

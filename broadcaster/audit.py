@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ PERSONAL_KEYS = frozenset(
 )
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+# The seal of a tip that was moved without the key: no HMAC is ever this, so the tip
+# stays unsealed whatever is appended after it, until someone holding the key looks.
+UNSEALED = "-" * 64
+_log = logging.getLogger(__name__)
 
 _events = cast(Table, AuditEvent.__table__)
 _head = cast(Table, AuditHead.__table__)
@@ -134,12 +139,16 @@ def record(
     if personal:
         raise ValueError(f"audit payload must not carry personal data: {sorted(personal)}")
     key = _key_of(session)
-    seq, prev_hash = session.execute(
+    seq, prev_hash, prev_seal = session.execute(
         update(_head)
         .where(_head.c.id == HEAD_ID)
         .values(seq=_head.c.seq + 1)
-        .returning(_head.c.seq, _head.c.hash)
+        .returning(_head.c.seq, _head.c.hash, _head.c.seal)
     ).one()
+    # A tip moved without the key stays unsealed: appending must not launder it.
+    sealed = _sealed(key, seq - 1, prev_hash, prev_seal)
+    if not sealed:
+        _log.error("the audit trail's tip (seq %s) is not sealed: run `audit verify`", seq - 1)
     occurred_at = utcnow()
     body = canonical_json(payload)
     digest = chain_hash(
@@ -169,7 +178,9 @@ def record(
     session.execute(
         update(_head)
         .where(_head.c.id == HEAD_ID)
-        .values(hash=digest, seal=seal_of(key=key, seq=seq, tip_hash=digest))
+        .values(
+            hash=digest, seal=seal_of(key=key, seq=seq, tip_hash=digest) if sealed else UNSEALED
+        )
     )
     return int(seq)
 
@@ -185,6 +196,8 @@ class Verification:
     problem: str | None = None
     # The problem in every language of the catalogue (broadcaster.wording).
     problems: Mapping[str, str] = field(default_factory=dict)
+    # An intact chain's newest hash (the tip's, which the seal covers).
+    tip_hash: str | None = None
 
     @classmethod
     def broken(
@@ -252,19 +265,26 @@ def _head_of(session: Session) -> tuple[int, str, str | None]:
     return int(seq), str(tip_hash), seal
 
 
-def _sealed(key: bytes, seq: int, tip_hash: str, seal: str | None) -> bool:
-    return seal is not None and hmac.compare_digest(
-        seal, seal_of(key=key, seq=seq, tip_hash=tip_hash)
+def _same(found: object, expected: str) -> bool:
+    """Constant-time equality of a stored value (whatever the database holds) and ours."""
+    return isinstance(found, str) and hmac.compare_digest(
+        found.encode("utf-8", "surrogatepass"), expected.encode()
     )
 
 
-def take_checkpoint(*, session: Session) -> Checkpoint | None:
-    """A checkpoint of the tip as it stands; None when the tip's seal does not match (a
-    checkpoint of a rewritten tip would vouch for the rewrite)."""
+def _sealed(key: bytes, seq: int, tip_hash: str, seal: object) -> bool:
+    return _same(seal, seal_of(key=key, seq=seq, tip_hash=tip_hash))
+
+
+def take_checkpoint(*, session: Session, verified: Verification | None = None) -> Checkpoint | None:
+    """A checkpoint of the chain's tip, once the whole chain verifies (`verified`, if the
+    caller has just verified it in this session, else verified here); None when it does
+    not: a checkpoint of a cut chain would vouch for the cut."""
     key = _key_of(session)
-    seq, tip_hash, seal = _head_of(session)
-    if not _sealed(key, seq, tip_hash, seal):
+    verdict = verified if verified is not None else verify_chain(session=session)
+    if not verdict.intact or verdict.tip_hash is None:
         return None
+    seq, tip_hash = verdict.checked, verdict.tip_hash
     taken_at = utcnow()
     mark = hmac.new(key, Checkpoint.material(seq, tip_hash, taken_at), hashlib.sha256)
     return Checkpoint(seq=seq, hash=tip_hash, taken_at=taken_at, seal=mark.hexdigest())
@@ -276,12 +296,12 @@ def parse_checkpoints(text: str, *, field: str = "checkpoint") -> list[Checkpoin
     refused, naming the line."""
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
-        start = line.find("{")
-        if start < 0 or CHECKPOINT_MARK not in line:
+        start = line.find(f'{{"{CHECKPOINT_MARK}":')
+        if start < 0:
             continue
         try:
             found.append(checkpoint_of(json.loads(line[start:])))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             raise refusal(field, "audit.malformed_checkpoint", line=number) from None
     if not found:
         raise refusal(field, "audit.no_checkpoint")
@@ -305,7 +325,11 @@ def checkpoint_of(data: Any) -> Checkpoint:
 
 
 def verify_chain(
-    *, session: Session, batch_size: int = 5000, checkpoints: Iterable[Checkpoint] = ()
+    *,
+    session: Session,
+    batch_size: int = 5000,
+    checkpoints: Iterable[Checkpoint] = (),
+    field: str = "checkpoints",
 ) -> Verification:
     """Walk the chain in order (streamed) up to the tip read first, and name the first
     broken record: a record changed, missing or moved, a tip whose seal does not match,
@@ -313,13 +337,14 @@ def verify_chain(
     runs lie past that tip and wait for the next verification, so a live system never
     raises a false alarm.
 
-    A checkpoint not sealed with this trail's key is refused (InvalidInput) before the
-    walk: it is another trail's, or was edited."""
+    A checkpoint not sealed with this trail's key is refused (InvalidInput naming
+    `<field>.<its index>`) before the walk: it is another trail's, or was edited."""
     key = _key_of(session)
-    seen = sorted(checkpoints, key=lambda checkpoint: checkpoint.seq)
-    for checkpoint in seen:
+    given = list(checkpoints)
+    for index, checkpoint in enumerate(given):
         if not checkpoint.sealed_by(key):
-            raise refusal("checkpoint", "audit.foreign_checkpoint", seq=checkpoint.seq)
+            raise refusal(f"{field}.{index}", "audit.foreign_checkpoint", seq=checkpoint.seq)
+    seen = sorted(given, key=lambda checkpoint: checkpoint.seq)
     head_seq, head_hash, head_seal = _head_of(session)
     result = session.execute(
         select(AuditEvent)
@@ -389,10 +414,10 @@ def _walk(
             object_id=event.object_id,
             payload=event.payload,
         )
-        if not hmac.compare_digest(recomputed, event.hash):
+        if not _same(event.hash, recomputed):
             return Verification.broken(expected_seq - 1, event.seq, event.id, "audit.changed")
         seen = saw.get(event.seq)
-        if seen is not None and not hmac.compare_digest(seen.hash, event.hash):
+        if seen is not None and not _same(event.hash, seen.hash):
             return Verification.broken(
                 expected_seq - 1,
                 event.seq,
@@ -407,7 +432,7 @@ def _walk(
         return Verification.broken(
             checked, checked + 1, None, "audit.cut", seq=checked, tip=head_seq
         )
-    return Verification(True, checked)
+    return Verification(True, checked, tip_hash=prev_hash)
 
 
 @dataclass(frozen=True, slots=True)

@@ -477,7 +477,7 @@ def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
             raise refusal("--checkpoint", "audit.not_utf8", name=handle.name) from None
         checkpoints += audit.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
     with app.transaction() as session:
-        verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
+        verdict = audit.verify_chain(session=session, checkpoints=checkpoints, field="--checkpoint")
     click.echo(verdict.describe())
     if checkpoints:
         newest = max(checkpoints, key=lambda checkpoint: checkpoint.seq)
@@ -491,12 +491,15 @@ def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
 @audit_group.command("checkpoint")
 @pass_app
 def audit_checkpoint(app: App) -> None:
-    """Print a checkpoint of the chain's tip: one line to keep outside the database and give
-    to `audit verify --checkpoint`. Exit 1, printing none, if the tip's seal does not match."""
+    """Verify the chain, then print a checkpoint of its tip: one line to keep outside the
+    database and give to `audit verify --checkpoint`. Exit 1, printing none, if the chain
+    does not verify."""
     with app.transaction() as session:
         checkpoint = audit.take_checkpoint(session=session)
     if checkpoint is None:
-        click.echo("the chain's tip was not written by this system: run `audit verify`", err=True)
+        click.echo(
+            "the audit trail does not verify, so no checkpoint: run `audit verify`", err=True
+        )
         raise SystemExit(1)
     click.echo(checkpoint.as_line())
 

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 from broadcaster import audit
 from broadcaster.errors import Forbidden, InvalidInput, NotFound
 from broadcaster.models import Operator, Role
+from broadcaster.texts import name_text
+
+DISPLAY_NAME_MAX = 120  # the column's length
 
 _USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
 
@@ -36,11 +39,12 @@ def create_operator(
         parsed_role = Role(role)
     except ValueError:
         raise InvalidInput("role", f"must be one of {', '.join(r.value for r in Role)}") from None
-    if not display_name or not display_name.strip():
+    display_name = name_text(display_name or "", "display_name", limit=DISPLAY_NAME_MAX)
+    if not display_name:
         raise InvalidInput("display_name", "is required")
     if session.scalar(select(Operator.id).where(Operator.username == username)) is not None:
         raise InvalidInput("username", f"{username!r} is taken")
-    operator = Operator(username=username, display_name=display_name.strip(), role=parsed_role)
+    operator = Operator(username=username, display_name=display_name, role=parsed_role)
     session.add(operator)
     session.flush()
     audit.record(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from broadcaster.errors import InvalidInput
 from broadcaster.wording import refusal
 
 # Every line break Unicode knows of in running text (UAX #14 mandatory breaks minus the
@@ -60,3 +61,20 @@ def title_text(value: str, field: str) -> str:
 def body_text(value: str, field: str) -> str:
     """A body as stored: trimmed, each line break one LF, tabs kept, nothing hidden."""
     return refuse_hidden(_BREAKS.sub("\n", value), field, keep="\n\t").strip()
+
+
+def reason_text(value: str, field: str, *, limit: int = 1000) -> str:
+    """A reason (for a rejection, a cancellation) as stored: a body's rule, and at most
+    `limit` characters once its line breaks are one each."""
+    reason = body_text(value, field)
+    if len(reason) > limit:
+        raise InvalidInput(field, f"is longer than {limit} characters")
+    return reason
+
+
+def name_text(value: str, field: str, *, limit: int = 200) -> str:
+    """A person's name as stored: a title's rule (one line), at most `limit` characters."""
+    name = title_text(value, field)
+    if len(name) > limit:
+        raise InvalidInput(field, f"is longer than {limit} characters")
+    return name

@@ -108,12 +108,15 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "записи видалено з кінця",
         },
         "audit.tip_not_sealed": {
-            "pl": "wierzchołka łańcucha (seq {seq}) nie zapisał ten system (pieczęć się nie "
-            "zgadza): mogły zostać usunięte wpisy z końca",
-            "en": "the chain's tip (seq {seq}) was not written by this system (its seal does "
-            "not match): records may have been removed from the end",
-            "uk": "вершину ланцюга (seq {seq}) записала не ця система (печатка не збігається): "
-            "могли бути видалені записи з кінця",
+            "pl": "wierzchołek łańcucha (seq {seq}) nie jest zapieczętowany przez ten system "
+            "(pieczęć się nie zgadza): przesunięto go bez klucza, teraz albo przed dopisaniem "
+            "późniejszych wpisów, i mogły zostać usunięte wpisy z końca",
+            "en": "the chain's tip (seq {seq}) is not sealed by this system (its seal does "
+            "not match): it was moved without the key, now or before later records were "
+            "appended, and records may have been removed from the end",
+            "uk": "вершину ланцюга (seq {seq}) не запечатала ця система (печатка не "
+            "збігається): її переміщено без ключа, зараз або до дописування пізніших записів, "
+            "і могли бути видалені записи з кінця",
         },
         "audit.cut_after_checkpoint": {
             "pl": "punkt kontrolny z {taken_at} widział seq {seen}, a łańcuch kończy się na "

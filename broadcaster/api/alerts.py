@@ -40,10 +40,18 @@ Reader = Annotated[Operator, staff(Role.OPERATOR, Role.APPROVER, Role.AUDITOR, R
 
 class Texts(Body):
     """Checked by the alert service's text rule (broadcaster/texts.py), as on every face:
-    a title's line breaks fold to a space, a body's become LF, controls are refused."""
+    a title's line breaks fold to a space, a body's become LF, controls are refused, and
+    the lengths are counted on the text so normalised (a CR LF is one character), as the
+    console's are; the raw bound only keeps a request's size in reason."""
 
-    title: str = Field(max_length=alerts.TITLE_MAX)
-    body: str = Field(max_length=alerts.BODY_MAX)
+    title: str = Field(
+        max_length=4 * alerts.TITLE_MAX,
+        description=f"At most {alerts.TITLE_MAX} characters once its line breaks fold.",
+    )
+    body: str = Field(
+        max_length=4 * alerts.BODY_MAX,
+        description=f"At most {alerts.BODY_MAX} characters once each line break is one LF.",
+    )
 
 
 class AlertIn(Body):

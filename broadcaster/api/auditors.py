@@ -357,12 +357,12 @@ def verify_audit_chain_against(api: ApiDep, _me: Auditor, body: CheckpointsIn) -
 
 @router.get("/audit/checkpoint", response_model=CheckpointOut)
 def audit_checkpoint(api: ApiDep, _me: Auditor) -> CheckpointOut:
-    """A checkpoint of the chain's tip, to keep outside the database and hand back to
-    `POST /audit/verify`. A 409 when the tip's seal does not match (verify the chain)."""
+    """The chain verified, a checkpoint of its tip, to keep outside the database and hand
+    back to `POST /audit/verify`. A 409 when the chain does not verify."""
     with api.transaction() as session:
         checkpoint = audit.take_checkpoint(session=session)
     if checkpoint is None:
-        raise Conflict("the audit trail's tip was not written by this system: verify the chain")
+        raise Conflict("the audit trail does not verify, so no checkpoint: verify the chain")
     return CheckpointOut(
         seq=checkpoint.seq, hash=checkpoint.hash, taken_at=checkpoint.taken_at, seal=checkpoint.seal
     )

@@ -135,7 +135,7 @@ def audit_page(page: PageDep, verify: str = "", before: str = "", checkpoint: st
             except InvalidInput as error:
                 errors["checkpoint"] = error.message_in(page.language)
         if verdict is not None and verdict.intact:
-            kept = audit.take_checkpoint(session=session)
+            kept = audit.take_checkpoint(session=session, verified=verdict)
     shown = [
         {
             "seq": e.seq,

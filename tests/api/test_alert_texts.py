@@ -181,3 +181,23 @@ def test_an_alert_that_ended_with_failures_never_reads_as_a_plain_success(
     assert listed["outcome"] == shown
     progress = client.get(f"/alerts/{alert_id}/progress", headers=auth.auditor).json()
     assert progress["outcome"] == shown
+
+
+def test_lengths_are_counted_once_line_breaks_are_one_as_in_the_console(
+    client: TestClient, auth: Headers
+) -> None:
+    """A browser sends CR LF; a body of 2000 characters once each break is one LF is
+    accepted over the API as in the console, and one character more is not."""
+    body = ("ab\r\n" * 666) + "ab"  # 2000 characters as stored, 2666 as sent
+    alert = create(
+        client, auth.operator, channels=["email"], contents={"pl": {"title": "Burza", "body": body}}
+    )
+    assert len(alert["contents"]["pl"]["body"]) == 2000
+    answer = client.post(
+        "/alerts",
+        json=alert_body(
+            channels=["email"], contents={"pl": {"title": "Burza", "body": body + "c"}}
+        ),
+        headers=auth.operator,
+    )
+    assert field_of(answer) == ["body.contents.pl.body"]

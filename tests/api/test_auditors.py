@@ -562,7 +562,7 @@ def test_a_tip_moved_to_the_previous_record_is_caught_over_http(
                     }
                 ]
             },
-            ("body", "checkpoint"),
+            ("body", "checkpoints", "0"),
         ),
         ({"checkpoint": {}}, ("body", "checkpoint")),
     ],

@@ -6,6 +6,7 @@ takes a staff token, so a new route cannot be added without deciding who may cal
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, tokens
+from broadcaster import alerts, audit, tokens
 from broadcaster.alerts import AlertDraft
 from broadcaster.models import Operator
 from broadcaster.settings import Settings
@@ -97,6 +98,13 @@ class World:
         send_alert(self.db, self.settings, alert_id)
         return alert_id
 
+    def checkpoint(self) -> dict[str, Any]:
+        """A checkpoint of the audit trail as it stands, as an auditor keeps it."""
+        with self.db() as session:
+            taken = audit.take_checkpoint(session=session)
+        assert taken is not None
+        return dict(json.loads(taken.as_line()))
+
     def token_of(self, role: str) -> int:
         with self.db.begin() as session:
             return tokens.issue_token(
@@ -175,6 +183,13 @@ MATRIX: list[tuple[str, str, frozenset[str], Setup]] = [
     ("GET", "/deliveries.csv", READERS, fixed("/deliveries.csv")),
     ("GET", "/audit", READERS, fixed("/audit")),
     ("GET", "/audit/verify", READERS, fixed("/audit/verify")),
+    (
+        "POST",
+        "/audit/verify",
+        READERS,
+        lambda world, _role: ("/audit/verify", {"checkpoints": [world.checkpoint()]}),
+    ),
+    ("GET", "/audit/checkpoint", READERS, fixed("/audit/checkpoint")),
 ]
 
 

@@ -371,7 +371,7 @@ def test_checkpoints_are_read_from_any_text_a_log_included() -> None:
         + '","taken_at":"2026-12-03T09:00:00","seal":"'
         + "b" * 64
         + '"}',
-        "audit_checkpoint {not json",
+        '{"audit_checkpoint": {not json',
         "nothing here",
         "",
     ],
@@ -380,3 +380,67 @@ def test_a_text_that_is_no_checkpoint_is_refused_naming_the_field(text_: str) ->
     with pytest.raises(InvalidInput) as refused:
         audit.parse_checkpoints(text_, field="--checkpoint kept.txt")
     assert refused.value.field == "--checkpoint kept.txt"
+
+
+def test_a_moved_tip_stays_unsealed_whatever_is_appended_after_it(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """An append after the cut must not seal the moved tip anew: a resident signing up is
+    enough to append, seconds after the attack."""
+    write_events(db, 5)
+    cut_the_tail(engine, keep=3)
+    write_events(db, 2)
+    result = verdict(db)
+    assert (result.intact, result.checked) == (False, 5)
+    assert "seal does not match" in (result.problem or "")
+    with db() as session:
+        assert audit.take_checkpoint(session=session) is None
+
+
+def test_no_checkpoint_is_given_for_a_chain_that_does_not_verify(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    write_events(db, 3)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET actor = 'operator:9' WHERE seq = 2"))
+    with db() as session:
+        assert audit.take_checkpoint(session=session) is None
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_head SET seal = :odd",
+        "UPDATE audit_events SET hash = :odd WHERE seq = 2",
+    ],
+)
+def test_odd_bytes_in_a_stored_hash_or_seal_are_a_broken_chain_not_a_crash(
+    db: sessionmaker[Session], engine: Engine, statement: str
+) -> None:
+    write_events(db, 3)
+    with as_database_owner(engine) as connection:
+        connection.execute(text(statement), {"odd": "ą" * 64})
+    assert not verdict(db).intact
+
+
+def test_the_workers_real_log_lines_around_a_checkpoint_are_skipped(
+    db: sessionmaker[Session],
+) -> None:
+    """Celery logs the task's name and its result next to the checkpoint line."""
+    write_events(db, 2)
+    checkpoint = take_checkpoint(db)
+    log = (
+        "[2026-12-03 09:00:00,101: INFO/MainProcess] Task tasks.jobs.log_audit_checkpoint"
+        "[0d6c1f2e-5b7a-4f59-9a53-2a3c1b9f6e10] received\n"
+        "[2026-12-03 09:00:00,180: INFO/ForkPoolWorker-1] audit checkpoint "
+        f"{checkpoint.as_line()}\n"
+        "[2026-12-03 09:00:00,181: INFO/ForkPoolWorker-1] Task tasks.jobs.log_audit_checkpoint"
+        "[0d6c1f2e-5b7a-4f59-9a53-2a3c1b9f6e10] succeeded in 0.08s: {'seq': 2}\n"
+    )
+    assert audit.parse_checkpoints(log) == [checkpoint]
+
+
+def test_a_checkpoint_line_nested_too_deep_is_refused_not_a_crash() -> None:
+    deep = '{"audit_checkpoint":1,"x":' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(InvalidInput, match="line 1"):
+        audit.parse_checkpoints(deep)

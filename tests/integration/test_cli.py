@@ -10,11 +10,18 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 
 from broadcaster.cli import main
+from tests.conftest import TEST_SECRET
 
 
 class Cli:
     def __init__(self, database_url: str, data_dir: Path) -> None:
-        self.env = {"DATABASE_URL": database_url, "WSP_DATA_DIR": str(data_dir)}
+        # The key the test databases' audit trail is sealed with, as a deployment's CLI
+        # shares its secret key with the rest.
+        self.env = {
+            "DATABASE_URL": database_url,
+            "WSP_DATA_DIR": str(data_dir),
+            "WSP_SECRET_KEY": TEST_SECRET,
+        }
         self.runner = CliRunner()
 
     def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
@@ -204,7 +211,7 @@ def test_audit_checkpoint_refuses_a_tip_moved_without_the_key(cli: Cli, engine: 
     with engine.begin() as connection:
         connection.execute(text("UPDATE audit_head SET seq = 0, hash = :h"), {"h": "0" * 64})
     result = cli("audit", "checkpoint", code=1)
-    assert "was not written by this system" in result.output
+    assert "does not verify, so no checkpoint" in result.output
     assert "seal does not match" in cli("audit", "verify", code=1).output
 
 

@@ -103,3 +103,19 @@ def test_alert_show_says_when_an_alert_ended_with_failures(
     assert json.loads(cli("alert", "show", "2", "--json").output)["outcome"] == (
         "done_with_failures"
     )
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x1b"])
+def test_a_reason_or_a_name_with_a_control_character_exits_2_naming_it(
+    cli: Cli, character: str
+) -> None:
+    cli(*ALERT, "--as", "anna")
+    refused = cli("alert", "cancel", "1", "--as", "anna", "--reason", f"bu{character}rza", code=2)
+    assert f"reason: contains a control character U+{ord(character):04X}" in refused.output
+    assert cli("alert", "show", "1").output.startswith("alert 1: draft")
+    named = cli(
+        "operator", "add", "olek", "--role", "operator", "--name", f"O{character}lek", code=2
+    )
+    assert f"display_name: contains a control character U+{ord(character):04X}" in named.output
+    refused = cli("alert", "cancel", "1", "--as", "anna", "--reason", "x" * 1001, code=2)
+    assert "reason: is longer than 1000 characters" in refused.output

@@ -51,3 +51,26 @@ def test_the_seal_migration_seals_the_tip_as_it_stands_and_needs_the_key(
     assert seal == audit.seal_of(key=key, seq=seq, tip_hash=tip_hash)
     with db() as session:
         assert audit.verify_chain(session=session).intact
+
+
+def test_the_seal_migration_leaves_a_tip_already_moved_unsealed(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    for number in range(3):
+        with db.begin() as session:
+            audit.record(
+                session=session, actor="system:test", action="x", object_type="x", object_id=number
+            )
+    schema.downgrade(engine, "0009")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE audit_head SET seq = 2, "
+                "hash = (SELECT hash FROM audit_events WHERE seq = 2)"
+            )
+        )
+    schema.upgrade(engine, secret_key=TEST_SECRET)
+    with db() as session:
+        result = audit.verify_chain(session=session)
+    assert (result.intact, result.checked) == (False, 2)
+    assert "seal does not match" in (result.problem or "")

@@ -197,3 +197,15 @@ def test_an_alert_that_ended_with_failures_is_never_shown_as_a_plain_success(
     english = people.auditor.get(f"/console/alerts/{alert_id}?lang=en").text
     if outcome is Outcome.PERMANENT:
         assert "sent with failures (2 failed)" in english
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x1b"])
+def test_a_reason_with_a_control_character_is_refused_next_to_it(
+    people: People, db: sessionmaker[Session], character: str
+) -> None:
+    alert_id = written(people.operator)
+    page = f"/console/alerts/{alert_id}"
+    refused = people.operator.submit(page, f"{page}/cancel", {"reason": f"bu{character}rza"})
+    assert refused.status_code == 422
+    assert f"U+{ord(character):04X}" in (field_error(refused.text, "cancel-reason") or "")
+    assert status_of(db, alert_id) is AlertStatus.DRAFT
