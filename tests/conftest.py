@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,6 +86,18 @@ def _empty_postgres(engine: Engine) -> None:
             text("UPDATE audit_head SET seq = 0, hash = :h, seal = :s"),
             {"h": audit.GENESIS_HASH, "s": empty},
         )
+
+
+@contextmanager
+def as_database_owner(engine: Engine) -> Iterator[Connection]:
+    """What someone with the owner's rights could do: get past the append-only triggers."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+        yield connection
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -27,7 +27,7 @@ from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
 from subscribers import services as subscriber_services
 from tests.api.conftest import Headers
-from tests.conftest import Staff, add_resident
+from tests.conftest import Staff, add_resident, as_database_owner
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 AN_HOUR_AGO = NOW - timedelta(hours=1)
@@ -477,11 +477,7 @@ def test_verify_says_intact_then_names_a_tampered_record(
         "checkpoints": 0,
     }
     # What only the database's owner can do: the table refuses UPDATE by trigger.
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+    with as_database_owner(engine) as connection:
         connection.execute(text("UPDATE audit_events SET actor = 'operator:666' WHERE seq = 5"))
     verdict = client.get("/audit/verify", headers=auth.admin).json()
     assert (verdict["intact"], verdict["checked"], verdict["broken_seq"]) == (False, 4, 5)
@@ -500,11 +496,7 @@ def test_a_checkpoint_from_the_api_shows_a_tail_cut_with_the_tip_put_back(
     assert set(checkpoint) == {"audit_checkpoint", "seq", "hash", "taken_at", "seal"}
     kept = client.post("/audit/verify", headers=auth.auditor, json={"checkpoints": [checkpoint]})
     assert (kept.status_code, kept.json()["intact"], kept.json()["checkpoints"]) == (200, True, 1)
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+    with as_database_owner(engine) as connection:
         connection.execute(text("DELETE FROM audit_events WHERE seq > :seq"), {"seq": copied.seq})
         connection.execute(
             text("UPDATE audit_head SET seq = :seq, hash = :hash, seal = :seal"),
@@ -521,11 +513,7 @@ def test_a_checkpoint_from_the_api_shows_a_tail_cut_with_the_tip_put_back(
 def test_a_tip_moved_to_the_previous_record_is_caught_over_http(
     client: TestClient, auth: Headers, engine: Engine, scene: Scene
 ) -> None:
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+    with as_database_owner(engine) as connection:
         last = connection.execute(text("SELECT max(seq) FROM audit_events")).scalar_one()
         connection.execute(text("DELETE FROM audit_events WHERE seq = :seq"), {"seq": last})
         connection.execute(

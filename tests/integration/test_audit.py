@@ -3,11 +3,9 @@
 import hashlib
 import hmac
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +13,7 @@ from broadcaster import audit
 from broadcaster.db import audit_key_from_secret
 from broadcaster.errors import InvalidInput
 from broadcaster.models import AuditEvent
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, as_database_owner
 
 
 def write_events(db: sessionmaker[Session], count: int) -> None:
@@ -29,18 +27,6 @@ def write_events(db: sessionmaker[Session], count: int) -> None:
                 object_id=number,
                 payload={"n": number, "topic": "health"},
             )
-
-
-@contextmanager
-def as_database_owner(engine: Engine) -> Iterator[Connection]:
-    """What someone with the owner's rights could do: get past the append-only triggers."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_update"))
-            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
-        yield connection
 
 
 def verdict(db: sessionmaker[Session]) -> audit.Verification:

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 
 from broadcaster.cli import main
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, as_database_owner
 
 
 class Cli:
@@ -155,11 +155,7 @@ def test_a_malformed_setting_stops_the_program_naming_it(cli: Cli) -> None:
 def test_audit_verify_exits_1_on_a_broken_chain(cli: Cli, engine: Engine) -> None:
     cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
     cli("operator", "add", "bartek", "--role", "operator", "--name", "Bartek Zieliński")
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+    with as_database_owner(engine) as connection:
         connection.execute(
             text("UPDATE audit_events SET action = 'operator.deleted' WHERE seq = 1")
         )
@@ -183,11 +179,7 @@ def test_a_checkpoint_kept_outside_shows_a_tail_cut_with_the_tip_put_back(
     assert "checked against 1 checkpoint(s), the newest at seq 2" in (
         cli("audit", "verify", "--checkpoint", str(kept)).output
     )
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+    with as_database_owner(engine) as connection:
         connection.execute(text("DELETE FROM audit_events WHERE seq > 1"))
         connection.execute(
             text("UPDATE audit_head SET seq = :seq, hash = :hash, seal = :seal"),

@@ -21,6 +21,7 @@ from broadcaster import alerts, tokens
 from broadcaster.alerts import AlertDraft
 from broadcaster.api.app import create_app
 from broadcaster.settings import Settings
+from channels.interfaces import Outcome
 from tests.api.conftest import Outbox, app_settings, outbox  # noqa: F401 - fixtures
 from tests.conftest import Staff, add_resident, send_alert
 
@@ -118,8 +119,11 @@ def people(
         client.__exit__(None, None, None)
 
 
-def sent_alert(db: sessionmaker[Session], settings: Settings, staff: Staff) -> int:
-    """An alert to two residents of Wola, approved and sent to both (its id)."""
+def sent_alert(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, outcome: Outcome = Outcome.SENT
+) -> int:
+    """An alert to two residents of Wola, approved and sent to both, each message ending
+    as `outcome` says (its id)."""
     with db.begin() as session:
         for phone in ("+48601000001", "+48601000002"):
             add_resident(
@@ -149,5 +153,5 @@ def sent_alert(db: sessionmaker[Session], settings: Settings, staff: Staff) -> i
             session=session, settings=settings, approver=staff.approver, alert_id=alert.id
         )
         alert_id = alert.id
-    send_alert(db, settings, alert_id)
+    send_alert(db, settings, alert_id, outcome=outcome)
     return alert_id

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.settings import Settings
-from tests.conftest import Staff
+from tests.conftest import Staff, as_database_owner
 from tests.web.conftest import People, field_error, sent_alert
 
 
@@ -77,11 +77,7 @@ def test_the_verification_hands_over_a_checkpoint_and_checks_a_pasted_one(
     again = people.auditor.get("/console/audit", params={"verify": "1", "checkpoint": kept})
     assert "zgodny z punktami kontrolnymi: 1" in again.text
     seq = json.loads(kept)["seq"]
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+    with as_database_owner(engine) as connection:
         connection.execute(text("DELETE FROM audit_events WHERE seq = :seq"), {"seq": seq})
         connection.execute(
             text(

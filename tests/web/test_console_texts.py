@@ -16,8 +16,8 @@ from broadcaster.alerts import AlertDraft
 from broadcaster.models import Alert, AlertStatus
 from broadcaster.settings import Settings
 from channels.interfaces import Outcome
-from tests.conftest import LONG_PL, Staff, add_resident, send_alert
-from tests.web.conftest import People, field_error
+from tests.conftest import LONG_PL, Staff
+from tests.web.conftest import People, field_error, sent_alert
 from tests.web.test_console import ALERT, alerts_in, write, written
 
 TOO_LONG_PL = "SMS (pl) wymaga 4 części, limit to 3: skróć tekst lub włącz transliterację do GSM-7"
@@ -153,36 +153,7 @@ def test_an_alert_that_ended_with_failures_is_never_shown_as_a_plain_success(
     outcome: Outcome,
     shown: str,
 ) -> None:
-    with db.begin() as session:
-        for phone in ("+48601000001", "+48601000002"):
-            add_resident(
-                session,
-                settings,
-                contacts=[("sms", phone)],
-                topics=["weather-warning"],
-                districts=["wola"],
-            )
-        alert = alerts.create_alert(
-            session=session,
-            settings=settings,
-            author=staff.author,
-            draft=AlertDraft(
-                topic="weather-warning",
-                severity="Severe",
-                urgency="Expected",
-                channels=["sms"],
-                contents={"pl": ("Burze", "Silne burze od 18:00.")},
-                districts=["wola"],
-            ),
-        )
-        alerts.submit_alert(
-            session=session, settings=settings, actor=staff.author, alert_id=alert.id
-        )
-        alerts.approve_alert(
-            session=session, settings=settings, approver=staff.approver, alert_id=alert.id
-        )
-        alert_id = alert.id
-    send_alert(db, settings, alert_id, outcome=outcome)
+    alert_id = sent_alert(db, settings, staff, outcome)
 
     def badge(page: str) -> str:
         found = re.search(r'<span class="status s-(\w+)"[^>]*>(.*?)</span>(?=\s|<|$)', page)
