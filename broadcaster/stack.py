@@ -153,14 +153,18 @@ def run_process(
     """`command` in a process group of its own, its output in `log`; stopped with SIGTERM
     (a warm shutdown for a worker), killed if it has not stopped within 30 s."""
     output = log.open("wb")
-    process = subprocess.Popen(  # noqa: S603 - our own worker and beat
-        list(command),
-        env=dict(environment),
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        # A group of its own: whatever is left of it (a pool's children) can be killed.
-        start_new_session=True,
-    )
+    try:
+        process = subprocess.Popen(  # noqa: S603 - our own worker and beat
+            list(command),
+            env=dict(environment),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            # A group of its own: whatever is left of it (a pool's children) can be killed.
+            start_new_session=True,
+        )
+    except OSError as error:
+        output.close()
+        raise StackError(f"the {name} could not be started ({command[0]}): {error}") from None
     try:
         yield Watched(name, process, log)
     finally:

@@ -66,6 +66,12 @@ def test_a_worker_that_cannot_start_is_reported_at_once_with_its_log(tmp_path: P
     assert took < 20, f"reported after {took:.1f} s"
 
 
+def test_a_worker_command_that_is_not_there_is_reported_at_once(tmp_path: Path) -> None:
+    missing = [str(tmp_path / "no-such-celery"), "worker"]
+    with pytest.raises(StackError, match=r"^the worker could not be started \(.*no-such-celery\)"):
+        run_demo(settings=_settings(tmp_path), residents=50, worker_command=missing)
+
+
 @pytest.mark.parametrize("role", ["worker", "beat"])
 def test_a_worker_or_beat_that_dies_mid_run_is_reported_at_once(tmp_path: Path, role: str) -> None:
     killed: list[float] = []
