@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import AUDIT_KEY, utcnow
@@ -258,11 +258,17 @@ class Checkpoint:
         return hmac.compare_digest(expected, self.seal)
 
 
-def _head_of(session: Session) -> tuple[int, str, str | None]:
-    seq, tip_hash, seal = session.execute(
-        select(_head.c.seq, _head.c.hash, _head.c.seal).where(_head.c.id == HEAD_ID)
-    ).one()
-    return int(seq), str(tip_hash), seal
+def _head_of(session: Session) -> tuple[int, str, str | None] | None:
+    """The tip as stored, or None when its row is gone or does not read as one."""
+    try:
+        row = session.execute(
+            select(_head.c.seq, _head.c.hash, _head.c.seal).where(_head.c.id == HEAD_ID)
+        ).one_or_none()
+        if row is None or not isinstance(row.hash, str):
+            return None
+        return int(row.seq), row.hash, row.seal
+    except (ValueError, TypeError):
+        return None
 
 
 def _same(found: object, expected: str) -> bool:
@@ -345,15 +351,26 @@ def verify_chain(
         if not checkpoint.sealed_by(key):
             raise refusal(f"{field}.{index}", "audit.foreign_checkpoint", seq=checkpoint.seq)
     seen = sorted(given, key=lambda checkpoint: checkpoint.seq)
-    head_seq, head_hash, head_seal = _head_of(session)
+    # The newest record before the tip: a record commits with the tip it moves, and the
+    # tip only grows, so no record read first can lie past the tip read after it.
+    newest = session.scalar(select(func.max(AuditEvent.seq)))
+    head = _head_of(session)
+    if head is None:
+        return Verification.broken(0, 1, None, "audit.no_tip")
+    head_seq, head_hash, head_seal = head
     result = session.execute(
         select(AuditEvent)
         .where(AuditEvent.seq <= head_seq)
         .order_by(AuditEvent.seq)
         .execution_options(yield_per=batch_size)
     )
+    walked = [0]
     try:
-        verdict = _walk(key, result.scalars(), head_seq, head_hash, seen)
+        verdict = _walk(key, result.scalars(), head_seq, head_hash, seen, walked)
+    except (ValueError, TypeError, LookupError, ArithmeticError):
+        # A value written past the column's type (SQLite keeps what it is given).
+        at = walked[0] + 1
+        verdict = Verification.broken(walked[0], at, None, "audit.unreadable", seq=at)
     finally:
         result.close()  # a verdict found early leaves the server-side cursor open
     if not verdict.intact:
@@ -361,6 +378,10 @@ def verify_chain(
     if not _sealed(key, head_seq, head_hash, head_seal):
         return Verification.broken(
             verdict.checked, head_seq + 1, None, "audit.tip_not_sealed", seq=head_seq
+        )
+    if newest is not None and newest > head_seq:
+        return Verification.broken(
+            verdict.checked, head_seq + 1, None, "audit.beyond_tip", seq=newest, tip=head_seq
         )
     beyond = [checkpoint for checkpoint in seen if checkpoint.seq > head_seq]
     if beyond:
@@ -383,7 +404,9 @@ def _walk(
     head_seq: int,
     head_hash: str,
     checkpoints: list[Checkpoint],
+    walked: list[int],
 ) -> Verification:
+    """The walk's verdict; `walked[0]` counts the records found sound so far."""
     expected_seq = 1
     prev_hash = GENESIS_HASH
     # What each checkpoint saw at its seq, the empty chain's included.
@@ -426,12 +449,15 @@ def _walk(
                 taken_at=seen.taken_at.isoformat(),
             )
         prev_hash = event.hash
+        walked[0] = expected_seq
         expected_seq += 1
     checked = expected_seq - 1
-    if head_seq != checked or head_hash != prev_hash:
+    if head_seq != checked:
         return Verification.broken(
             checked, checked + 1, None, "audit.cut", seq=checked, tip=head_seq
         )
+    if not _same(head_hash, prev_hash):
+        return Verification.broken(checked, checked, None, "audit.tip_differs", seq=checked)
     return Verification(True, checked, tip_hash=prev_hash)
 
 

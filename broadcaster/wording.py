@@ -107,6 +107,31 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "uk": "ланцюг закінчується на seq {seq}, а його вершина вказує {tip}: "
             "записи видалено з кінця",
         },
+        "audit.no_tip": {
+            "pl": "brak wierzchołka łańcucha (wiersz audit_head usunięty lub nieczytelny)",
+            "en": "the chain's tip is missing (the audit_head row was removed or cannot be read)",
+            "uk": "вершина ланцюга відсутня (рядок audit_head видалено або він нечитабельний)",
+        },
+        "audit.unreadable": {
+            "pl": "od seq {seq} wpis nie daje się odczytać: jego wartości zmieniono poza systemem",
+            "en": "from seq {seq} on, a record cannot be read: its values were changed outside "
+            "the system",
+            "uk": "починаючи з seq {seq}, запис неможливо прочитати: його значення змінено поза "
+            "системою",
+        },
+        "audit.tip_differs": {
+            "pl": "wierzchołek łańcucha wskazuje seq {seq}, ale nie jego skrót: zmieniono go",
+            "en": "the chain's tip names seq {seq} but not its hash: the tip was changed",
+            "uk": "вершина ланцюга вказує seq {seq}, але не його хеш: її змінено",
+        },
+        "audit.beyond_tip": {
+            "pl": "w śladzie jest wpis seq {seq}, dalej niż wierzchołek (seq {tip}): wpis "
+            "dopisano poza systemem albo wierzchołek cofnięto",
+            "en": "the trail holds record seq {seq}, past its tip (seq {tip}): a record was "
+            "added outside the system, or the tip was moved back",
+            "uk": "у журналі є запис seq {seq}, далі за вершину (seq {tip}): запис додано поза "
+            "системою або вершину повернуто назад",
+        },
         "audit.tip_not_sealed": {
             "pl": "wierzchołek łańcucha (seq {seq}) nie jest zapieczętowany przez ten system "
             "(pieczęć się nie zgadza): przesunięto go bez klucza, teraz albo przed dopisaniem "

@@ -82,9 +82,11 @@ def _empty_postgres(engine: Engine) -> None:
         empty = audit.seal_of(
             key=audit_key_from_secret(TEST_SECRET), seq=0, tip_hash=audit.GENESIS_HASH
         )
+        # A test may have removed the row itself.
+        connection.execute(text("DELETE FROM audit_head"))
         connection.execute(
-            text("UPDATE audit_head SET seq = 0, hash = :h, seal = :s"),
-            {"h": audit.GENESIS_HASH, "s": empty},
+            text("INSERT INTO audit_head (id, seq, hash, seal) VALUES (:id, 0, :h, :s)"),
+            {"id": audit.HEAD_ID, "h": audit.GENESIS_HASH, "s": empty},
         )
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -430,3 +431,74 @@ def test_a_checkpoint_line_nested_too_deep_is_refused_not_a_crash() -> None:
     deep = '{"audit_checkpoint":1,"x":' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(InvalidInput, match="line 1"):
         audit.parse_checkpoints(deep)
+
+
+def test_a_record_forged_past_the_tip_is_caught(db: sessionmaker[Session], engine: Engine) -> None:
+    """A plain INSERT, which no trigger refuses: the listings would show it, so the
+    verifier must not pass it by for lying past the tip."""
+    write_events(db, 3)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO audit_events (seq, occurred_at, actor, action, object_type, "
+                "object_id, payload, prev_hash, hash) VALUES (1000000, :at, 'operator:7', "
+                "'alert.approve', 'alert', '1', '{}', :h, :h)"
+            ),
+            {"at": datetime(2026, 12, 3, tzinfo=UTC), "h": "a" * 64},
+        )
+    result = verdict(db)
+    assert (result.intact, result.checked) == (False, 3)
+    assert "past its tip" in (result.problem or "")
+
+
+def test_a_tip_moved_back_over_records_still_there_is_caught(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    """The head row copied at seq 2 and put back, nothing deleted: the records after it
+    would escape the walk."""
+    write_events(db, 2)
+    copied = head_row(engine)
+    write_events(db, 2)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE audit_head SET seq = :seq, hash = :hash, seal = :seal"),
+            dict(zip(("seq", "hash", "seal"), copied, strict=True)),
+        )
+    result = verdict(db)
+    assert (result.intact, result.checked) == (False, 2)
+    assert "record seq 4, past its tip (seq 2)" in (result.problem or "")
+
+
+def test_a_removed_tip_is_a_broken_chain_not_a_crash(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    write_events(db, 2)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_head"))
+    assert "tip is missing" in (verdict(db).problem or "")
+    with db() as session:
+        assert audit.take_checkpoint(session=session) is None
+
+
+def test_a_value_no_column_type_reads_is_a_broken_chain_not_a_crash(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses a value its column's type does not hold")
+    write_events(db, 3)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET occurred_at = 'garbage' WHERE seq = 2"))
+    result = verdict(db)  # rows come two by two: the pair holding seq 2 does not read
+    assert (result.intact, result.checked, result.broken_seq) == (False, 0, 1)
+    assert "a record cannot be read" in (result.problem or "")
+
+
+def test_a_tip_whose_hash_was_changed_is_named_so(
+    db: sessionmaker[Session], engine: Engine
+) -> None:
+    write_events(db, 3)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET hash = :h"), {"h": "ą" * 64})
+    result = verdict(db)
+    assert (result.intact, result.checked) == (False, 3)
+    assert "names seq 3 but not its hash" in (result.problem or "")
