@@ -461,6 +461,16 @@ def _walk(
     return Verification(True, checked, tip_hash=prev_hash)
 
 
+def payload_of(event: AuditEvent) -> dict[str, Any] | str:
+    """A record's payload as written (a JSON object), or its stored text as it is when
+    that text is no longer one: the listing shows what was changed, the verifier names it."""
+    try:
+        payload = json.loads(event.payload)
+    except (ValueError, TypeError, RecursionError):
+        return str(event.payload)
+    return payload if isinstance(payload, dict) else str(event.payload)
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which audit records to read; every field left None matches any record."""

@@ -8,7 +8,6 @@ does. A cursor, a filter or a limit that does not parse is a 422 naming the para
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -235,7 +234,10 @@ class AuditEventOut(BaseModel):
     action: str
     object_type: str
     object_id: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | str = Field(
+        description="The JSON object written; its stored text when that is no longer one "
+        "(`/audit/verify` then names the record)."
+    )
     hash: str
     prev_hash: str
 
@@ -248,7 +250,7 @@ class AuditEventOut(BaseModel):
             action=event.action,
             object_type=event.object_type,
             object_id=event.object_id,
-            payload=json.loads(event.payload),
+            payload=audit.payload_of(event),
             hash=event.hash,
             prev_hash=event.prev_hash,
         )

@@ -4,7 +4,6 @@ each alert's page."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -143,7 +142,7 @@ def audit_page(page: PageDep, verify: str = "", before: str = "", checkpoint: st
             "actor": e.actor,
             "action": e.action,
             "object": f"{e.object_type} {e.object_id}",
-            "payload": json.loads(e.payload),
+            "payload": audit.payload_of(e),
         }
         for e in events[:PAGE_ROWS]
     ]

@@ -578,3 +578,15 @@ def test_only_auditors_and_admins_may_read(client: TestClient, auth: Headers, pa
     # The credential is checked before a parameter is even looked at.
     assert client.get(path, params={"limit": "many"}).status_code == 401
     assert client.get(path, headers=auth.operator, params={"limit": "many"}).status_code == 403
+
+
+def test_a_payload_changed_into_no_json_is_listed_as_stored_and_named_by_verify(
+    client: TestClient, auth: Headers, engine: Engine, scene: Scene
+) -> None:
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET payload = '{' WHERE seq = 2"))
+    page = client.get("/audit", headers=auth.auditor, params={"order": "oldest", "limit": 3})
+    assert page.status_code == 200
+    assert page.json()["items"][1]["payload"] == "{"
+    verdict = client.get("/audit/verify", headers=auth.auditor).json()
+    assert (verdict["intact"], verdict["broken_seq"]) == (False, 2)

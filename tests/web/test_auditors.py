@@ -98,3 +98,14 @@ def test_a_pasted_text_that_is_no_checkpoint_is_said_next_to_the_field(people: P
         assert answer.status_code == 422
         assert "punkt" in (field_error(answer.text, "checkpoint") or "")
         assert 'id="verdict"' not in answer.text
+
+
+def test_a_payload_changed_into_no_json_is_shown_as_stored(
+    people: People, db: sessionmaker[Session], settings: Settings, staff: Staff, engine: Engine
+) -> None:
+    sent_alert(db, settings, staff)
+    with as_database_owner(engine) as connection:
+        connection.execute(text("UPDATE audit_events SET payload = '{' WHERE seq = 1"))
+    page = people.auditor.get("/console/audit?verify=1")
+    assert page.status_code == 200
+    assert 'id="verdict">NARUSZONY' in page.text
