@@ -38,7 +38,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -47,6 +47,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.db import AUDIT_KEY, utcnow
+from broadcaster.errors import Conflict
 from broadcaster.models import AuditEvent, AuditHead
 from broadcaster.wording import refusal, words
 
@@ -336,6 +337,7 @@ def verify_chain(
     batch_size: int = 5000,
     checkpoints: Iterable[Checkpoint] = (),
     field: str = "checkpoints",
+    check_seal: bool = True,
 ) -> Verification:
     """Walk the chain in order (streamed) up to the tip read first, and name the first
     broken record: a record changed, missing or moved, a tip whose seal does not match,
@@ -375,7 +377,7 @@ def verify_chain(
         result.close()  # a verdict found early leaves the server-side cursor open
     if not verdict.intact:
         return verdict
-    if not _sealed(key, head_seq, head_hash, head_seal):
+    if check_seal and not _sealed(key, head_seq, head_hash, head_seal):
         return Verification.broken(
             verdict.checked, head_seq + 1, None, "audit.tip_not_sealed", seq=head_seq
         )
@@ -459,6 +461,45 @@ def _walk(
     if not _same(head_hash, prev_hash):
         return Verification.broken(checked, checked, None, "audit.tip_differs", seq=checked)
     return Verification(True, checked, tip_hash=prev_hash)
+
+
+def reseal(*, session: Session, actor: str, checkpoints: Sequence[Checkpoint]) -> int:
+    """Seal a tip found unsealed again, once a person holding the key has looked: the
+    chain must verify in every other way, against at least one checkpoint kept outside
+    (the newest one held), and the reseal is itself recorded. Returns the record's seq.
+
+    Conflict when the tip is sealed already, or when the chain is broken elsewhere (that
+    is not a seal's to fix); InvalidInput when no checkpoint is given."""
+    if not checkpoints:
+        raise refusal("checkpoint", "audit.reseal_needs_checkpoint")
+    # The head's lock first, as an append takes it: no record lands between the check
+    # and the seal.
+    session.execute(update(_head).where(_head.c.id == HEAD_ID).values(seq=_head.c.seq))
+    if verify_chain(session=session).intact:
+        raise Conflict("the audit trail's tip is sealed: there is nothing to seal again")
+    verdict = verify_chain(session=session, checkpoints=checkpoints, check_seal=False)
+    if not verdict.intact:
+        raise Conflict(
+            f"the audit trail is broken elsewhere, not only its seal: {verdict.describe()}"
+        )
+    key = _key_of(session)
+    head = _head_of(session)
+    assert head is not None  # the chain verified, so its tip is there
+    seq, tip_hash, _seal = head
+    session.execute(
+        update(_head)
+        .where(_head.c.id == HEAD_ID)
+        .values(seal=seal_of(key=key, seq=seq, tip_hash=tip_hash))
+    )
+    newest = max(checkpoints, key=lambda checkpoint: checkpoint.seq)
+    return record(
+        session=session,
+        actor=actor,
+        action="audit.resealed",
+        object_type="audit",
+        object_id=seq,
+        payload={"tip": seq, "checkpoints": len(checkpoints), "newest_checkpoint": newest.seq},
+    )
 
 
 def payload_of(event: AuditEvent) -> dict[str, Any] | str:

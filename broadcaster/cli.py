@@ -36,6 +36,7 @@ from broadcaster.errors import (
     Unauthenticated,
 )
 from broadcaster.messages import preview_alert
+from broadcaster.models import Role
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
 from broadcaster.stack import StackError
 from broadcaster.targeting import count_audience
@@ -469,13 +470,7 @@ def audit_group() -> None:
 def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
     """Check the whole hash chain and its sealed tip; exit 1 and name the first broken
     record if it is not intact."""
-    checkpoints = []
-    for handle in checkpoint_files:
-        try:
-            text = handle.read()
-        except UnicodeDecodeError:
-            raise refusal("--checkpoint", "audit.not_utf8", name=handle.name) from None
-        checkpoints += audit.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
+    checkpoints = _read_checkpoints(checkpoint_files)
     with app.transaction() as session:
         verdict = audit.verify_chain(session=session, checkpoints=checkpoints, field="--checkpoint")
     click.echo(verdict.describe())
@@ -486,6 +481,41 @@ def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
         )
     if not verdict.intact:
         raise SystemExit(1)
+
+
+def _read_checkpoints(files: tuple[TextIO, ...]) -> list[audit.Checkpoint]:
+    checkpoints: list[audit.Checkpoint] = []
+    for handle in files:
+        try:
+            text = handle.read()
+        except UnicodeDecodeError:
+            raise refusal("--checkpoint", "audit.not_utf8", name=handle.name) from None
+        checkpoints += audit.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
+    return checkpoints
+
+
+@audit_group.command("reseal")
+@_as_option
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.File("r", encoding="utf-8", errors="strict"),
+    help="Checkpoints kept outside the database (at least one: the newest you hold).",
+)
+@pass_app
+def audit_reseal(app: App, username: str, checkpoint_files: tuple[TextIO, ...]) -> None:
+    """Admins: seal again a tip found unsealed, once the chain verifies in every other way
+    against the checkpoints given; the reseal is recorded in the trail (exit 4 if the tip
+    is sealed, or the chain is broken elsewhere)."""
+    checkpoints = _read_checkpoints(checkpoint_files)
+    with app.transaction() as session:
+        admin = operators.get_operator(session=session, username=username)
+        operators.require_role(admin, Role.ADMIN)
+        seq = audit.reseal(
+            session=session, actor=operators.actor_of(admin), checkpoints=checkpoints
+        )
+    click.echo(f"sealed again; the reseal is record seq {seq}")
 
 
 @audit_group.command("checkpoint")

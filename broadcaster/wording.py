@@ -173,6 +173,14 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "en": "is not a whole audit checkpoint",
             "uk": "це не повна контрольна точка журналу аудиту",
         },
+        "audit.reseal_needs_checkpoint": {
+            "pl": "podaj co najmniej jeden punkt kontrolny (najnowszy, jaki masz): pieczęć "
+            "wraca tylko po sprawdzeniu śladu z czymś spoza bazy",
+            "en": "give at least one checkpoint (the newest you hold): a seal comes back only "
+            "once the trail was checked against something kept outside the database",
+            "uk": "вкажіть щонайменше одну контрольну точку (найновішу, яку маєте): печатка "
+            "повертається лише після перевірки журналу з чимось поза базою",
+        },
         "audit.no_checkpoint": {
             "pl": "nie zawiera żadnego punktu kontrolnego śladu audytowego",
             "en": "holds no audit checkpoint",

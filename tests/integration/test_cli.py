@@ -236,3 +236,43 @@ def test_synthetic_residents_are_refused_in_production(cli: Cli, tmp_path: Path)
     }
     result = cli("seed-demo", "--subscribers", "10", code=2, env=production)
     assert "WSP_ENV: synthetic residents are never added in production" in result.output
+
+
+def test_an_admin_seals_a_moved_tip_again_only_against_a_checkpoint_and_it_is_recorded(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    cli("operator", "add", "root", "--role", "admin", "--name", "Rita Root")
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    kept = tmp_path / "kept.txt"
+    kept.write_text(cli("audit", "checkpoint").output, encoding="utf-8")
+    with engine.begin() as connection:  # the tip's seal broken, nothing cut
+        connection.execute(text("UPDATE audit_head SET seal = :s"), {"s": "0" * 64})
+    assert "seal does not match" in cli("audit", "verify", code=1).output
+    assert "give at least one checkpoint" in cli("audit", "reseal", "--as", "root", code=2).output
+    refused = cli("audit", "reseal", "--as", "anna", "--checkpoint", str(kept), code=3)
+    assert "admin" in refused.output
+    resealed = cli("audit", "reseal", "--as", "root", "--checkpoint", str(kept)).output
+    assert resealed.startswith("sealed again; the reseal is record seq 3")
+    assert cli("audit", "verify", "--checkpoint", str(kept)).output.startswith("intact: 3 records")
+    again = cli("audit", "reseal", "--as", "root", "--checkpoint", str(kept), code=4)
+    assert "is sealed" in again.output
+
+
+def test_a_cut_tail_is_never_sealed_again_when_a_checkpoint_saw_it(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    cli("operator", "add", "root", "--role", "admin", "--name", "Rita Root")
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    kept = tmp_path / "kept.txt"
+    kept.write_text(cli("audit", "checkpoint").output, encoding="utf-8")
+    with as_database_owner(engine) as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq = 2"))
+        connection.execute(
+            text(
+                "UPDATE audit_head SET seq = 1, "
+                "hash = (SELECT hash FROM audit_events WHERE seq = 1)"
+            )
+        )
+    refused = cli("audit", "reseal", "--as", "root", "--checkpoint", str(kept), code=4)
+    assert "broken elsewhere" in refused.output and "saw seq 2" in refused.output
+    assert "seal does not match" in cli("audit", "verify", code=1).output
