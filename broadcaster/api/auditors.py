@@ -327,9 +327,10 @@ class CheckpointOut(BaseModel):
 class CheckpointsIn(Body):
     checkpoints: list[dict[str, Any]] = Field(
         min_length=1,
-        max_length=10_000,
+        max_length=100,
         description="Checkpoints as `/audit/checkpoint` (or `broadcaster audit checkpoint`) "
-        "gave them.",
+        "gave them. The newest one held is enough: the hash it saw covers every record "
+        "before it.",
     )
 
 
