@@ -597,15 +597,24 @@ def outcome_of(status: AlertStatus, failed: int) -> str:
     return DONE_WITH_FAILURES if status is AlertStatus.DONE and failed else status.value
 
 
-def describe_alert(alert: Alert) -> dict[str, Any]:
+def describe_alerts(session: Session, found: Sequence[Alert]) -> list[dict[str, Any]]:
+    """`describe_alert` for a list, their failed messages counted in one query."""
+    failed = progress.failed(session, [alert.id for alert in found])
+    return [describe_alert(alert, failed=failed.get(alert.id, 0)) for alert in found]
+
+
+def describe_alert(alert: Alert, *, failed: int | None = None) -> dict[str, Any]:
     """A plain, JSON-ready view of an alert for the CLI, the API and the console, with
-    how many of its messages failed and what its state reads as (`outcome`)."""
+    how many of its messages failed (counted here unless given) and what its state reads
+    as (`outcome`)."""
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
-    session = Session.object_session(alert)
-    failed = progress.failed(session, alert.id) if session is not None and alert.id else 0
+    if failed is None:
+        session = Session.object_session(alert)
+        counted = progress.failed(session, [alert.id]) if session and alert.id else {}
+        failed = counted.get(alert.id, 0)
     return {
         "id": alert.id,
         "status": alert.status,

@@ -4,6 +4,7 @@ the deliveries they count, so progress is a read of a few rows at any size."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
@@ -63,14 +64,20 @@ def read(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
     return progress
 
 
-def failed(session: Session, alert_id: int) -> int:
-    """How many of the alert's messages ended failed, over every channel."""
-    count = session.scalar(
-        select(func.coalesce(func.sum(AlertProgress.count), 0)).where(
-            AlertProgress.alert_id == alert_id, AlertProgress.status == DeliveryStatus.FAILED
+def failed(session: Session, alert_ids: Sequence[int]) -> dict[int, int]:
+    """alert id -> how many of its messages ended failed, over every channel, in one
+    query for a whole list; an alert with none is absent."""
+    if not alert_ids:
+        return {}
+    rows = session.execute(
+        select(AlertProgress.alert_id, func.sum(AlertProgress.count))
+        .where(
+            AlertProgress.alert_id.in_(alert_ids),
+            AlertProgress.status == DeliveryStatus.FAILED,
         )
+        .group_by(AlertProgress.alert_id)
     )
-    return int(count or 0)
+    return {int(alert_id): int(count) for alert_id, count in rows if count}
 
 
 def totals(by_channel: dict[str, dict[str, int]]) -> dict[str, int]:

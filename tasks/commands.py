@@ -64,5 +64,6 @@ def stack_commands(schedule: Path) -> tuple[list[str], list[str]]:
 
 
 def all_in_one_worker(schedule: Path) -> list[str]:
-    """One worker process for every queue, with beat: the demo's and the tests' stack."""
+    """One worker process for every queue, with beat embedded: the pipeline tests' workers
+    (the demo's stack runs beat on its own, `stack_commands`)."""
     return worker_command(queues=",".join(QUEUES), beat_schedule=schedule)

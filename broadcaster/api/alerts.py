@@ -306,7 +306,9 @@ def list_alerts(
         found = alerts.list_alerts(
             session=session, statuses=status or (), before=before, limit=limit + 1
         )
-        items = [_out(alert) for alert in found[:limit]]
+        items = [
+            AlertOut.model_validate(view) for view in alerts.describe_alerts(session, found[:limit])
+        ]
     return AlertPage(items=items, next_cursor=items[-1].id if len(found) > limit else None)
 
 

@@ -136,7 +136,7 @@ def sign_out(page: PageDep, _form: FormDep) -> Response:
 
 def _alert_rows(session: Session, statuses: list[AlertStatus]) -> list[dict[str, Any]]:
     found = alerts.list_alerts(session=session, statuses=statuses, limit=100)
-    return [alerts.describe_alert(alert) for alert in found]
+    return alerts.describe_alerts(session, found)
 
 
 @router.get("")
