@@ -173,6 +173,20 @@ def staff(db: sessionmaker[Session]) -> Staff:
     )
 
 
+def add_sms_residents(
+    session: Session, settings: Settings, district: str = "wola", count: int = 2
+) -> None:
+    """`count` residents of `district` who follow weather warnings by SMS (+48601000001...)."""
+    for number in range(1, count + 1):
+        add_resident(
+            session,
+            settings,
+            contacts=[("sms", f"+4860100{number:04d}")],
+            topics=["weather-warning"],
+            districts=[district],
+        )
+
+
 def add_resident(
     session: Session,
     settings: Settings,

@@ -17,7 +17,7 @@ from broadcaster.settings import Settings
 from channels.interfaces import Outcome
 from tests.api.conftest import Headers, Outbox
 from tests.api.test_alerts import alert_body, counts, create, field_of
-from tests.conftest import LONG_PL, add_resident, send_alert
+from tests.conftest import LONG_PL, add_sms_residents, send_alert
 
 TOO_LONG = "SMS (pl) needs 4 parts, the limit is 3: shorten the text or transliterate it to GSM-7"
 
@@ -162,14 +162,7 @@ def test_an_alert_that_ended_with_failures_never_reads_as_a_plain_success(
     failed: int,
 ) -> None:
     with db.begin() as session:
-        for phone in ("+48601000001", "+48601000002"):
-            add_resident(
-                session,
-                settings,
-                contacts=[("sms", phone)],
-                topics=["weather-warning"],
-                districts=["wola"],
-            )
+        add_sms_residents(session, settings, "wola")
     alert_id = create(client, auth.operator)["id"]
     client.post(f"/alerts/{alert_id}/submit", headers=auth.operator)
     client.post(f"/alerts/{alert_id}/approve", headers=auth.approver)

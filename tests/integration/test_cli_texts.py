@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.settings import Settings
 from channels.interfaces import Outcome
-from tests.conftest import LONG_PL, TEST_SECRET, add_resident, send_alert
+from tests.conftest import LONG_PL, TEST_SECRET, add_sms_residents, send_alert
 from tests.integration.test_cli import ALERT, Cli
 
 TOO_LONG = "SMS (pl) needs 4 parts, the limit is 3: shorten the text or transliterate it to GSM-7"
@@ -84,14 +84,7 @@ def test_alert_show_says_when_an_alert_ended_with_failures(
     cli: Cli, db: sessionmaker[Session], settings: Settings
 ) -> None:
     with db.begin() as session:
-        for phone in ("+48601000001", "+48601000002"):
-            add_resident(
-                session,
-                settings,
-                contacts=[("sms", phone)],
-                topics=["weather-warning"],
-                districts=["wola"],
-            )
+        add_sms_residents(session, settings, "wola")
     for alert_id, outcome in (("1", Outcome.SENT), ("2", Outcome.PERMANENT)):
         cli(*ALERT, "--as", "anna")
         cli("alert", "submit", alert_id, "--as", "anna")

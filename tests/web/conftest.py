@@ -23,7 +23,7 @@ from broadcaster.api.app import create_app
 from broadcaster.settings import Settings
 from channels.interfaces import Outcome
 from tests.api.conftest import Outbox, app_settings, outbox  # noqa: F401 - fixtures
-from tests.conftest import Staff, add_resident, send_alert
+from tests.conftest import Staff, add_sms_residents, send_alert
 
 BASE = "http://testserver"
 
@@ -125,14 +125,7 @@ def sent_alert(
     """An alert to two residents of Wola, approved and sent to both, each message ending
     as `outcome` says (its id)."""
     with db.begin() as session:
-        for phone in ("+48601000001", "+48601000002"):
-            add_resident(
-                session,
-                settings,
-                contacts=[("sms", phone)],
-                topics=["weather-warning"],
-                districts=["wola"],
-            )
+        add_sms_residents(session, settings, "wola")
         alert = alerts.create_alert(
             session=session,
             settings=settings,

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.models import Alert, AlertStatus
-from tests.conftest import add_resident
+from tests.conftest import add_sms_residents
 from tests.web.conftest import Browser, People, csrf_of, field_error, sent_alert
 
 ALERT = {
@@ -212,14 +212,7 @@ def test_the_preview_shows_audience_parts_and_cost_and_saves_nothing(
     people: People, db: sessionmaker[Session], settings: Any
 ) -> None:
     with db.begin() as session:
-        for phone in ("+48601000001", "+48601000002"):
-            add_resident(
-                session,
-                settings,
-                contacts=[("sms", phone)],
-                topics=["weather-warning"],
-                districts=["mokotow"],
-            )
+        add_sms_residents(session, settings, "mokotow")
     answer = write(people.operator, do="preview")
     assert answer.status_code == 200
     page = answer.text
