@@ -58,11 +58,14 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.naive import DEFAULT_BROKER, DEFAULT_DATABASE, run_naive_sms
 from benchmarks.sandbox_process import sandbox_process
-from broadcaster import alerts, operators, population, schema
-from broadcaster.db import make_engine, make_sessionmaker
-from broadcaster.demo import weather_warning
-from broadcaster.planning import plan_alert
+from broadcaster.alerts import services as alerts
+from broadcaster.db import migrate as schema
+from broadcaster.db.engine import make_engine, make_sessionmaker
+from broadcaster.dev import population
+from broadcaster.dev.demo import weather_warning
+from broadcaster.dispatch.planning import plan_alert
 from broadcaster.settings import Settings
+from broadcaster.staff import operators
 from templates.renderer import AlertText, EmailVariant, render_email, render_push
 
 SENDER = "powiadomienia@um.warszawa.pl"

@@ -125,7 +125,7 @@ def _environment(config: Config) -> None:
 
 
 def _sessions(config: Config) -> sessionmaker[Session]:
-    from broadcaster.db import make_engine, make_sessionmaker
+    from broadcaster.db.engine import make_engine, make_sessionmaker
     from broadcaster.settings import get_settings
 
     engine = make_engine(config.database_url, pool_size=2, max_overflow=2)
@@ -146,9 +146,9 @@ def approve(
 ) -> tuple[int, datetime]:
     """Write, submit and approve (a second person) an alert; returns its id and the moment
     the approval committed."""
-    from broadcaster import alerts
-    from broadcaster.alerts import AlertDraft
-    from broadcaster.demo import _staff
+    from broadcaster.alerts import services as alerts
+    from broadcaster.alerts.services import AlertDraft
+    from broadcaster.dev.demo import _staff
 
     now = datetime.now(UTC)
     body = (
@@ -201,8 +201,9 @@ def publish_plan(alert_id: int, urgent: bool) -> None:
 
 
 def stage_seed(config: Config) -> dict[str, Any]:
-    from broadcaster import population, schema
-    from broadcaster.db import make_engine
+    from broadcaster.db import migrate as schema
+    from broadcaster.db.engine import make_engine
+    from broadcaster.dev import population
     from broadcaster.settings import get_settings
 
     times = []
@@ -239,9 +240,9 @@ def _targeting_probe(database_url: str, alert_id: int, answer: Any) -> None:
     """In a fresh process: stream the alert's audience, timing it and the peak memory it
     adds over the process as it stood, connected, with the alert loaded."""
     os.environ["DATABASE_URL"] = database_url
-    from broadcaster.db import make_engine, make_sessionmaker
-    from broadcaster.models import Alert
-    from broadcaster.targeting import stream_audience
+    from broadcaster.alerts.models import Alert
+    from broadcaster.db.engine import make_engine, make_sessionmaker
+    from broadcaster.dispatch.audience import stream_audience
 
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine, secret_key="benchmark-" * 4)
@@ -296,8 +297,8 @@ def stage_targeting(config: Config, sessions: sessionmaker[Session]) -> dict[str
 
 
 def _cancel(sessions: sessionmaker[Session], alert_id: int) -> None:
-    from broadcaster import alerts
-    from broadcaster.demo import _staff
+    from broadcaster.alerts import services as alerts
+    from broadcaster.dev.demo import _staff
 
     with sessions.begin() as session:
         author, _ = _staff(session)
@@ -310,7 +311,7 @@ def _cancel(sessions: sessionmaker[Session], alert_id: int) -> None:
 
 
 def stage_planning(config: Config, sessions: sessionmaker[Session]) -> dict[str, Any]:
-    from broadcaster import planning, sweeper
+    from broadcaster.dispatch import planning, sweeper
     from tasks.jobs import publish_batches
 
     broker = redis.Redis.from_url(config.redis_url)
@@ -386,8 +387,9 @@ class Stack:
         """Until every delivery of the alert is final, but for those held for residents'
         quiet hours (informational alerts at night): they leave in the morning, not
         during the benchmark. Polls the progress counters, never the deliveries."""
-        from broadcaster import progress
-        from broadcaster.models import Alert, Delivery
+        from broadcaster.alerts.models import Alert
+        from broadcaster.dispatch import progress
+        from broadcaster.dispatch.models import Delivery
 
         deadline = time.monotonic() + timeout
         held: int | None = None
@@ -421,7 +423,7 @@ class Stack:
     ) -> dict[str, Any]:
         """Timings from the delivery rows, and the check against the sandbox (which also
         counted the messages of `others`, alerts sent meanwhile)."""
-        from broadcaster.models import Delivery
+        from broadcaster.dispatch.models import Delivery
 
         with self.sessions() as session:
             also = dict(
@@ -606,7 +608,7 @@ def stage_mixed(stack: Stack) -> dict[str, Any]:
     sending, extreme alerts for one district are approved one after another, each timed
     from its approval to its first message recorded as sent (an upper bound of the first
     provider call: it includes that call's answer)."""
-    from broadcaster.models import Delivery
+    from broadcaster.dispatch.models import Delivery
 
     stack.reset_sandbox()
     alert_id, approved = approve_targeted(stack.sessions, "[mixed]")
@@ -662,8 +664,8 @@ def stage_baselines(stack: Stack, environment: dict[str, str]) -> dict[str, Any]
     and push), and aiosmtplib alone (the e-mail ceiling)."""
     from benchmarks import baselines
     from benchmarks.naive import run_naive_sms
-    from broadcaster import planning
-    from broadcaster.models import BatchState, DispatchBatch
+    from broadcaster.dispatch import planning
+    from broadcaster.dispatch.models import BatchState, DispatchBatch
 
     sizes = {
         "naive": int(os.environ.get("BENCH_NAIVE_MESSAGES", "2000")),

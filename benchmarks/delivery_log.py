@@ -3,7 +3,7 @@
     python -m benchmarks.delivery_log
 
 The log reads a keyset page: `WHERE alert_id = :a [AND status = :s] [AND id > :after]
-ORDER BY id LIMIT n + 1` (`broadcaster.delivery_log`). Without an index that leads with
+ORDER BY id LIMIT n + 1` (`broadcaster.dispatch.log`). Without an index that leads with
 the alert and then orders by id, PostgreSQL either walks the primary key from the start
 (or from `after`) past every other alert's rows until it has n of this one, or reads all
 of the alert's rows through (alert_id, batch_no) and sorts them. Which one hurts depends
@@ -142,7 +142,7 @@ class Span:
 
 
 def _sessions(database_url: str) -> sessionmaker[Session]:
-    from broadcaster.db import make_engine, make_sessionmaker
+    from broadcaster.db.engine import make_engine, make_sessionmaker
     from broadcaster.settings import get_settings
 
     os.environ["DATABASE_URL"] = database_url
@@ -162,9 +162,10 @@ def _sql(database_url: str, statement: str) -> list[tuple[Any, ...]]:
 
 
 def seed(config: Config, sessions: sessionmaker[Session]) -> tuple[list[Span], dict[str, Any]]:
-    from broadcaster import population, schema
-    from broadcaster.db import make_engine
-    from broadcaster.reference import DISTRICTS
+    from broadcaster.db import migrate as schema
+    from broadcaster.db.engine import make_engine
+    from broadcaster.dev import population
+    from broadcaster.reference.services import DISTRICTS
     from broadcaster.settings import get_settings
 
     recreate_database(config.database_url)
@@ -218,7 +219,7 @@ def write_deliveries(
     """The alert's deliveries in one INSERT ... SELECT, as the planner writes them: to
     every reachable contact point, or to those of the district's weather-warning
     subscribers."""
-    from broadcaster.reference import DISTRICT_BY_SLUG, TOPIC_BY_SLUG
+    from broadcaster.reference.services import DISTRICT_BY_SLUG, TOPIC_BY_SLUG
 
     result = session.execute(
         text(WRITE_DELIVERIES),
@@ -283,8 +284,8 @@ def cases(spans: list[Span]) -> list[Case]:
 
 
 def _chosen(session: Session, case: Case) -> Any:
-    from broadcaster import delivery_log
-    from broadcaster.models import DeliveryStatus
+    from broadcaster.dispatch import log as delivery_log
+    from broadcaster.dispatch.models import DeliveryStatus
 
     return delivery_log.build_filter(
         session=session,
@@ -295,7 +296,7 @@ def _chosen(session: Session, case: Case) -> Any:
 
 def read_once(sessions: sessionmaker[Session], case: Case) -> float:
     """Seconds for one read of the case, through the log's own code."""
-    from broadcaster import delivery_log
+    from broadcaster.dispatch import log as delivery_log
 
     with sessions() as session:
         chosen = _chosen(session, case)
@@ -327,7 +328,7 @@ def measure(config: Config, sessions: sessionmaker[Session], all_cases: list[Cas
 
 def plan_summary(sessions: sessionmaker[Session], case: Case) -> str:
     """How the case's plan reaches the deliveries, what the scan threw away, the time."""
-    from broadcaster import delivery_log
+    from broadcaster.dispatch import log as delivery_log
 
     with sessions() as session:
         chosen = _chosen(session, case)
@@ -394,7 +395,7 @@ def time_write(config: Config, sessions: sessionmaker[Session], alert_id: int) -
 
 def time_planner(config: Config, sessions: sessionmaker[Session], alert_id: int) -> float:
     """Seconds for the real planner on a whole-city alert, rolled back likewise."""
-    from broadcaster import planning
+    from broadcaster.dispatch import planning
 
     with sessions() as session:
         started = time.perf_counter()

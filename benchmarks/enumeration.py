@@ -26,9 +26,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from broadcaster import reference, schema
-from broadcaster.api.app import create_app
-from broadcaster.db import make_engine, make_sessionmaker
+from broadcaster.db import migrate as schema
+from broadcaster.db.engine import make_engine, make_sessionmaker
+from broadcaster.http.app import create_app
+from broadcaster.reference import services as reference
 from broadcaster.settings import Settings, load_settings
 from subscribers import services
 from subscribers.verification import CodeCheck, check_code

@@ -38,9 +38,10 @@ from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.db import make_engine, make_sessionmaker, utcnow
-from broadcaster.messages import alert_text
-from broadcaster.models import Alert, Delivery, DeliveryStatus
+from broadcaster.alerts.messages import alert_text
+from broadcaster.alerts.models import Alert
+from broadcaster.db.engine import make_engine, make_sessionmaker, utcnow
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.settings import get_settings
 from subscribers.models import ContactPoint
 from templates.renderer import render_sms

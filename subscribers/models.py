@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from broadcaster.db import Base, UTCDateTime, utcnow
+from broadcaster.db.engine import Base, UTCDateTime, utcnow
 from channels import Channel
 
 CHANNEL_VALUES = ", ".join(f"'{channel.value}'" for channel in Channel)

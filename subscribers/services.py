@@ -15,12 +15,13 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from broadcaster import audit
-from broadcaster.db import utcnow
-from broadcaster.delivery import DeliveryStateMachine, SuppressReason
+from broadcaster.audit import trail as audit
+from broadcaster.db.engine import utcnow
+from broadcaster.dispatch.models import Delivery
+from broadcaster.dispatch.states import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import InvalidInput, NotFound
-from broadcaster.models import Delivery, District, Language, Topic
-from broadcaster.reference import resolve_slugs
+from broadcaster.reference.models import District, Language, Topic
+from broadcaster.reference.services import resolve_slugs
 from broadcaster.settings import Settings
 from channels import Channel
 from subscribers import pending

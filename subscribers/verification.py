@@ -19,8 +19,8 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster import audit
-from broadcaster.db import utcnow
+from broadcaster.audit import trail as audit
+from broadcaster.db.engine import utcnow
 from broadcaster.errors import RateLimited
 from broadcaster.settings import Settings
 from subscribers.models import ContactPoint, VerificationCode

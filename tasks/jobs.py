@@ -10,10 +10,11 @@ from typing import Any
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
-from broadcaster import audit, planning, receipts, sending, sweeper
-from broadcaster.db import utcnow
+from broadcaster.audit import trail as audit
+from broadcaster.db.engine import utcnow
+from broadcaster.dispatch import planning, receipts, sending, sweeper
+from broadcaster.dispatch.planning import BatchRef
 from broadcaster.errors import InvalidInput
-from broadcaster.planning import BatchRef
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
 from subscribers import pending

@@ -19,11 +19,15 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import audit, operators, planning, schema, sending, sweeper
-from broadcaster.db import Base, audit_key_from_secret, make_engine, make_sessionmaker
-from broadcaster.models import Delivery, Operator
-from broadcaster.reference import seed_reference_data
+from broadcaster.audit import trail as audit
+from broadcaster.db import migrate as schema
+from broadcaster.db.engine import Base, audit_key_from_secret, make_engine, make_sessionmaker
+from broadcaster.dispatch import planning, sending, sweeper
+from broadcaster.dispatch.models import Delivery
+from broadcaster.reference.services import seed_reference_data
 from broadcaster.settings import Settings, load_settings
+from broadcaster.staff import operators
+from broadcaster.staff.models import Operator
 from channels.interfaces import DeliveryResult, Outcome
 from subscribers import services as subscriber_services
 from subscribers.models import Subscriber

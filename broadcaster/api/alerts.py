@@ -13,21 +13,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
-from broadcaster import alerts, follow_ups, idempotency, progress
+from broadcaster.alerts import follow_ups, idempotency
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.messages import preview_alert
+from broadcaster.alerts.models import Alert, AlertStatus, CapStatus, MsgType, Severity, Urgency
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.api.support import ApiDep, Body, IsoDateTime, ObjectId, PlainText, staff
-from broadcaster.messages import preview_alert
-from broadcaster.models import (
-    Alert,
-    AlertStatus,
-    CapStatus,
-    Language,
-    MsgType,
-    Operator,
-    Role,
-    Severity,
-    Urgency,
-)
+from broadcaster.dispatch import progress
+from broadcaster.http.support import ApiDep, Body, IsoDateTime, ObjectId, PlainText, staff
+from broadcaster.reference.models import Language
+from broadcaster.staff.models import Operator, Role
 from channels import Channel
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=StrictJsonRoute)

@@ -1,7 +1,7 @@
 """Routes for auditors: the delivery log (pages and a CSV export) and the audit trail.
 
 Read-only, for auditors and admins. Lists are paged by an opaque cursor, a keyset on the
-primary key (see `broadcaster.delivery_log`), so the millionth page costs what the first
+primary key (see `broadcaster.dispatch.log`), so the millionth page costs what the first
 does. A cursor, a filter or a limit that does not parse is a 422 naming the parameter.
 """
 
@@ -20,13 +20,17 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from broadcaster import audit, delivery_log
+from broadcaster.alerts.models import CapStatus
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.api.support import ApiDep, Body, IsoDateTime, staff
-from broadcaster.db import utcnow
-from broadcaster.delivery_log import DeliveryFilter, LoggedDelivery
+from broadcaster.audit import trail as audit
+from broadcaster.audit.models import AuditEvent
+from broadcaster.db.engine import utcnow
+from broadcaster.dispatch import log as delivery_log
+from broadcaster.dispatch.log import DeliveryFilter, LoggedDelivery
+from broadcaster.dispatch.models import DeliveryStatus
 from broadcaster.errors import Conflict, InvalidInput
-from broadcaster.models import AuditEvent, CapStatus, DeliveryStatus, Operator, Role
+from broadcaster.http.support import ApiDep, Body, IsoDateTime, staff
+from broadcaster.staff.models import Operator, Role
 from broadcaster.wording import refusal
 from channels import Channel
 
@@ -90,7 +94,7 @@ def _query_errors(values: dict[str, object]) -> Iterator[None]:
 
 
 class DeliveryFilters(BaseModel):
-    """Filters of the delivery log; see `broadcaster.delivery_log` for what each means."""
+    """Filters of the delivery log; see `broadcaster.dispatch.log` for what each means."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -32,9 +32,9 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.api.support import Api, ApiDep
+from broadcaster.dispatch.receipts import parse_smsapi
 from broadcaster.errors import Forbidden, InvalidInput
-from broadcaster.receipts import parse_smsapi
+from broadcaster.http.support import Api, ApiDep
 from subscribers import services
 
 

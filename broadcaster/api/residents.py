@@ -45,10 +45,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.api.support import PAGE_HEADERS, Api, ApiDep
 from broadcaster.errors import InvalidInput, RateLimited
-from broadcaster.models import District, Language, Topic
+from broadcaster.http.support import PAGE_HEADERS, Api, ApiDep
 from broadcaster.ratelimit import KeyedLimiter, LocalKeyedLimiter, RedisKeyedLimiter
+from broadcaster.reference.models import District, Language, Topic
 from broadcaster.settings import Settings
 from channels import Channel
 from subscribers import services

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from broadcaster import operators, tokens
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.api.support import ApiDep, Body, ObjectId, PlainText, staff
-from broadcaster.models import ApiToken, Operator, Role
-from broadcaster.operators import actor_of
+from broadcaster.http.support import ApiDep, Body, ObjectId, PlainText, staff
+from broadcaster.staff import operators, tokens
+from broadcaster.staff.models import ApiToken, Operator, Role
+from broadcaster.staff.operators import actor_of
 
 router = APIRouter(tags=["staff"], route_class=StrictJsonRoute)
 

@@ -10,11 +10,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from broadcaster import audit, delivery_log
-from broadcaster.db import utcnow
-from broadcaster.delivery_log import DeliveryFilter
+from broadcaster.audit import trail as audit
+from broadcaster.db.engine import utcnow
+from broadcaster.dispatch import log as delivery_log
+from broadcaster.dispatch.log import DeliveryFilter
+from broadcaster.dispatch.models import DeliveryStatus
 from broadcaster.errors import InvalidInput
-from broadcaster.models import DeliveryStatus, Role
+from broadcaster.staff.models import Role
 from broadcaster.web.core import Page, PageDep, WebRoute, finish, require, warsaw_time
 from channels import Channel
 

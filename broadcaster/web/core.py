@@ -6,7 +6,7 @@ the preview and progress refresh by themselves. Polish is the default, English i
 click away (`?lang=en`, remembered in a cookie).
 
 Staff sign in with their personal access token (`broadcaster token issue`), which opens
-a console session (broadcaster/console_sessions.py): the browser keeps only the session's
+a console session (broadcaster/staff/sessions.py): the browser keeps only the session's
 random secret, in an HttpOnly, SameSite=Lax cookie for /console, and every request checks
 the session, so signing out, idling, its age, and the token's revocation or expiry end
 it at once, and a cookie copied before any of these lets nobody in.
@@ -38,8 +38,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from broadcaster import console_sessions
-from broadcaster.api.support import PAGE_HEADERS, Api, get_api
 from broadcaster.errors import (
     Conflict,
     Forbidden,
@@ -48,9 +46,11 @@ from broadcaster.errors import (
     RateLimited,
     Unauthenticated,
 )
-from broadcaster.models import Operator, Role
-from broadcaster.reference import DISTRICTS
+from broadcaster.http.support import PAGE_HEADERS, Api, get_api
+from broadcaster.reference.services import DISTRICTS
 from broadcaster.settings import Settings
+from broadcaster.staff import sessions as console_sessions
+from broadcaster.staff.models import Operator, Role
 from broadcaster.wording import words
 
 LANGUAGES = ("pl", "en")

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-from broadcaster.api.support import PAGE_HEADERS
+from broadcaster.http.support import PAGE_HEADERS
 from broadcaster.web.core import templates
 
 DOCS_ASSETS = "/static/docs"

@@ -21,8 +21,8 @@ from starlette.datastructures import FormData
 
 from broadcaster.api import residents as api
 from broadcaster.errors import InvalidInput
-from broadcaster.models import Topic
-from broadcaster.reference import DISTRICTS
+from broadcaster.reference.models import Topic
+from broadcaster.reference.services import DISTRICTS
 from broadcaster.web.core import FormDep, Page, PageDep, WebRoute, finish
 from subscribers import services
 

@@ -17,8 +17,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from broadcaster.errors import NotFound
-from broadcaster.models import Role
 from broadcaster.settings import Environment, Settings
+from broadcaster.staff.models import Role
 from broadcaster.web.core import PageDep, WebRoute, require
 
 router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)

@@ -18,23 +18,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from broadcaster import alerts, audit, console_sessions, follow_ups, progress
-from broadcaster.alerts import AlertDraft
-from broadcaster.db import utcnow
+from broadcaster.alerts import follow_ups
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.messages import preview_alert
+from broadcaster.alerts.models import Alert, AlertStatus, CapStatus, MsgType, Severity, Urgency
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.audit import trail as audit
+from broadcaster.db.engine import utcnow
+from broadcaster.dispatch import progress
 from broadcaster.errors import Conflict, InvalidInput, Unauthenticated
-from broadcaster.messages import preview_alert
-from broadcaster.models import (
-    Alert,
-    AlertStatus,
-    CapStatus,
-    Language,
-    MsgType,
-    Operator,
-    Role,
-    Severity,
-    Topic,
-    Urgency,
-)
+from broadcaster.reference.models import Language, Topic
+from broadcaster.staff import sessions as console_sessions
+from broadcaster.staff.models import Operator, Role
 from broadcaster.web.core import (
     STAFF_COOKIE,
     WARSAW,

@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import tokens
-from broadcaster.api.app import create_app
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
+from broadcaster.staff import tokens
 from subscribers import pending
 from subscribers.models import PendingKind
 from subscribers.notices import Notice, remind, render, sign_up

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.api.app import create_app
-from broadcaster.models import Alert, AlertStatus
+from broadcaster.alerts.models import Alert, AlertStatus
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
 from channels.interfaces import Outcome
 from tests.api.conftest import Headers, Outbox

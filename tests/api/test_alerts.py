@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import planning
-from broadcaster.models import Alert, AuditEvent, Delivery, DeliveryStatus
+from broadcaster.alerts.models import Alert
+from broadcaster.audit.models import AuditEvent
+from broadcaster.dispatch import planning
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.settings import Settings
 from tests.api.conftest import Headers
 from tests.conftest import add_resident, send_alert

@@ -20,9 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, delivery_log, planning, sending
-from broadcaster.alerts import AlertDraft
-from broadcaster.models import AuditEvent, Delivery
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.audit.models import AuditEvent
+from broadcaster.dispatch import log as delivery_log
+from broadcaster.dispatch import planning, sending
+from broadcaster.dispatch.models import Delivery
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
 from subscribers import services as subscriber_services

@@ -27,9 +27,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts
-from broadcaster.alerts import AlertDraft
-from broadcaster.api.app import create_app
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings, load_settings
 from tests.api.conftest import Headers
 from tests.conftest import TEST_SECRET, Staff, add_resident

@@ -16,10 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, audit, tokens
-from broadcaster.alerts import AlertDraft
-from broadcaster.models import Operator
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.audit import trail as audit
 from broadcaster.settings import Settings
+from broadcaster.staff import tokens
+from broadcaster.staff.models import Operator
 from tests.api.conftest import Headers
 from tests.conftest import Staff, add_resident, send_alert
 

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts
-from broadcaster.alerts import AlertDraft
-from broadcaster.api.app import create_app
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings, load_settings
 from tests.api.conftest import Headers
 from tests.conftest import TEST_SECRET, Staff

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import audit
-from broadcaster.db import utcnow
+from broadcaster.audit import trail as audit
+from broadcaster.db.engine import utcnow
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
 from subscribers import pending

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.senders import build_sender, build_senders
+from broadcaster.dispatch.senders import build_sender, build_senders
 from broadcaster.settings import SettingsError, load_settings
 from channels.interfaces import Channel, Message, Outcome
 from tests.channels.conftest import Sandbox

@@ -1,5 +1,5 @@
 """Browser tests: Chromium, driven by Selenium, against the whole system running as in
-production on its embedded defaults (`broadcaster.stack`): a fresh SQLite database and
+production on its embedded defaults (`broadcaster.dev.stack`): a fresh SQLite database and
 broker, the sandbox providers, the HTTP app under uvicorn and one Celery worker.
 
 Mark every test here `@pytest.mark.browser` (`-m "not browser"` leaves them out). Use
@@ -25,11 +25,11 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import operators
-from broadcaster.reference import seed_reference_data
+from broadcaster.dev.stack import Stack, running_stack
+from broadcaster.reference.services import seed_reference_data
 from broadcaster.settings import Settings
-from broadcaster.stack import Stack, running_stack
-from broadcaster.tokens import issue_token
+from broadcaster.staff import operators
+from broadcaster.staff.tokens import issue_token
 from tests.channels.conftest import Sandbox
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"

@@ -11,9 +11,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from broadcaster.api.app import create_app
+from broadcaster.dev.stack import bound_socket, serve_api
+from broadcaster.http.app import create_app
 from broadcaster.settings import load_settings
-from broadcaster.stack import bound_socket, serve_api
 from tests.conftest import TEST_SECRET
 
 pytestmark = pytest.mark.browser

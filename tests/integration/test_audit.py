@@ -10,10 +10,10 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import audit
-from broadcaster.db import audit_key_from_secret
+from broadcaster.audit import trail as audit
+from broadcaster.audit.models import AuditEvent
+from broadcaster.db.engine import audit_key_from_secret
 from broadcaster.errors import InvalidInput
-from broadcaster.models import AuditEvent
 from tests.conftest import TEST_SECRET, as_database_owner
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 
-from broadcaster.cli import main
+from broadcaster.cli.main import main
 from tests.conftest import TEST_SECRET, as_database_owner
 
 

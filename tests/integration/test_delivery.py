@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, operators
-from broadcaster.delivery import DeliveryStateMachine, Outcome, SuppressReason
-from broadcaster.models import Delivery, DeliveryStatus
+from broadcaster.alerts import services as alerts
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.dispatch.states import DeliveryStateMachine, Outcome, SuppressReason
 from broadcaster.settings import Settings
+from broadcaster.staff import operators
 from tests.integration.test_lifecycle import weather_draft
 
 D = DeliveryStatus
@@ -185,7 +186,8 @@ def test_a_report_that_overtakes_the_send_is_kept(
 def test_cancel_and_expiry_suppress_what_has_not_left(
     db: sessionmaker[Session], settings: Settings
 ) -> None:
-    from broadcaster.models import Alert, AlertStatus, Operator
+    from broadcaster.alerts.models import Alert, AlertStatus
+    from broadcaster.staff.models import Operator
 
     with db.begin() as session:
         cancelled_id, cancelled_rows = seed_deliveries(session, settings, 3)

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broadcaster.cli import main
-from broadcaster.demo import run_demo
+from broadcaster.cli.main import main
+from broadcaster.dev.demo import run_demo
+from broadcaster.dev.stack import TAIL_LINES, StackError
 from broadcaster.settings import Settings, load_settings
-from broadcaster.stack import TAIL_LINES, StackError
 from tasks.app import make_app
 from tasks.broker import declare_queues
 from tasks.commands import QUEUES, worker_command

@@ -10,10 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, planning, progress, receipts, sending, sweeper
-from broadcaster.alerts import AlertDraft
-from broadcaster.api.app import create_app
-from broadcaster.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.dispatch import planning, progress, receipts, sending, sweeper
+from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
 from subscribers.models import ContactPoint
@@ -273,7 +274,7 @@ def test_quiet_hours_are_settled_at_planning(
 ) -> None:
     from datetime import time
 
-    from broadcaster.planning import WARSAW, quiet_until
+    from broadcaster.dispatch.planning import WARSAW, quiet_until
 
     at_night = datetime(2026, 12, 1, 23, 30, tzinfo=WARSAW).astimezone(UTC)
     assert quiet_until(time(22, 0), time(7, 0), at_night) == datetime(
@@ -349,7 +350,7 @@ def _planned(session: Session, alert_id: int) -> dict[int, list[tuple[str, datet
 def test_quiet_hours_hold_or_suppress_at_planning_and_urgent_alerts_ignore_them(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
-    from broadcaster.planning import WARSAW, quiet_until
+    from broadcaster.dispatch.planning import WARSAW, quiet_until
     from subscribers.models import Subscriber
 
     now = datetime.now(UTC).replace(microsecond=0)

@@ -9,23 +9,18 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, follow_ups, planning, progress, receipts, sending
-from broadcaster.alerts import AlertDraft
+from broadcaster.alerts import follow_ups
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.models import Alert, AlertStatus, MsgType, Severity
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.audit.models import AuditEvent
+from broadcaster.dispatch import planning, progress, receipts, sending
+from broadcaster.dispatch.audience import count_audience
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.dispatch.planning import WARSAW
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
-from broadcaster.models import (
-    Alert,
-    AlertStatus,
-    AuditEvent,
-    Delivery,
-    DeliveryStatus,
-    MsgType,
-    Operator,
-    Role,
-    Severity,
-)
-from broadcaster.planning import WARSAW
 from broadcaster.settings import Settings
-from broadcaster.targeting import count_audience
+from broadcaster.staff.models import Operator, Role
 from channels.interfaces import DeliveryResult, Outcome
 from subscribers import services
 from subscribers.models import ContactPoint, Subscriber

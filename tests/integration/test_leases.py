@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, planning, progress, sending, sweeper
-from broadcaster.models import Delivery, DispatchBatch
+from broadcaster.alerts import services as alerts
+from broadcaster.dispatch import planning, progress, sending, sweeper
+from broadcaster.dispatch.models import Delivery, DispatchBatch
 from broadcaster.ratelimit import LocalBucket
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome

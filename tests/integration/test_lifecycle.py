@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts
-from broadcaster.alerts import AlertDraft, Move
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.models import Alert, AlertStatus
+from broadcaster.alerts.services import AlertDraft, Move
+from broadcaster.audit.models import AuditEvent
 from broadcaster.errors import Conflict, Forbidden, InvalidInput
-from broadcaster.models import Alert, AlertStatus, AuditEvent
 from broadcaster.settings import Settings
 from tests.conftest import Staff
 

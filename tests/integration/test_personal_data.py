@@ -27,11 +27,11 @@ from typing import TypeVar
 import httpx
 from sqlalchemy.orm import Session
 
-from broadcaster import schema
-from broadcaster.db import make_engine, make_sessionmaker
-from broadcaster.reference import seed_reference_data
+from broadcaster.db import migrate as schema
+from broadcaster.db.engine import make_engine, make_sessionmaker
+from broadcaster.dev.stack import Stack, running_stack
+from broadcaster.reference.services import seed_reference_data
 from broadcaster.settings import load_settings
-from broadcaster.stack import Stack, running_stack
 from subscribers import services
 from tasks.app import make_app
 from tests.conftest import TEST_SECRET, add_resident

@@ -6,9 +6,9 @@ import phonenumbers
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import audit
-from broadcaster.population import seed_population
-from broadcaster.reference import DISTRICTS
+from broadcaster.audit import trail as audit
+from broadcaster.dev.population import seed_population
+from broadcaster.reference.services import DISTRICTS
 from subscribers.contacts import normalise_address
 from subscribers.models import ContactPoint, Subscriber, Subscription
 

@@ -7,9 +7,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import audit, schema
-from broadcaster.db import Base, audit_key_from_secret, make_sessionmaker
-from broadcaster.reference import seed_reference_data
+from broadcaster.audit import trail as audit
+from broadcaster.db import migrate as schema
+from broadcaster.db.engine import Base, audit_key_from_secret, make_sessionmaker
+from broadcaster.reference.services import seed_reference_data
 from tests.conftest import TEST_SECRET
 
 

@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import audit
+from broadcaster.audit import trail as audit
+from broadcaster.audit.models import AuditEvent
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.errors import InvalidInput, NotFound
-from broadcaster.models import AuditEvent, Delivery, DeliveryStatus
 from broadcaster.settings import Settings
 from subscribers import services
 from subscribers.models import ContactPoint, Subscriber, Subscription, VerificationCode

@@ -7,10 +7,12 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts
-from broadcaster.models import Alert, Delivery, Topic
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.models import Alert
+from broadcaster.dispatch.audience import AudienceMember, count_audience, stream_audience
+from broadcaster.dispatch.models import Delivery
+from broadcaster.reference.models import Topic
 from broadcaster.settings import Settings
-from broadcaster.targeting import AudienceMember, count_audience, stream_audience
 from subscribers import services
 from subscribers.models import ContactPoint, Subscription
 from tests.conftest import Staff, add_resident
@@ -167,7 +169,7 @@ def test_audience_streams_in_batches(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
     with db.begin() as session:
-        from broadcaster.population import seed_population
+        from broadcaster.dev.population import seed_population
 
         seed_population(session=session, count=600, seed=7)
         # Make every synthetic resident reachable for the topic and district under test.
@@ -231,7 +233,7 @@ def test_audience_carries_language_and_quiet_hours(
 def test_the_preview_shows_every_variant_with_sms_parts(
     db: sessionmaker[Session], settings: Settings, staff: Staff
 ) -> None:
-    from broadcaster.messages import preview_alert
+    from broadcaster.alerts.messages import preview_alert
 
     long_polish = (
         "Ostrzeżenie przed burzami z gradem. Zostań w domu, zabezpiecz balkon, "
@@ -295,7 +297,7 @@ def test_a_consumer_may_query_between_batches_and_stop_early(
 
     from sqlalchemy import func, text
 
-    from broadcaster.population import seed_population
+    from broadcaster.dev.population import seed_population
 
     def helpers() -> list[str]:
         return [t.name for t in threading.enumerate() if t.name.startswith("audience_")]

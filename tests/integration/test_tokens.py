@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import tokens
-from broadcaster.db import utcnow
+from broadcaster.audit.models import AuditEvent
+from broadcaster.db.engine import utcnow
 from broadcaster.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from broadcaster.models import ApiToken, AuditEvent, Operator
+from broadcaster.staff import tokens
+from broadcaster.staff.models import ApiToken, Operator
 from tests.conftest import Staff
 from tests.integration.test_cli import Cli
 

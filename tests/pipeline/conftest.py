@@ -18,10 +18,12 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, progress
-from broadcaster.alerts import AlertDraft
-from broadcaster.db import make_engine
-from broadcaster.models import Alert, Delivery, DeliveryStatus
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.models import Alert
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.db.engine import make_engine
+from broadcaster.dispatch import progress
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.settings import Settings, load_settings
 from tasks.commands import all_in_one_worker, worker_command
 from tests.channels.conftest import Sandbox

@@ -12,9 +12,10 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from broadcaster import alerts, planning
-from broadcaster.models import Delivery, DeliveryStatus
-from broadcaster.population import seed_population
+from broadcaster.alerts import services as alerts
+from broadcaster.dev.population import seed_population
+from broadcaster.dispatch import planning
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from subscribers.models import Subscriber
 from tasks.commands import QUEUES
 from tests.conftest import add_resident

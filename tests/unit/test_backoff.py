@@ -1,6 +1,6 @@
 import random
 
-from broadcaster.sending import retry_delay
+from broadcaster.dispatch.sending import retry_delay
 
 
 def test_backoff_grows_with_full_jitter_and_a_ceiling() -> None:

@@ -1,8 +1,8 @@
 import phonenumbers
 import pytest
 
+from broadcaster.dev.population import PHONE_BASE
 from broadcaster.errors import InvalidInput
-from broadcaster.population import PHONE_BASE
 from channels import Channel
 from subscribers.contacts import mask_address, normalise_address, parse_channel
 

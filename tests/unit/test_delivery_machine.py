@@ -1,7 +1,7 @@
 import pytest
 
-from broadcaster.delivery import DeliveryEvent, DeliveryStateMachine, InvalidTransition
-from broadcaster.models import DeliveryStatus as D
+from broadcaster.dispatch.models import DeliveryStatus as D
+from broadcaster.dispatch.states import DeliveryEvent, DeliveryStateMachine, InvalidTransition
 
 E = DeliveryEvent
 ALLOWED = {

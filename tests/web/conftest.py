@@ -17,10 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts, tokens
-from broadcaster.alerts import AlertDraft
-from broadcaster.api.app import create_app
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.services import AlertDraft
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
+from broadcaster.staff import tokens
 from channels.interfaces import Outcome
 from tests.api.conftest import Outbox, app_settings, outbox  # noqa: F401 - fixtures
 from tests.conftest import Staff, add_sms_residents, send_alert

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.models import Alert, AlertStatus
+from broadcaster.alerts.models import Alert, AlertStatus
 from tests.conftest import add_sms_residents
 from tests.web.conftest import Browser, People, csrf_of, field_error, sent_alert
 
@@ -56,7 +56,7 @@ def test_a_page_without_a_session_sends_to_sign_in_and_back(visitor: Browser) ->
 
 
 def test_a_revoked_session_is_forgotten(people: People, db: sessionmaker[Session]) -> None:
-    from broadcaster.models import ApiToken
+    from broadcaster.staff.models import ApiToken
 
     with db.begin() as session:
         for token in session.scalars(select(ApiToken)):
@@ -75,7 +75,7 @@ def test_a_wrong_token_is_said_next_to_its_field(visitor: Browser) -> None:
 def test_the_session_cookie_is_http_only_lax_and_for_the_console(
     people: People, visitor: Browser, db: sessionmaker[Session], staff: Any
 ) -> None:
-    from broadcaster import tokens
+    from broadcaster.staff import tokens
 
     with db.begin() as session:
         token = tokens.issue_token(

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import tokens
-from broadcaster.api.app import create_app
-from broadcaster.db import utcnow
-from broadcaster.models import AuditEvent, ConsoleSession, Operator, SessionEnd
+from broadcaster.audit.models import AuditEvent
+from broadcaster.db.engine import utcnow
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
+from broadcaster.staff import tokens
+from broadcaster.staff.models import ConsoleSession, Operator, SessionEnd
 from tests.api.conftest import Outbox
 from tests.conftest import Staff
 from tests.web.conftest import BASE, Browser

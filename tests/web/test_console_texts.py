@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster import alerts
-from broadcaster.alerts import AlertDraft
-from broadcaster.models import Alert, AlertStatus
+from broadcaster.alerts import services as alerts
+from broadcaster.alerts.models import Alert, AlertStatus
+from broadcaster.alerts.services import AlertDraft
 from broadcaster.settings import Settings
 from channels.interfaces import Outcome
 from tests.conftest import LONG_PL, Staff

@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from broadcaster.api.support import PAGE_HEADERS
+from broadcaster.http.support import PAGE_HEADERS
 from tests.web.conftest import BASE, People
 
 POLICY = PAGE_HEADERS["Content-Security-Policy"]
