@@ -17,9 +17,11 @@ from broadcaster.alerts import follow_ups, idempotency
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.alerts.models import Alert, AlertStatus, CapStatus, MsgType, Severity, Urgency
+from broadcaster.api.deps import staff
+from broadcaster.api.schemas import Body, IsoDateTime, ObjectId, PlainText
 from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.dispatch import progress
-from broadcaster.http.support import ApiDep, Body, IsoDateTime, ObjectId, PlainText, staff
+from broadcaster.http.support import ApiDep
 from broadcaster.reference.models import Language
 from broadcaster.staff.models import Operator, Role
 from channels import Channel

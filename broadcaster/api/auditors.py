@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from broadcaster.alerts.models import CapStatus
+from broadcaster.api.deps import staff
+from broadcaster.api.schemas import Body, IsoDateTime
 from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.audit import trail as audit
 from broadcaster.audit.models import AuditEvent
@@ -29,7 +31,7 @@ from broadcaster.dispatch import log as delivery_log
 from broadcaster.dispatch.log import DeliveryFilter, LoggedDelivery
 from broadcaster.dispatch.models import DeliveryStatus
 from broadcaster.errors import Conflict, InvalidInput
-from broadcaster.http.support import ApiDep, Body, IsoDateTime, staff
+from broadcaster.http.support import ApiDep
 from broadcaster.staff.models import Operator, Role
 from broadcaster.wording import refusal
 from channels import Channel

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from broadcaster.api.deps import staff
+from broadcaster.api.schemas import Body, ObjectId, PlainText
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.http.support import ApiDep, Body, ObjectId, PlainText, staff
+from broadcaster.http.support import ApiDep
 from broadcaster.staff import operators, tokens
 from broadcaster.staff.models import ApiToken, Operator, Role
 from broadcaster.staff.operators import actor_of

@@ -1,9 +1,8 @@
-"""What every route shares: the database, the staff credential, and our errors as HTTP.
+"""What every route of both faces shares: the database, our errors as HTTP, the limits on a
+request (body size, unknown query parameters) and the headers of every page.
 
 Each route opens its own transaction with `Api.transaction()` and commits before it
-answers, so a client never sees a success for something that was not written. Staff are
-authenticated by a dependency, so a request without a valid token gets 401 (and one
-with the wrong role 403) before its body is even read.
+answers, so a client never sees a success for something that was not written.
 """
 
 from __future__ import annotations
@@ -12,17 +11,15 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,10 +34,6 @@ from broadcaster.errors import (
     Unauthenticated,
 )
 from broadcaster.settings import Settings
-from broadcaster.staff import tokens
-from broadcaster.staff.models import Operator, Role
-from broadcaster.staff.operators import require_role
-from broadcaster.texts import refuse_hidden
 
 _log = logging.getLogger(__name__)
 
@@ -60,44 +53,6 @@ PAGE_HEADERS = {
 }
 
 MAX_BODY_BYTES = 1_000_000
-MAX_ID = 2**31 - 1  # the database's INTEGER: a larger id is simply not there
-
-
-def _plain(value: str) -> str:
-    # The core's text rule (broadcaster/texts.py), for names, slugs and reasons: no
-    # control characters beyond line breaks and tabs. Alert titles and bodies are
-    # checked, folded and normalised by the alert service itself, as for every face.
-    try:
-        return refuse_hidden(value, "value", keep="\t\n\r")
-    except InvalidInput as error:
-        raise ValueError(error.message) from None
-
-
-PlainText = Annotated[str, AfterValidator(_plain)]
-
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
-
-
-def _iso_text(value: Any) -> Any:
-    # Pydantic would also read a number (1767225600, 5.9e-08) as seconds since 1970; a
-    # person means a date, and writes it first.
-    if not isinstance(value, str | datetime) or (
-        isinstance(value, str) and not _ISO_DATE.match(value)
-    ):
-        raise ValueError("must be a date and time like 2026-12-01T18:00:00+01:00")
-    return value
-
-
-# An ISO 8601 date and time with its UTC offset.
-IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
-ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-class Body(BaseModel):
-    """A request body: unknown fields are refused, naming them."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class Api:
@@ -139,33 +94,6 @@ def get_api(request: Request) -> Api:
 
 
 ApiDep = Annotated[Api, Depends(get_api)]
-
-_bearer = HTTPBearer(auto_error=False, description="A staff API token (`wsp_...`).")
-
-
-def authenticated(
-    api: ApiDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Operator:
-    """The staff member whose valid token came with the request; 401 otherwise."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated()
-    with api.transaction() as session:
-        operator = tokens.authenticate(session=session, presented=credentials.credentials)
-        session.expunge(operator)
-    return operator
-
-
-def staff(*roles: Role) -> Any:
-    """A dependency: the authenticated staff member, who must hold one of `roles`."""
-
-    def check(request: Request, operator: Annotated[Operator, Depends(authenticated)]) -> Operator:
-        require_role(operator, *roles)
-        # After the credential and the role: a stranger learns nothing from a 422.
-        refuse_unknown_query(request)
-        return operator
-
-    return Depends(check)
 
 
 def _field_location(field: str) -> list[str | int]:
