@@ -10,7 +10,7 @@ from typing import Any
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import OperationalError
 
-from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import planning, receipts, sending, sweeper
 from broadcaster.dispatch.planning import BatchRef
@@ -270,7 +270,7 @@ def log_audit_checkpoint() -> dict[str, Any]:
     it lives outside the database (`broadcaster audit verify --checkpoint <the log>`
     reads it). The walk reads every record: at a million records, seconds of reading."""
     with runtime().sessions.begin() as session:
-        checkpoint = audit.take_checkpoint(session=session)
+        checkpoint = verification.take_checkpoint(session=session)
     if checkpoint is None:
         _log.error("the audit trail does not verify, so no checkpoint: run `audit verify`")
         return {"seq": None}

@@ -1,0 +1,2 @@
+"""Alerts: their tables, lifecycle and services, follow-ups, idempotent creation, and how
+their texts render per channel and language."""

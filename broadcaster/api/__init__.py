@@ -1,1 +1,1 @@
-"""The HTTP face of the system (FastAPI)."""
+"""The JSON API: routes and what crosses them; the work is done by the domain's services."""

@@ -25,6 +25,7 @@ from broadcaster.api.deps import staff
 from broadcaster.api.schemas import Body, IsoDateTime
 from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.audit.models import AuditEvent
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import log as delivery_log
@@ -309,7 +310,7 @@ class ChainVerdict(BaseModel):
     checkpoints: int = Field(0, description="Checkpoints the chain was checked against.")
 
     @classmethod
-    def of(cls, verdict: audit.Verification, checkpoints: int = 0) -> ChainVerdict:
+    def of(cls, verdict: verification.Verification, checkpoints: int = 0) -> ChainVerdict:
         return cls(
             intact=verdict.intact,
             checked=verdict.checked,
@@ -345,7 +346,7 @@ def verify_audit_chain(api: ApiDep, _me: Auditor) -> ChainVerdict:
     """Walk the whole chain and check its sealed tip: intact with the number of records,
     or the first broken one."""
     with api.transaction() as session:
-        return ChainVerdict.of(audit.verify_chain(session=session))
+        return ChainVerdict.of(verification.verify_chain(session=session))
 
 
 @router.post("/audit/verify", response_model=ChainVerdict)
@@ -356,11 +357,11 @@ def verify_audit_chain_against(api: ApiDep, _me: Auditor, body: CheckpointsIn) -
     checkpoints = []
     for number, item in enumerate(body.checkpoints):
         try:
-            checkpoints.append(audit.checkpoint_of(item))
+            checkpoints.append(verification.checkpoint_of(item))
         except (ValueError, TypeError, KeyError):
             raise refusal(f"checkpoints.{number}", "audit.not_a_checkpoint") from None
     with api.transaction() as session:
-        verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
+        verdict = verification.verify_chain(session=session, checkpoints=checkpoints)
     return ChainVerdict.of(verdict, len(checkpoints))
 
 
@@ -369,7 +370,7 @@ def audit_checkpoint(api: ApiDep, _me: Auditor) -> CheckpointOut:
     """The chain verified, a checkpoint of its tip, to keep outside the database and hand
     back to `POST /audit/verify`. A 409 when the chain does not verify."""
     with api.transaction() as session:
-        checkpoint = audit.take_checkpoint(session=session)
+        checkpoint = verification.take_checkpoint(session=session)
     if checkpoint is None:
         raise Conflict("the audit trail does not verify, so no checkpoint: verify the chain")
     return CheckpointOut(

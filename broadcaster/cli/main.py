@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.messages import preview_alert
-from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.db import migrate as schema
 from broadcaster.db.engine import make_engine, make_sessionmaker
 from broadcaster.dev import population
@@ -478,7 +478,9 @@ def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
     record if it is not intact."""
     checkpoints = _read_checkpoints(checkpoint_files)
     with app.transaction() as session:
-        verdict = audit.verify_chain(session=session, checkpoints=checkpoints, field="--checkpoint")
+        verdict = verification.verify_chain(
+            session=session, checkpoints=checkpoints, field="--checkpoint"
+        )
     click.echo(verdict.describe())
     if checkpoints:
         newest = max(checkpoints, key=lambda checkpoint: checkpoint.seq)
@@ -489,14 +491,14 @@ def audit_verify(app: App, checkpoint_files: tuple[TextIO, ...]) -> None:
         raise SystemExit(1)
 
 
-def _read_checkpoints(files: tuple[TextIO, ...]) -> list[audit.Checkpoint]:
-    checkpoints: list[audit.Checkpoint] = []
+def _read_checkpoints(files: tuple[TextIO, ...]) -> list[verification.Checkpoint]:
+    checkpoints: list[verification.Checkpoint] = []
     for handle in files:
         try:
             text = handle.read()
         except UnicodeDecodeError:
             raise refusal("--checkpoint", "audit.not_utf8", name=handle.name) from None
-        checkpoints += audit.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
+        checkpoints += verification.parse_checkpoints(text, field=f"--checkpoint {handle.name}")
     return checkpoints
 
 
@@ -518,7 +520,7 @@ def audit_reseal(app: App, username: str, checkpoint_files: tuple[TextIO, ...]) 
     with app.transaction() as session:
         admin = operators.get_operator(session=session, username=username)
         operators.require_role(admin, Role.ADMIN)
-        seq = audit.reseal(
+        seq = verification.reseal(
             session=session, actor=operators.actor_of(admin), checkpoints=checkpoints
         )
     click.echo(f"sealed again; the reseal is record seq {seq}")
@@ -531,7 +533,7 @@ def audit_checkpoint(app: App) -> None:
     database and give to `audit verify --checkpoint`. Exit 1, printing none, if the chain
     does not verify."""
     with app.transaction() as session:
-        checkpoint = audit.take_checkpoint(session=session)
+        checkpoint = verification.take_checkpoint(session=session)
     if checkpoint is None:
         click.echo(
             "the audit trail does not verify, so no checkpoint: run `audit verify`", err=True

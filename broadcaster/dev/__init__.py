@@ -1,0 +1,1 @@
+"""For development and trials only: the demo, the loopback stack, the synthetic population."""

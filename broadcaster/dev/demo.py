@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.models import Alert, AlertStatus
 from broadcaster.alerts.services import AlertDraft
-from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.dev import population
 from broadcaster.dev.stack import Stack, StackError, running_stack
 from broadcaster.dispatch import progress
@@ -191,7 +191,7 @@ def run_demo(
             alert = session.get_one(Alert, alert_id)
             view = alerts.describe_alert(alert)
             view["title_pl"] = view.pop("contents")["pl"]["title"]
-            verdict = audit.verify_chain(session=session)
+            verdict = verification.verify_chain(session=session)
             tallies = progress.receipts(session)
             left = dict(
                 session.execute(

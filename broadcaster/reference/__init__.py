@@ -1,0 +1,1 @@
+"""Reference data: Warsaw's districts, the topics residents follow, and our languages."""

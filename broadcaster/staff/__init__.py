@@ -1,0 +1,1 @@
+"""City staff: operators, their API tokens and console sessions, and who may do what."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
 from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import log as delivery_log
 from broadcaster.dispatch.log import DeliveryFilter
@@ -120,10 +121,10 @@ def audit_page(page: PageDep, verify: str = "", before: str = "", checkpoint: st
         return page.error(422, str(error))
     verdict = kept = None
     errors: dict[str, str] = {}
-    checkpoints: list[audit.Checkpoint] = []
+    checkpoints: list[verification.Checkpoint] = []
     if verify and checkpoint.strip():
         try:
-            checkpoints = audit.parse_checkpoints(checkpoint)
+            checkpoints = verification.parse_checkpoints(checkpoint)
         except InvalidInput as error:
             errors["checkpoint"] = error.message_in(page.language)
     with page.api.transaction() as session:
@@ -132,11 +133,11 @@ def audit_page(page: PageDep, verify: str = "", before: str = "", checkpoint: st
         )
         if verify and not errors:
             try:
-                verdict = audit.verify_chain(session=session, checkpoints=checkpoints)
+                verdict = verification.verify_chain(session=session, checkpoints=checkpoints)
             except InvalidInput as error:
                 errors["checkpoint"] = error.message_in(page.language)
         if verdict is not None and verdict.intact:
-            kept = audit.take_checkpoint(session=session, verified=verdict)
+            kept = verification.take_checkpoint(session=session, verified=verdict)
     shown = [
         {
             "seq": e.seq,

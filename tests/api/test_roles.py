@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.services import AlertDraft
-from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.settings import Settings
 from broadcaster.staff import tokens
 from broadcaster.staff.models import Operator
@@ -103,7 +103,7 @@ class World:
     def checkpoint(self) -> dict[str, Any]:
         """A checkpoint of the audit trail as it stands, as an auditor keeps it."""
         with self.db() as session:
-            taken = audit.take_checkpoint(session=session)
+            taken = verification.take_checkpoint(session=session)
         assert taken is not None
         return dict(json.loads(taken.as_line()))
 

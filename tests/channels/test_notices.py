@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.db.engine import utcnow
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
@@ -411,7 +412,7 @@ def test_beat_writes_a_checkpoint_to_the_log_that_verify_reads(
             )
     with caplog.at_level(logging.INFO, logger="tasks.jobs"):
         assert log_audit_checkpoint.apply().get(timeout=30) == {"seq": 3}
-    [checkpoint] = audit.parse_checkpoints(caplog.text)
+    [checkpoint] = verification.parse_checkpoints(caplog.text)
     assert checkpoint.seq == 3
     with db() as session:
-        assert audit.verify_chain(session=session, checkpoints=[checkpoint]).intact
+        assert verification.verify_chain(session=session, checkpoints=[checkpoint]).intact

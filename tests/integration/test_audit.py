@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.audit.models import AuditEvent
 from broadcaster.db.engine import audit_key_from_secret
 from broadcaster.errors import InvalidInput
@@ -30,9 +31,9 @@ def write_events(db: sessionmaker[Session], count: int) -> None:
             )
 
 
-def verdict(db: sessionmaker[Session]) -> audit.Verification:
+def verdict(db: sessionmaker[Session]) -> verification.Verification:
     with db() as session:
-        return audit.verify_chain(session=session, batch_size=2)
+        return verification.verify_chain(session=session, batch_size=2)
 
 
 def test_an_untouched_chain_is_intact(db: sessionmaker[Session]) -> None:
@@ -218,9 +219,9 @@ def head_row(engine: Engine) -> tuple[int, str, str]:
     return int(seq), tip_hash, seal
 
 
-def take_checkpoint(db: sessionmaker[Session]) -> audit.Checkpoint:
+def take_checkpoint(db: sessionmaker[Session]) -> verification.Checkpoint:
     with db() as session:
-        checkpoint = audit.take_checkpoint(session=session)
+        checkpoint = verification.take_checkpoint(session=session)
     assert checkpoint is not None
     return checkpoint
 
@@ -263,7 +264,7 @@ def test_a_tip_with_its_seal_cleared_is_caught(db: sessionmaker[Session], engine
         connection.execute(text("UPDATE audit_head SET seal = :s"), {"s": "0" * 64})
     assert not verdict(db).intact
     with db() as session:
-        assert audit.take_checkpoint(session=session) is None
+        assert verification.take_checkpoint(session=session) is None
 
 
 def test_an_old_tip_put_back_is_caught_by_a_later_checkpoint(
@@ -280,7 +281,7 @@ def test_an_old_tip_put_back_is_caught_by_a_later_checkpoint(
     cut_the_tail(engine, keep=3, head=copied)
     assert verdict(db).intact  # what the README says is not detected without a checkpoint
     with db() as session:
-        result = audit.verify_chain(session=session, checkpoints=[checkpoint])
+        result = verification.verify_chain(session=session, checkpoints=[checkpoint])
     assert (result.intact, result.checked, result.broken_seq) == (False, 3, 4)
     assert "saw seq 5" in (result.problem or "")
 
@@ -291,7 +292,7 @@ def test_a_chain_that_grew_past_its_checkpoints_is_intact(db: sessionmaker[Sessi
     first = take_checkpoint(db)
     write_events(db, 3)
     with db() as session:
-        result = audit.verify_chain(session=session, checkpoints=[first, empty])
+        result = verification.verify_chain(session=session, checkpoints=[first, empty])
     assert (result.intact, result.checked) == (True, 5)
 
 
@@ -301,16 +302,16 @@ def test_a_record_changed_under_a_checkpoint_is_named(
     """A checkpoint's hash is what the record at its seq must still hash to."""
     write_events(db, 3)
     checkpoint = take_checkpoint(db)
-    forged = audit.Checkpoint.material(checkpoint.seq, "f" * 64, checkpoint.taken_at)
+    forged = verification.Checkpoint.material(checkpoint.seq, "f" * 64, checkpoint.taken_at)
     key = audit_key_from_secret(TEST_SECRET)
-    mismatch = audit.Checkpoint(
+    mismatch = verification.Checkpoint(
         seq=checkpoint.seq,
         hash="f" * 64,
         taken_at=checkpoint.taken_at,
         seal=hmac.new(key, forged, hashlib.sha256).hexdigest(),
     )
     with db() as session:
-        result = audit.verify_chain(session=session, checkpoints=[mismatch])
+        result = verification.verify_chain(session=session, checkpoints=[mismatch])
     assert (result.intact, result.broken_seq) == (False, 3)
     assert "differs from what the checkpoint" in (result.problem or "")
 
@@ -318,14 +319,14 @@ def test_a_record_changed_under_a_checkpoint_is_named(
 def test_a_checkpoint_not_issued_by_this_trail_is_refused(db: sessionmaker[Session]) -> None:
     write_events(db, 2)
     checkpoint = take_checkpoint(db)
-    edited = audit.Checkpoint(
+    edited = verification.Checkpoint(
         seq=checkpoint.seq + 1,
         hash=checkpoint.hash,
         taken_at=checkpoint.taken_at,
         seal=checkpoint.seal,
     )
     with db() as session, pytest.raises(InvalidInput, match="not issued by this audit trail"):
-        audit.verify_chain(session=session, checkpoints=[edited])
+        verification.verify_chain(session=session, checkpoints=[edited])
 
 
 def test_checkpoints_are_read_from_any_text_a_log_included() -> None:
@@ -334,13 +335,13 @@ def test_checkpoints_are_read_from_any_text_a_log_included() -> None:
         '"taken_at":"2026-12-03T09:00:00+00:00","seal":"' + "b" * 64 + '"}'
     )
     log = f"[2026-12-03 09:00:00,001: INFO/MainProcess] audit checkpoint {line}\nother line\n"
-    (found,) = audit.parse_checkpoints(log)
+    (found,) = verification.parse_checkpoints(log)
     assert (found.seq, found.hash, found.taken_at.isoformat()) == (
         7,
         "a" * 64,
         "2026-12-03T09:00:00+00:00",
     )
-    assert audit.Checkpoint.as_line(found) == line
+    assert verification.Checkpoint.as_line(found) == line
 
 
 @pytest.mark.parametrize(
@@ -365,7 +366,7 @@ def test_checkpoints_are_read_from_any_text_a_log_included() -> None:
 )
 def test_a_text_that_is_no_checkpoint_is_refused_naming_the_field(text_: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        audit.parse_checkpoints(text_, field="--checkpoint kept.txt")
+        verification.parse_checkpoints(text_, field="--checkpoint kept.txt")
     assert refused.value.field == "--checkpoint kept.txt"
 
 
@@ -381,7 +382,7 @@ def test_a_moved_tip_stays_unsealed_whatever_is_appended_after_it(
     assert (result.intact, result.checked) == (False, 5)
     assert "seal does not match" in (result.problem or "")
     with db() as session:
-        assert audit.take_checkpoint(session=session) is None
+        assert verification.take_checkpoint(session=session) is None
 
 
 def test_no_checkpoint_is_given_for_a_chain_that_does_not_verify(
@@ -391,7 +392,7 @@ def test_no_checkpoint_is_given_for_a_chain_that_does_not_verify(
     with as_database_owner(engine) as connection:
         connection.execute(text("UPDATE audit_events SET actor = 'operator:9' WHERE seq = 2"))
     with db() as session:
-        assert audit.take_checkpoint(session=session) is None
+        assert verification.take_checkpoint(session=session) is None
 
 
 @pytest.mark.parametrize(
@@ -424,13 +425,13 @@ def test_the_workers_real_log_lines_around_a_checkpoint_are_skipped(
         "[2026-12-03 09:00:00,181: INFO/ForkPoolWorker-1] Task tasks.jobs.log_audit_checkpoint"
         "[0d6c1f2e-5b7a-4f59-9a53-2a3c1b9f6e10] succeeded in 0.08s: {'seq': 2}\n"
     )
-    assert audit.parse_checkpoints(log) == [checkpoint]
+    assert verification.parse_checkpoints(log) == [checkpoint]
 
 
 def test_a_checkpoint_line_nested_too_deep_is_refused_not_a_crash() -> None:
     deep = '{"audit_checkpoint":1,"x":' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(InvalidInput, match="line 1"):
-        audit.parse_checkpoints(deep)
+        verification.parse_checkpoints(deep)
 
 
 def test_a_record_forged_past_the_tip_is_caught(db: sessionmaker[Session], engine: Engine) -> None:
@@ -477,7 +478,7 @@ def test_a_removed_tip_is_a_broken_chain_not_a_crash(
         connection.execute(text("DELETE FROM audit_head"))
     assert "tip is missing" in (verdict(db).problem or "")
     with db() as session:
-        assert audit.take_checkpoint(session=session) is None
+        assert verification.take_checkpoint(session=session) is None
 
 
 def test_a_value_no_column_type_reads_is_a_broken_chain_not_a_crash(

@@ -6,7 +6,7 @@ import phonenumbers
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.dev.population import seed_population
 from broadcaster.reference.services import DISTRICTS
 from subscribers.contacts import normalise_address
@@ -41,7 +41,7 @@ def test_population_is_spread_and_valid(db: sessionmaker[Session], engine: Engin
             assert normalise_address(channel, address) == address
             if channel == "sms":
                 assert phonenumbers.is_valid_number(phonenumbers.parse(address))
-        assert audit.verify_chain(session=session).intact
+        assert verification.verify_chain(session=session).intact
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             keys = connection.execute(

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.db import migrate as schema
 from broadcaster.db.engine import Base, audit_key_from_secret, make_sessionmaker
 from broadcaster.reference.services import seed_reference_data
@@ -51,7 +52,7 @@ def test_the_seal_migration_seals_the_tip_as_it_stands_and_needs_the_key(
     key = audit_key_from_secret(TEST_SECRET)
     assert seal == audit.seal_of(key=key, seq=seq, tip_hash=tip_hash)
     with db() as session:
-        assert audit.verify_chain(session=session).intact
+        assert verification.verify_chain(session=session).intact
 
 
 def test_the_seal_migration_leaves_a_tip_already_moved_unsealed(
@@ -72,6 +73,6 @@ def test_the_seal_migration_leaves_a_tip_already_moved_unsealed(
         )
     schema.upgrade(engine, secret_key=TEST_SECRET)
     with db() as session:
-        result = audit.verify_chain(session=session)
+        result = verification.verify_chain(session=session)
     assert (result.intact, result.checked) == (False, 2)
     assert "seal does not match" in (result.problem or "")

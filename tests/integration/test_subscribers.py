@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.audit import trail as audit
+from broadcaster.audit import verification
 from broadcaster.audit.models import AuditEvent
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.errors import InvalidInput, NotFound
@@ -337,7 +337,7 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
         payloads = " ".join(session.scalars(select(AuditEvent.payload)).all())
         assert "601000007" not in payloads
         assert "e@example.com" not in payloads
-        assert audit.verify_chain(session=session).intact
+        assert verification.verify_chain(session=session).intact
         with pytest.raises(NotFound):
             services.export_subscriber(session=session, subscriber_id=person_id)
     with db.begin() as session:
