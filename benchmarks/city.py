@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.stack import MemorySampler, process_tree, processes_named, workers
@@ -311,7 +311,8 @@ def _cancel(sessions: sessionmaker[Session], alert_id: int) -> None:
 
 
 def stage_planning(config: Config, sessions: sessionmaker[Session]) -> dict[str, Any]:
-    from broadcaster.dispatch import planning, sweeper
+    from broadcaster.dispatch import planning
+    from broadcaster.dispatch.outbox import Outbox
     from tasks.jobs import publish_batches
 
     broker = redis.Redis.from_url(config.redis_url)
@@ -325,7 +326,7 @@ def stage_planning(config: Config, sessions: sessionmaker[Session]) -> dict[str,
         written = time.perf_counter()
         assert plan is not None
         with sessions.begin() as session:
-            sweeper.mark_enqueued(session=session, refs=plan.due)
+            Outbox(session).mark_enqueued(refs=plan.due)
         publish_batches(plan.due)
         done = time.perf_counter()
         rows = sum(plan.counts.values())
@@ -665,7 +666,7 @@ def stage_baselines(stack: Stack, environment: dict[str, str]) -> dict[str, Any]
     from benchmarks import baselines
     from benchmarks.naive import run_naive_sms
     from broadcaster.dispatch import planning
-    from broadcaster.dispatch.models import BatchState, DispatchBatch
+    from broadcaster.dispatch.outbox import Outbox
 
     sizes = {
         "naive": int(os.environ.get("BENCH_NAIVE_MESSAGES", "2000")),
@@ -685,11 +686,7 @@ def stage_baselines(stack: Stack, environment: dict[str, str]) -> dict[str, Any]
     )
     with stack.sessions.begin() as session:
         planning.plan_alert(session=session, alert_id=alert_id)
-        session.execute(
-            update(DispatchBatch)
-            .where(DispatchBatch.alert_id == alert_id)
-            .values(state=BatchState.DONE)
-        )
+        Outbox(session).close(alert_ids=[alert_id])
     say(f"naive design: {sizes['naive']} SMS, one task each")
     report["naive_sms"] = run_naive_sms(
         stack.config.database_url,

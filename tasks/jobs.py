@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from broadcaster.audit import verification
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import planning, receipts, sending, sweeper
-from broadcaster.dispatch.planning import BatchRef
+from broadcaster.dispatch.outbox import BatchRef, Outbox
 from broadcaster.errors import InvalidInput
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
@@ -56,7 +56,7 @@ def plan_alert(alert_id: int) -> dict[str, Any]:
     if plan is None:
         return {"alert_id": alert_id, "planned": False}
     with rt.sessions.begin() as session:
-        sweeper.mark_enqueued(session=session, refs=plan.due)
+        Outbox(session).mark_enqueued(refs=plan.due)
     publish_batches(plan.due)
     return {"alert_id": alert_id, "planned": True, "batches": plan.batches}
 

@@ -14,8 +14,8 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.db.engine import make_engine, make_sessionmaker
+from broadcaster.dispatch.rendering import Variants
 from broadcaster.dispatch.senders import build_sender
-from broadcaster.dispatch.sending import Variants
 from broadcaster.ratelimit import Bucket, LocalBucket, RedisBucket
 from broadcaster.settings import Settings, get_settings
 from channels.interfaces import Channel, ChannelSender

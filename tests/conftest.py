@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.audit import trail as audit
 from broadcaster.db import migrate as schema
 from broadcaster.db.engine import Base, audit_key_from_secret, make_engine, make_sessionmaker
-from broadcaster.dispatch import planning, sending, sweeper
+from broadcaster.dispatch import planning, rendering, sending, sweeper
 from broadcaster.dispatch.models import Delivery
 from broadcaster.reference.services import seed_reference_data
 from broadcaster.settings import Settings, load_settings
@@ -241,7 +241,7 @@ def send_alert(
             claimed = sending.claim(
                 session=session,
                 settings=settings,
-                variants=sending.Variants(),
+                variants=rendering.Variants(),
                 alert_id=alert_id,
                 batch_no=batch.batch_no,
             )

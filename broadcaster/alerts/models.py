@@ -33,6 +33,10 @@ class Severity(StrEnum):
     UNKNOWN = "Unknown"
 
 
+# Severe and extreme alerts go first in every queue and ignore residents' quiet hours.
+URGENT = frozenset({Severity.EXTREME, Severity.SEVERE})
+
+
 class Urgency(StrEnum):
     """CAP 1.2 <urgency>."""
 

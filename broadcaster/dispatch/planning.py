@@ -29,23 +29,23 @@ from datetime import datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
-from broadcaster.alerts.models import Alert, AlertStatus, Severity
+from broadcaster.alerts.models import URGENT, Alert, AlertStatus
 from broadcaster.alerts.services import Move, transition
 from broadcaster.audit import trail as audit
 from broadcaster.db.bulk import row_writer
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
 from broadcaster.dispatch.audience import audience_query, stream_audience
-from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
+from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.dispatch.outbox import BatchRef, Outbox
 from broadcaster.dispatch.states import SuppressReason
 from broadcaster.errors import Conflict
 from subscribers.models import Subscriber
 
 WARSAW = ZoneInfo("Europe/Warsaw")
-URGENT = frozenset({Severity.EXTREME, Severity.SEVERE})
 DELIVERY_COLUMNS = (
     "alert_id",
     "batch_no",
@@ -81,14 +81,6 @@ def quiet_until(start: time | None, end: time | None, now: datetime) -> datetime
     if ends <= local:
         ends = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=WARSAW)
     return ends.astimezone(now.tzinfo)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRef:
-    alert_id: int
-    batch_no: int
-    channel: str
-    urgent: bool
 
 
 @dataclass
@@ -183,15 +175,9 @@ def plan_alert(
         windows=windows,
         counts=plan.counts,
     )
-    if batches:
-        session.execute(
-            insert(cast(Table, DispatchBatch.__table__)),
-            [
-                {"alert_id": alert.id, "state": BatchState.QUEUED.value, "runs": 0, **row}
-                for row in batches.values()
-            ],
-        )
-    progress.add(session, alert.id, plan.counts)
+    Outbox(session).add(alert_id=alert.id, batches=batches.values())
+    # Rows born in their status, with no transition: counted here, once.
+    progress.count_planned(session, alert.id, plan.counts)
     plan.batches = len(batches)
     plan.due = [
         BatchRef(alert.id, number, row["channel"], urgent)

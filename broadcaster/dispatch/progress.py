@@ -1,5 +1,12 @@
 """Alert progress: counters per (alert, channel, status), moved in the same transaction as
-the deliveries they count, so progress is a read of a few rows at any size."""
+the deliveries they count, so progress is a read of a few rows at any size.
+
+Two writers only, so that the counters always equal a count of the rows: the delivery
+state machine (`states.DeliveryStateMachine`) moves them with every transition it makes
+(`move`), and planning sets the first count of the rows it writes (`count_planned`), which
+are born in their status without a transition. The receipt tallies (`tally_receipts`)
+count providers' reports, not deliveries, and are written by `receipts` alone.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +40,18 @@ def _upsert(session: Session, table: Table, keys: list[str], rows: list[dict[str
     )
 
 
-def add(session: Session, alert_id: int, deltas: Counter[Key]) -> None:
-    """Apply `deltas` ((channel, status) -> change) to the alert's counters."""
+def move(session: Session, alert_id: int, deltas: Counter[Key]) -> None:
+    """Apply `deltas` ((channel, status) -> change) to the alert's counters: for the state
+    machine, as its transitions move rows from one status to another."""
+    _add(session, alert_id, deltas)
+
+
+def count_planned(session: Session, alert_id: int, counts: Counter[Key]) -> None:
+    """Count the deliveries planning has just written ((channel, status) -> how many)."""
+    _add(session, alert_id, counts)
+
+
+def _add(session: Session, alert_id: int, deltas: Counter[Key]) -> None:
     rows = [
         {"alert_id": alert_id, "channel": channel, "status": status, "count": change}
         for (channel, status), change in sorted(deltas.items())
@@ -44,6 +61,7 @@ def add(session: Session, alert_id: int, deltas: Counter[Key]) -> None:
 
 
 def tally_receipts(session: Session, provider: str, outcomes: Counter[str]) -> None:
+    """Count a provider's reports by what became of them (applied, unknown, stale...)."""
     rows = [
         {"provider": provider, "outcome": o, "count": n} for o, n in sorted(outcomes.items()) if n
     ]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import progress
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
-from broadcaster.dispatch.states import DeliveryStateMachine, Outcome
+from broadcaster.dispatch.states import DeliveryChange, DeliveryStateMachine
 
 SMSAPI_DELIVERED = frozenset({"404"})
 SMSAPI_FAILED = frozenset({"401", "402", "405", "406", "407"})
@@ -59,53 +59,37 @@ def apply_smsapi_reports(*, session: Session, reports: Sequence[Report]) -> Coun
     tally["unknown"] += len(final) - len(by_id)
     rows = (
         session.execute(
-            select(
-                Delivery.id,
-                Delivery.alert_id,
-                Delivery.channel,
-                Delivery.status,
-                Delivery.provider_id,
-            ).where(Delivery.id.in_(list(by_id)), Delivery.channel == "sms")
+            select(Delivery.id, Delivery.status, Delivery.provider_id).where(
+                Delivery.id.in_(list(by_id)), Delivery.channel == "sms"
+            )
         ).all()
         if by_id
         else []
     )
     tally["unknown"] += len(by_id) - len(rows)
     matching = [
-        (i, a, c, s)
-        for i, a, c, s, provider_id in rows
+        (i, s)
+        for i, s, provider_id in rows
         if provider_id is None or provider_id == by_id[i].provider_id
     ]
     tally["mismatched"] += len(rows) - len(matching)
-    movable = [(i, a, c, s) for i, a, c, s in matching if s in MOVABLE]
+    movable = [i for i, s in matching if s in MOVABLE]
     tally["stale"] += len(matching) - len(movable)
     delivered = [
-        Outcome(i, provider_id=by_id[i].provider_id)
-        for i, *_ in movable
+        DeliveryChange(i, provider_id=by_id[i].provider_id)
+        for i in movable
         if by_id[i].status in SMSAPI_DELIVERED
     ]
     undelivered = [
-        Outcome(i, provider_id=by_id[i].provider_id, error_code=by_id[i].status)
-        for i, *_ in movable
+        DeliveryChange(i, provider_id=by_id[i].provider_id, error_code=by_id[i].status)
+        for i in movable
         if by_id[i].status in SMSAPI_FAILED
     ]
+    # The state machine moves the alerts' counters with the rows it moves.
     moved = DeliveryStateMachine(session).record_receipts(
         delivered=delivered, undelivered=undelivered
     )
     tally["applied"] += moved
     tally["stale"] += len(movable) - moved
-    deltas: dict[int, Counter[tuple[str, str]]] = {}
-    for delivery_id, alert_id, channel, status in movable:
-        target = (
-            DeliveryStatus.DELIVERED
-            if by_id[delivery_id].status in SMSAPI_DELIVERED
-            else DeliveryStatus.FAILED
-        )
-        counter = deltas.setdefault(alert_id, Counter())
-        counter[(channel, status.value)] -= 1
-        counter[(channel, target.value)] += 1
-    if moved == len(movable):
-        for alert_id, counter in deltas.items():
-            progress.add(session, alert_id, counter)
     progress.tally_receipts(session, "smsapi", tally)
     return tally

@@ -10,8 +10,11 @@ record every outcome in bulk.
               waves (a cancel stops what has not left); an error of ours or the channel's
               becomes a temporary failure of what it left unanswered, never a lost row
     record    sent / failed / back to pending with a retry time, per row, in bulk; dead
-              addresses disabled; held-back rows withdrawn; counters moved; the batch
-              rescheduled or done, its lease cleared once no row of it is held
+              addresses disabled; held-back rows withdrawn; the batch rescheduled or
+              done, its lease cleared once no row of it is held
+
+Rows move through the delivery state machine (which moves the counters with them), the
+batch row through the outbox; rendering is `rendering`'s.
 
 Temporary failures retry with exponential backoff and full jitter, no sooner than the
 provider's Retry-After, until the alert expires; then they fail with the last code.
@@ -23,31 +26,31 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster.alerts.messages import alert_text
 from broadcaster.alerts.models import Alert, AlertStatus
-from broadcaster.db.engine import UTCDateTime, utcnow
-from broadcaster.dispatch import progress
-from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
+from broadcaster.db.engine import utcnow
+from broadcaster.dispatch.models import Delivery
+from broadcaster.dispatch.outbox import Outbox
 from broadcaster.dispatch.planning import is_urgent
-from broadcaster.dispatch.states import DeliveryStateMachine, Outcome, SuppressReason, ended_reason
+from broadcaster.dispatch.rendering import Variants, build_message
+from broadcaster.dispatch.states import (
+    DeliveryChange,
+    DeliveryStateMachine,
+    SuppressReason,
+    ended_reason,
+)
 from broadcaster.ratelimit import Bucket, take
 from broadcaster.settings import Settings
-from channels.interfaces import Channel, ChannelSender, DeliveryResult, Failure, Message
-from channels.interfaces import Outcome as Sent
+from channels.interfaces import Channel, ChannelSender, DeliveryResult, Failure, Message, Outcome
 from subscribers.links import unsubscribe_url
 from subscribers.models import ContactPoint
-from templates.renderer import render_email, render_push, render_sms
 
-D = DeliveryStatus
 BACKOFF_BASE = 5.0  # seconds before the first retry, doubled each time, with full jitter
 BACKOFF_MAX = 900.0
 BOUNCES_TO_DISABLE = 3
@@ -91,63 +94,6 @@ class Claimed:
     withheld: list[int] = field(default_factory=list)
 
 
-class Variants:
-    """Rendered variants per (alert, language, channel), kept for the worker's life: each
-    variant is rendered once however many batches use it."""
-
-    def __init__(self, limit: int = 256) -> None:
-        self.cache: dict[tuple[int, str, str], Any] = {}
-        self.limit = limit
-
-    def get(self, alert: Alert, language: str, channel: Channel) -> Any:
-        key = (alert.id, language, channel.value)
-        if key not in self.cache:
-            if len(self.cache) >= self.limit:
-                self.cache.clear()
-            renderers: dict[Channel, Callable[[Any], Any]] = {
-                Channel.SMS: render_sms,
-                Channel.PUSH: render_push,
-                Channel.EMAIL: render_email,
-            }
-            self.cache[key] = renderers[channel](alert_text(alert, language))
-        return self.cache[key]
-
-
-def _message(
-    channel: Channel,
-    variant: Any,
-    delivery_id: int,
-    address: str,
-    alert: Alert,
-    urgent: bool,
-    unsubscribe: str,
-) -> Message:
-    data = {"alert_id": str(alert.id), "severity": alert.severity.value}
-    if channel is Channel.SMS:
-        return Message(delivery_id, address, text=variant.text)
-    if channel is Channel.PUSH:
-        return Message(
-            delivery_id,
-            address,
-            text=variant.body,
-            title=variant.title,
-            urgent=urgent,
-            expires_at=alert.expires_at,
-            data=data,
-        )
-    text, html = variant.for_recipient(unsubscribe)
-    return Message(
-        delivery_id,
-        address,
-        text=text,
-        title=variant.subject,
-        html=html,
-        unsubscribe_url=unsubscribe,
-        urgent=urgent,
-        data=data,
-    )
-
-
 def claim(
     *,
     session: Session,
@@ -163,36 +109,14 @@ def claim(
     rows = DeliveryStateMachine(session).claim_batch(
         alert_id=alert_id, batch_no=batch_no, now=moment
     )
-    batch = update(DispatchBatch).where(
-        DispatchBatch.alert_id == alert_id, DispatchBatch.batch_no == batch_no
-    )
+    outbox = Outbox(session)
+    outbox.record_run(alert_id=alert_id, batch_no=batch_no, won_rows=bool(rows), now=moment)
     if not rows:
         # Nothing due (a duplicate, or rows that ended or are held meanwhile): settle the
-        # batch. The lease is left alone: a run that won nothing must not extend a claim
-        # it did not win, or a dead worker's rows would be held for ever.
-        session.execute(batch.values(runs=DispatchBatch.runs + 1))
-        reschedule_batch(
-            session=session, alert_id=alert_id, batch_no=batch_no, now=moment, lease_seconds=lease
-        )
+        # batch, its lease left to the claim that holds it.
+        outbox.reschedule(alert_id=alert_id, batch_no=batch_no, now=moment, lease_seconds=lease)
         return None
-    # The lease is that of the oldest claim still held in the batch.
-    session.execute(
-        batch.values(
-            claimed_at=func.coalesce(DispatchBatch.claimed_at, moment),
-            runs=DispatchBatch.runs + 1,
-        )
-    )
-    channel = Channel(rows[0][2])
-    progress.add(
-        session,
-        alert_id,
-        Counter(
-            {
-                (channel.value, D.PENDING.value): -len(rows),
-                (channel.value, D.SENDING.value): len(rows),
-            }
-        ),
-    )
+    channel = Channel(rows[0].channel)
     alert = session.get_one(Alert, alert_id)
     urgent = is_urgent(alert)
     claimed = Claimed(
@@ -205,25 +129,27 @@ def claim(
     # Only e-mail carries a link of its own per recipient (RFC 8058); an HMAC each is
     # not worth paying for the channels that do not use it.
     linked = channel is Channel.EMAIL
-    for delivery_id, point, _, language, attempts, address in rows:
-        claimed.attempts[delivery_id] = attempts
-        if address is None:
-            claimed.unreachable.append(delivery_id)
+    for row in rows:
+        claimed.attempts[row.delivery_id] = row.attempts
+        if row.address is None:
+            claimed.unreachable.append(row.delivery_id)
             continue
         try:
-            variant = variants.get(alert, language, channel)
+            variant = variants.get(alert, row.language, channel)
         except Exception:
             # A text that cannot be rendered fails its own messages, never the batch.
             _log.exception(
-                "alert %s: the %s/%s variant cannot be rendered", alert_id, language, channel
+                "alert %s: the %s/%s variant cannot be rendered", alert_id, row.language, channel
             )
-            claimed.unrenderable.append(delivery_id)
+            claimed.unrenderable.append(row.delivery_id)
             continue
         link = (
-            unsubscribe_url(settings.public_base_url, settings.secret_key, point) if linked else ""
+            unsubscribe_url(settings.public_base_url, settings.secret_key, row.contact_point_id)
+            if linked
+            else ""
         )
         claimed.messages.append(
-            _message(channel, variant, delivery_id, address, alert, urgent, link)
+            build_message(channel, variant, row.delivery_id, row.address, alert, urgent, link)
         )
     return claimed
 
@@ -310,18 +236,18 @@ def record(
     rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
     machine = DeliveryStateMachine(session)
     sent, failed, disable, bounced, delivered_ok = [], [], [], [], []
-    retries: dict[datetime, list[Outcome]] = {}
+    retries: dict[datetime, list[DeliveryChange]] = {}
     summary = Recorded()
     results = _one_answer_each(claimed, results)
     for result in results:
-        if result.outcome is Sent.SENT:
-            sent.append(Outcome(result.delivery_id, provider_id=result.provider_id))
+        if result.outcome is Outcome.SENT:
+            sent.append(DeliveryChange(result.delivery_id, provider_id=result.provider_id))
             delivered_ok.append(result.delivery_id)
             continue
         if result.disable_address:
             disable.append(result.delivery_id)
-        if result.outcome is Sent.PERMANENT:
-            failed.append(Outcome(result.delivery_id, error_code=result.error_code))
+        if result.outcome is Outcome.PERMANENT:
+            failed.append(DeliveryChange(result.delivery_id, error_code=result.error_code))
             if claimed.channel is Channel.EMAIL and (result.error_code or "").startswith("smtp-5"):
                 bounced.append(result.delivery_id)
             continue
@@ -332,42 +258,28 @@ def record(
             summary.retry_after = max(summary.retry_after or 0.0, result.retry_after)
         if claimed.expires_at is not None and retry_at >= claimed.expires_at:
             failed.append(
-                Outcome(result.delivery_id, error_code=f"expired:{result.error_code}"[:64])
+                DeliveryChange(result.delivery_id, error_code=f"expired:{result.error_code}"[:64])
             )
             continue
         retries.setdefault(retry_at, []).append(
-            Outcome(result.delivery_id, error_code=result.error_code)
+            DeliveryChange(result.delivery_id, error_code=result.error_code)
         )
-    failed.extend(Outcome(i, error_code="no-address") for i in claimed.unreachable)
-    failed.extend(Outcome(i, error_code="render-error") for i in claimed.unrenderable)
-    summary.sent = machine.record_sent(sent, now=moment)
-    summary.failed = machine.record_permanent_failure(failed, now=moment)
-    for retry_at, outcomes in retries.items():
-        summary.retrying += machine.record_temporary_failure(outcomes, retry_at=retry_at)
-    summary.withdrawn = machine.withdraw(
-        reason=_why_ended(session, claimed.alert_id),
-        alert_id=claimed.alert_id,
-        delivery_ids=claimed.withheld,
-        now=moment,
-    )
-    channel = claimed.channel.value
-    moved = summary.sent + summary.failed + summary.retrying + summary.withdrawn
-    progress.add(
-        session,
-        claimed.alert_id,
-        Counter(
-            {
-                (channel, D.SENDING.value): -moved,
-                (channel, D.SENT.value): summary.sent,
-                (channel, D.FAILED.value): summary.failed,
-                (channel, D.PENDING.value): summary.retrying,
-                (channel, D.SUPPRESSED.value): summary.withdrawn,
-            }
-        ),
-    )
+    failed.extend(DeliveryChange(i, error_code="no-address") for i in claimed.unreachable)
+    failed.extend(DeliveryChange(i, error_code="render-error") for i in claimed.unrenderable)
+    # One write of the counters for all of the batch's transitions (one per retry time).
+    with machine.counted_once():
+        summary.sent = machine.record_sent(sent, now=moment)
+        summary.failed = machine.record_permanent_failure(failed, now=moment)
+        for retry_at, changes in retries.items():
+            summary.retrying += machine.record_temporary_failure(changes, retry_at=retry_at)
+        summary.withdrawn = machine.withdraw(
+            reason=_why_ended(session, claimed.alert_id),
+            alert_id=claimed.alert_id,
+            delivery_ids=claimed.withheld,
+            now=moment,
+        )
     _contact_points(session, claimed, disable, bounced, moment)
-    reschedule_batch(
-        session=session,
+    Outbox(session).reschedule(
         alert_id=claimed.alert_id,
         batch_no=claimed.batch_no,
         now=moment,
@@ -398,49 +310,6 @@ def _one_answer_each(claimed: Claimed, results: Iterable[DeliveryResult]) -> lis
 
 def _why_ended(session: Session, alert_id: int) -> SuppressReason:
     return ended_reason(session.scalars(select(Alert.status).where(Alert.id == alert_id)).one())
-
-
-def reschedule_batch(
-    *, session: Session, alert_id: int, batch_no: int, now: datetime, lease_seconds: float
-) -> None:
-    """The batch runs again when its earliest waiting row is due, or is done when none
-    waits: counted over the whole batch, not just the rows this run claimed.
-
-    Its lease (`claimed_at`) is that of the oldest row still held; rows held by another
-    run and nothing else waiting: the batch runs again when that lease ends, which is
-    when the sweeper releases them if their worker is gone.
-    """
-    pending = Delivery.status == D.PENDING
-    sending = Delivery.status == D.SENDING
-    waiting, held, earliest, held_since = session.execute(
-        select(
-            func.sum(case((pending, 1), else_=0)),
-            func.sum(case((sending, 1), else_=0)),
-            func.min(
-                case((pending, func.coalesce(Delivery.next_attempt_at, now))),
-                type_=UTCDateTime(),
-            ),
-            func.min(case((sending, Delivery.claimed_at)), type_=UTCDateTime()),
-        ).where(
-            Delivery.alert_id == alert_id,
-            Delivery.batch_no == batch_no,
-            Delivery.status.in_([D.PENDING, D.SENDING]),
-        )
-    ).one()
-    batch = update(DispatchBatch).where(
-        DispatchBatch.alert_id == alert_id, DispatchBatch.batch_no == batch_no
-    )
-    if waiting:
-        session.execute(
-            batch.values(next_run_at=max(earliest, now), enqueued_at=None, claimed_at=held_since)
-        )
-    elif held:
-        lease_end = held_since + timedelta(seconds=lease_seconds)
-        session.execute(
-            batch.values(next_run_at=max(lease_end, now), enqueued_at=None, claimed_at=held_since)
-        )
-    else:
-        session.execute(batch.values(state=BatchState.DONE, claimed_at=None))
 
 
 def _contact_points(

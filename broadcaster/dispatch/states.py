@@ -10,39 +10,29 @@
 Every move is a bulk, guarded UPDATE (`WHERE status = <expected>`): a batch that Celery
 delivers twice finds its rows already claimed and sends nothing, and a late receipt cannot
 resurrect a delivery that ended otherwise. Each method returns how many rows moved, so the
-caller can tell a duplicate from real work.
+caller can tell a duplicate from real work, and moves the alerts' progress counters
+(`progress`) by exactly the rows it moved, in the same transaction: no other code moves
+them (planning only sets the first count of the rows it writes).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
-from sqlalchemy import (
-    BigInteger,
-    String,
-    Table,
-    Update,
-    bindparam,
-    func,
-    literal,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import BindParameter, ClauseElement
-from sqlalchemy.sql.visitors import replacement_traverse
 
 from broadcaster.alerts.models import Alert, AlertStatus
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.dispatch.updates import Moved, run_counted, run_per_row
 from subscribers.models import ContactPoint
 
 D = DeliveryStatus
@@ -85,16 +75,30 @@ class InvalidTransition(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one message at the provider."""
+class DeliveryChange:
+    """One delivery a transition moves, with what it records on the row: the provider's
+    message id, or the code of a failure (the provider's, or ours: no address, expired)."""
 
     delivery_id: int
     provider_id: str | None = None
     error_code: str | None = None
 
 
+class ClaimedRow(NamedTuple):
+    """A delivery won by `claim_batch`, with what sending it needs."""
+
+    delivery_id: int
+    contact_point_id: int
+    channel: str
+    language: str
+    attempts: int
+    # None where the contact point was disabled, unsubscribed or erased since planning.
+    address: str | None
+
+
 class DeliveryStateMachine:
-    """Owns every transition of Delivery.status, as bulk guarded updates in `session`."""
+    """Owns every transition of Delivery.status, as bulk guarded updates in `session`, and
+    the progress counters that count the rows in each status."""
 
     # event -> (the states it may start from, the state it ends in). A delivery report can
     # overtake the worker that records the send, so receipts also move a row still sending.
@@ -113,6 +117,8 @@ class DeliveryStateMachine:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Counter moves waiting to be written, inside `counted_once` only.
+        self._held: dict[int, Counter[progress.Key]] | None = None
 
     @classmethod
     def next_status(cls, current: DeliveryStatus, event: DeliveryEvent) -> DeliveryStatus:
@@ -122,59 +128,77 @@ class DeliveryStateMachine:
             raise InvalidTransition(f"{event.value} is not allowed from {current.value}")
         return target
 
-    def _guarded(self, event: DeliveryEvent) -> tuple[Update, DeliveryStatus]:
+    @classmethod
+    def sources(cls, event: DeliveryEvent) -> list[DeliveryStatus]:
+        """The states `event` may start from, in the order a delivery passes through them.
+
+        An event with several sources runs one guarded UPDATE per source, so that each
+        knows which counter its rows leave; the earlier state first, so a row that moves
+        on between the two (a send recorded while its report is applied) is met by the
+        later one, as one UPDATE over both states would meet it. No event's target is one
+        of its own sources, so no row moves twice.
+        """
+        sources, _ = cls.TRANSITIONS[event]
+        return [status for status in DeliveryStatus if status in sources]
+
+    @contextmanager
+    def counted_once(self) -> Iterator[None]:
+        """Transitions made inside move the counters by one write at the end, in the same
+        transaction, not one write per call: a batch's outcomes take several calls (one
+        per retry time)."""
+        if self._held is not None:
+            yield
+            return
+        held: dict[int, Counter[progress.Key]] = {}
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = None
+        self._write(held)
+
+    def _count(self, moved: Moved, source: DeliveryStatus, target: DeliveryStatus) -> int:
+        """Move the counters by what one guarded UPDATE moved; how many rows that was."""
+        deltas: dict[int, Counter[progress.Key]] = {} if self._held is None else self._held
+        for (alert_id, channel), count in moved.items():
+            if count:
+                delta = deltas.setdefault(alert_id, Counter())
+                delta[(channel, source.value)] -= count
+                delta[(channel, target.value)] += count
+        if self._held is None:
+            self._write(deltas)
+        return sum(moved.values())
+
+    def _write(self, deltas: dict[int, Counter[progress.Key]]) -> None:
+        for alert_id, delta in sorted(deltas.items()):
+            progress.move(self.session, alert_id, delta)
+
+    def _guarded(
+        self, event: DeliveryEvent, source: DeliveryStatus
+    ) -> tuple[Update, DeliveryStatus]:
         sources, target = self.TRANSITIONS[event]
-        # Plain equalities, not IN: an expanding IN cannot run as executemany.
-        condition = or_(*(_table.c.status == source for source in sorted(sources)))
-        return update(_table).where(condition), target
+        if source not in sources:
+            raise InvalidTransition(f"{event.value} is not allowed from {source.value}")
+        return update(_table).where(_table.c.status == source), target
+
+    def _run(self, statement: Update, source: DeliveryStatus, target: DeliveryStatus) -> int:
+        """Run one guarded UPDATE over any number of rows and count what it moved."""
+        return self._count(run_counted(self.session.connection(), statement), source, target)
 
     def _per_row(self, event: DeliveryEvent, rows: list[dict[str, Any]], **values: Any) -> int:
-        """One guarded UPDATE per row; `rows` hold `b_id` and the `b_*` values that
-        `values` refer to with bindparam."""
+        """One guarded UPDATE per row and source state; `rows` hold `b_id` and the `b_*`
+        values that `values` refer to with bindparam."""
         if not rows:
             return 0
-        if self.session.connection().dialect.name == "postgresql":
-            return self._from_arrays(event, rows, **values)
-        statement, target = self._guarded(event)
-        statement = statement.where(_table.c.id == bindparam("b_id")).values(
-            status=target, **values
-        )
-        result = self.session.connection().execute(statement, rows)
-        return int(result.rowcount)
-
-    def _from_arrays(self, event: DeliveryEvent, rows: list[dict[str, Any]], **values: Any) -> int:
-        """On PostgreSQL: one statement for all rows, `UPDATE ... FROM unnest(arrays)`.
-
-        An executemany of 500 single-row updates cost 43 us a row here, this about a
-        fifth of that: the per-statement overhead is paid once.
-        """
-        names = list(rows[0])
-        arrays = [
-            literal(
-                [row[name] for row in rows],
-                ARRAY(BigInteger if name == "b_id" else String),
-            )
-            for name in names
-        ]
-        v = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
-        columns = {name: v.c[name] for name in names}
-
-        def swap(element: ClauseElement, **_: Any) -> ClauseElement | None:
-            if isinstance(element, BindParameter) and element.key in columns:
-                return columns[element.key]
-            return None
-
-        statement, target = self._guarded(event)
-        statement = statement.where(_table.c.id == v.c.b_id).values(
-            status=target,
-            **{
-                key: replacement_traverse(value, {}, swap)
-                if isinstance(value, ClauseElement)
-                else value
-                for key, value in values.items()
-            },
-        )
-        return int(self.session.connection().execute(statement).rowcount)
+        moved = 0
+        with self.counted_once():
+            for source in self.sources(event):
+                statement, target = self._guarded(event, source)
+                counts = run_per_row(
+                    self.session.connection(), statement, rows, status=target, **values
+                )
+                moved += self._count(counts, source, target)
+        return moved
 
     def claim(self, delivery_ids: Sequence[int], *, now: datetime | None = None) -> list[int]:
         """pending -> sending for those of `delivery_ids` that are due; returns the ids won.
@@ -185,29 +209,29 @@ class DeliveryStateMachine:
         if not delivery_ids:
             return []
         moment = now or utcnow()
-        statement, target = self._guarded(DeliveryEvent.CLAIM)
+        statement, target = self._guarded(DeliveryEvent.CLAIM, D.PENDING)
         result = self.session.connection().execute(
             statement.where(
                 _table.c.id.in_(delivery_ids),
                 or_(_table.c.next_attempt_at.is_(None), _table.c.next_attempt_at <= moment),
             )
             .values(status=target, attempts=_table.c.attempts + 1, claimed_at=moment)
-            .returning(_table.c.id)
+            .returning(_table.c.id, _table.c.alert_id, _table.c.channel)
         )
-        return sorted(result.scalars())
+        won = result.all()
+        self._count(Counter((int(a), str(c)) for _, a, c in won), D.PENDING, target)
+        return sorted(int(i) for i, _, _ in won)
 
     def claim_batch(
         self, *, alert_id: int, batch_no: int, now: datetime | None = None
-    ) -> list[tuple[int, int, str, str, int, str | None]]:
+    ) -> list[ClaimedRow]:
         """pending -> sending for a batch's due rows while its alert is dispatching.
 
-        Returns (delivery id, contact point id, channel, language, attempts, address) of
-        the rows won, the address None where the contact point has been disabled,
-        unsubscribed or erased since planning. A batch delivered twice by the broker, or
+        Returns the rows won, in id order. A batch delivered twice by the broker, or
         claimed after a cancel, wins nothing.
         """
         moment = now or utcnow()
-        statement, target = self._guarded(DeliveryEvent.CLAIM)
+        statement, target = self._guarded(DeliveryEvent.CLAIM, D.PENDING)
         dispatching = (
             select(Alert.id)
             .where(Alert.id == alert_id, Alert.status == AlertStatus.DISPATCHING)
@@ -239,19 +263,24 @@ class DeliveryStateMachine:
                 address,
             )
         )
-        return sorted((int(a), int(b), str(c), str(d), int(e), f) for a, b, c, d, e, f in result)
+        won = sorted(
+            ClaimedRow(int(a), int(b), str(c), str(d), int(e), f) for a, b, c, d, e, f in result
+        )
+        self._count(Counter((alert_id, row.channel) for row in won), D.PENDING, target)
+        return won
 
     def release_stale(self, *, alert_id: int, batch_no: int, claimed_before: datetime) -> int:
         """sending -> pending for rows whose worker died holding them (lease expired)."""
-        statement, target = self._guarded(DeliveryEvent.RELEASE)
-        result = self.session.connection().execute(
+        statement, target = self._guarded(DeliveryEvent.RELEASE, D.SENDING)
+        return self._run(
             statement.where(
                 _table.c.alert_id == alert_id,
                 _table.c.batch_no == batch_no,
                 _table.c.claimed_at < claimed_before,
-            ).values(status=target, next_attempt_at=None)
+            ).values(status=target, next_attempt_at=None),
+            D.SENDING,
+            target,
         )
-        return int(result.rowcount)
 
     def withdraw(
         self,
@@ -265,7 +294,7 @@ class DeliveryStateMachine:
     ) -> int:
         """sending -> suppressed: claimed rows that will not go out because their alert
         ended (the ids a worker held back, or a dead worker's rows of one batch)."""
-        statement, target = self._guarded(DeliveryEvent.WITHDRAW)
+        statement, target = self._guarded(DeliveryEvent.WITHDRAW, D.SENDING)
         statement = statement.where(_table.c.alert_id == alert_id)
         if delivery_ids is not None:
             if not delivery_ids:
@@ -275,13 +304,14 @@ class DeliveryStateMachine:
             statement = statement.where(_table.c.batch_no == batch_no)
         if claimed_before is not None:
             statement = statement.where(_table.c.claimed_at < claimed_before)
-        result = self.session.connection().execute(
-            statement.values(status=target, reason=reason.value, finished_at=now or utcnow())
+        return self._run(
+            statement.values(status=target, reason=reason.value, finished_at=now or utcnow()),
+            D.SENDING,
+            target,
         )
-        return int(result.rowcount)
 
-    def record_sent(self, outcomes: Iterable[Outcome], *, now: datetime | None = None) -> int:
-        rows = [{"b_id": o.delivery_id, "b_provider_id": o.provider_id} for o in outcomes]
+    def record_sent(self, changes: Iterable[DeliveryChange], *, now: datetime | None = None) -> int:
+        rows = [{"b_id": o.delivery_id, "b_provider_id": o.provider_id} for o in changes]
         return self._per_row(
             DeliveryEvent.SENT,
             rows,
@@ -290,9 +320,11 @@ class DeliveryStateMachine:
             error_code=None,
         )
 
-    def record_temporary_failure(self, outcomes: Iterable[Outcome], *, retry_at: datetime) -> int:
+    def record_temporary_failure(
+        self, changes: Iterable[DeliveryChange], *, retry_at: datetime
+    ) -> int:
         """Back to pending, to be claimed again no earlier than `retry_at`."""
-        rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in outcomes]
+        rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in changes]
         return self._per_row(
             DeliveryEvent.TEMPORARY_FAILURE,
             rows,
@@ -301,10 +333,10 @@ class DeliveryStateMachine:
         )
 
     def record_permanent_failure(
-        self, outcomes: Iterable[Outcome], *, now: datetime | None = None
+        self, changes: Iterable[DeliveryChange], *, now: datetime | None = None
     ) -> int:
         """Final: a provider's permanent refusal, or a temporary one past the deadline."""
-        rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in outcomes]
+        rows = [{"b_id": o.delivery_id, "b_error_code": o.error_code} for o in changes]
         return self._per_row(
             DeliveryEvent.PERMANENT_FAILURE,
             rows,
@@ -326,7 +358,7 @@ class DeliveryStateMachine:
         chosen = [c for c in (alert_id, delivery_ids, contact_point_ids) if c is not None]
         if len(chosen) != 1:
             raise ValueError("suppress takes one of alert_id, delivery_ids, contact_point_ids")
-        statement, target = self._guarded(DeliveryEvent.SUPPRESS)
+        statement, target = self._guarded(DeliveryEvent.SUPPRESS, D.PENDING)
         if alert_id is not None:
             statement = statement.where(_table.c.alert_id == alert_id)
         elif delivery_ids is not None:
@@ -337,38 +369,17 @@ class DeliveryStateMachine:
             if not contact_point_ids:
                 return 0
             statement = statement.where(_table.c.contact_point_id.in_(contact_point_ids))
-        statement = statement.values(
-            status=target, reason=reason.value, finished_at=now or utcnow()
-        ).returning(_table.c.alert_id, _table.c.channel)
-        connection = self.session.connection()
-        if connection.dialect.name == "postgresql":
-            # Counted in the server: a cancelled city-wide alert moves a million rows.
-            moved = statement.cte("moved")
-            rows: list[tuple[int, str, int]] = [
-                (a, c, n)
-                for a, c, n in connection.execute(
-                    select(moved.c.alert_id, moved.c.channel, func.count()).group_by(
-                        moved.c.alert_id, moved.c.channel
-                    )
-                )
-            ]
-        else:
-            rows = [(a, c, 1) for a, c in connection.execute(statement)]
-        # The alerts' progress counters move with the rows they count.
-        deltas: dict[int, Counter[tuple[str, str]]] = {}
-        for moved_alert, channel, count in rows:
-            delta = deltas.setdefault(moved_alert, Counter())
-            delta[(channel, D.PENDING.value)] -= count
-            delta[(channel, target.value)] += count
-        for moved_alert, delta in sorted(deltas.items()):
-            progress.add(self.session, moved_alert, delta)
-        return sum(count for _, _, count in rows)
+        return self._run(
+            statement.values(status=target, reason=reason.value, finished_at=now or utcnow()),
+            D.PENDING,
+            target,
+        )
 
     def record_receipts(
         self,
         *,
-        delivered: Iterable[Outcome] = (),
-        undelivered: Iterable[Outcome] = (),
+        delivered: Iterable[DeliveryChange] = (),
+        undelivered: Iterable[DeliveryChange] = (),
         now: datetime | None = None,
     ) -> int:
         """Provider receipts: -> delivered, or -> failed with the provider's code.
@@ -379,18 +390,19 @@ class DeliveryStateMachine:
         moment = now or utcnow()
         provider_id = func.coalesce(_table.c.provider_id, bindparam("b_provider_id"))
         rows = [{"b_id": o.delivery_id, "b_provider_id": o.provider_id} for o in delivered]
-        moved = self._per_row(
-            DeliveryEvent.DELIVERED, rows, finished_at=moment, provider_id=provider_id
-        )
-        rows = [
+        failed = [
             {"b_id": o.delivery_id, "b_error_code": o.error_code, "b_provider_id": o.provider_id}
             for o in undelivered
         ]
-        moved += self._per_row(
-            DeliveryEvent.UNDELIVERED,
-            rows,
-            error_code=bindparam("b_error_code"),
-            finished_at=moment,
-            provider_id=provider_id,
-        )
+        with self.counted_once():
+            moved = self._per_row(
+                DeliveryEvent.DELIVERED, rows, finished_at=moment, provider_id=provider_id
+            )
+            moved += self._per_row(
+                DeliveryEvent.UNDELIVERED,
+                failed,
+                error_code=bindparam("b_error_code"),
+                finished_at=moment,
+                provider_id=provider_id,
+            )
         return moved

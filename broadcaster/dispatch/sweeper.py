@@ -1,41 +1,46 @@
 """The sweeper: what keeps the pipeline moving when nothing else would, run every few
-seconds by beat.
+seconds by beat. One `sweep` runs five steps, in this order:
 
-- approved alerts that are due (now, or at their scheduled time) go to planning;
-- live alerts past their expiry expire, and what has not left is suppressed;
-- rows held by a worker that died (claimed longer ago than the lease) wait again, or
-  are withdrawn if their alert has ended;
-- batches due and not published lately are published (the outbox: a crash between a
-  commit and its publish, a retry time reached, a broker that lost a message); a batch
-  published a while ago is published again only when its channel's queue has drained
-  (`busy_channels` names those that have not): in a long queue it is waiting, not lost,
-  and publishing every waiting batch again would only lengthen the queue;
-- dispatching alerts with no batch left are done.
+1. `expire_alerts`: live alerts past their expiry expire; what has not left is
+   suppressed, and their batches are done.
+2. `alerts_to_plan`: approved alerts that are due (now, or at their scheduled time) go to
+   planning.
+3. `release_lapsed_leases`: rows held by a worker that died (claimed longer ago than the
+   lease) wait again, or are withdrawn if their alert has ended.
+4. `batches_to_publish`: batches due and not published lately are published again (the
+   outbox: a crash between a commit and its publish, a retry time reached, a broker that
+   lost a message), except where their channel's queue has not drained.
+5. `finish_alerts`: dispatching alerts with no batch left are done.
+
+Expiry comes first, so that an alert past its time is neither planned nor published
+again; the release comes before publishing, so that a released batch is published in the
+same sweep; finishing comes last, after every step that may close or reopen a batch.
 Everything it finds, it finds through small indexed tables (alerts, batches), never by
 scanning deliveries.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from broadcaster.alerts.models import Alert, AlertStatus
 from broadcaster.alerts.services import Move, expire_due_alerts, transition
 from broadcaster.db.engine import utcnow
-from broadcaster.dispatch import progress
-from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
-from broadcaster.dispatch.planning import URGENT, BatchRef
+from broadcaster.dispatch.models import BatchState, DispatchBatch
+from broadcaster.dispatch.outbox import BatchRef, Outbox
 from broadcaster.dispatch.states import DeliveryStateMachine, ended_reason
 from broadcaster.errors import Conflict
 
 
 @dataclass
 class Sweep:
+    """What one sweep found: alerts to plan and batches to publish (the caller publishes
+    them after the commit), rows released, alerts expired and finished."""
+
     plans: list[int] = field(default_factory=list)
     batches: list[BatchRef] = field(default_factory=list)
     released: int = 0
@@ -52,52 +57,99 @@ def sweep(
     limit: int = 5000,
     busy_channels: frozenset[str] = frozenset(),
 ) -> Sweep:
+    """Run the five steps in the module's order, in the caller's transaction."""
     moment = now or utcnow()
     found = Sweep()
-    found.expired = expire_due_alerts(session=session, now=moment)
-    if found.expired:
-        session.execute(
-            update(DispatchBatch)
-            .where(DispatchBatch.alert_id.in_(found.expired))
-            .values(state=BatchState.DONE)
-        )
-    found.plans = list(
+    found.expired = expire_alerts(session=session, now=moment)
+    found.plans = alerts_to_plan(session=session, now=moment)
+    found.released = release_lapsed_leases(
+        session=session, claimed_before=moment - timedelta(seconds=lease_seconds), now=moment
+    )
+    found.batches = batches_to_publish(
+        session=session,
+        now=moment,
+        requeue_seconds=requeue_seconds,
+        busy_channels=busy_channels,
+        limit=limit,
+    )
+    found.finished = finish_alerts(session=session, now=moment)
+    return found
+
+
+def expire_alerts(*, session: Session, now: datetime) -> list[int]:
+    """Expire every live alert past its expiry (what has not left is suppressed) and close
+    their batches; the ids expired."""
+    expired = expire_due_alerts(session=session, now=now)
+    Outbox(session).close(alert_ids=expired)
+    return expired
+
+
+def alerts_to_plan(*, session: Session, now: datetime) -> list[int]:
+    """Approved alerts whose time has come (no send time, or one reached), in id order."""
+    return list(
         session.scalars(
             select(Alert.id)
             .where(
                 Alert.status == AlertStatus.APPROVED,
-                or_(Alert.send_at.is_(None), Alert.send_at <= moment),
+                or_(Alert.send_at.is_(None), Alert.send_at <= now),
             )
             .order_by(Alert.id)
         )
     )
-    found.released = _release_stale(session, moment - timedelta(seconds=lease_seconds), moment)
-    dispatching = select(Alert.id).where(Alert.status == AlertStatus.DISPATCHING)
-    due = session.execute(
-        select(
-            DispatchBatch.alert_id, DispatchBatch.batch_no, DispatchBatch.channel, Alert.severity
+
+
+def release_lapsed_leases(*, session: Session, claimed_before: datetime, now: datetime) -> int:
+    """Rows held since before `claimed_before` by a worker that is gone wait again (or,
+    when their alert has ended meanwhile, are withdrawn); the batch's lease then follows
+    its oldest row still held. How many rows were released or withdrawn."""
+    outbox = Outbox(session)
+    machine = DeliveryStateMachine(session)
+    released = 0
+    for lapsed in outbox.lapsed_leases(claimed_before=claimed_before):
+        if lapsed.alert_status is AlertStatus.DISPATCHING:
+            moved = machine.release_stale(
+                alert_id=lapsed.alert_id, batch_no=lapsed.batch_no, claimed_before=claimed_before
+            )
+            requeue = bool(moved)
+        else:
+            moved = machine.withdraw(
+                reason=ended_reason(lapsed.alert_status),
+                alert_id=lapsed.alert_id,
+                batch_no=lapsed.batch_no,
+                claimed_before=claimed_before,
+            )
+            requeue = False
+        outbox.lease_lapsed(
+            alert_id=lapsed.alert_id, batch_no=lapsed.batch_no, released=requeue, now=now
         )
-        .join(Alert, Alert.id == DispatchBatch.alert_id)
-        .where(
-            DispatchBatch.state == BatchState.QUEUED,
-            DispatchBatch.next_run_at <= moment,
-            or_(
-                DispatchBatch.enqueued_at.is_(None),
-                and_(
-                    DispatchBatch.enqueued_at < moment - timedelta(seconds=requeue_seconds),
-                    DispatchBatch.channel.not_in(sorted(busy_channels)),
-                ),
-            ),
-            DispatchBatch.alert_id.in_(dispatching),
-        )
-        .order_by(DispatchBatch.next_run_at)
-        .limit(limit)
-    ).all()
-    found.batches = [
-        BatchRef(alert_id, batch_no, channel, severity in URGENT)
-        for alert_id, batch_no, channel, severity in due
-    ]
-    mark_enqueued(session=session, refs=found.batches, now=moment)
+        released += moved
+    return released
+
+
+def batches_to_publish(
+    *,
+    session: Session,
+    now: datetime,
+    requeue_seconds: float,
+    busy_channels: frozenset[str],
+    limit: int,
+) -> list[BatchRef]:
+    """Batches due and not published lately, noted as being published.
+
+    A batch published a while ago is published again only when its channel's queue has
+    drained (`busy_channels` names those that have not): in a long queue it is waiting,
+    not lost, and publishing every waiting batch again would only lengthen the queue.
+    """
+    outbox = Outbox(session)
+    due = outbox.due(
+        now=now, requeue_seconds=requeue_seconds, busy_channels=busy_channels, limit=limit
+    )
+    outbox.mark_enqueued(refs=due, now=now)
+    return due
+
+
+def finish_alerts(*, session: Session, now: datetime) -> list[int]:
+    """Dispatching alerts with no batch still queued are done; their ids."""
     finished = session.scalars(
         select(Alert).where(
             Alert.status == AlertStatus.DISPATCHING,
@@ -106,6 +158,7 @@ def sweep(
             ),
         )
     ).all()
+    done: list[int] = []
     for alert in finished:
         try:
             transition(
@@ -113,86 +166,9 @@ def sweep(
                 alert=alert,
                 move=Move.FINISH,
                 actor="system:sweeper",
-                values={"finished_at": moment},
+                values={"finished_at": now},
             )
         except Conflict:
             continue
-        found.finished.append(alert.id)
-    return found
-
-
-def _release_stale(session: Session, claimed_before: datetime, now: datetime) -> int:
-    """Rows held longer than the lease by a worker that is gone wait again (or, when their
-    alert has ended meanwhile, are withdrawn); the batch's lease then follows its oldest
-    row still held. Found through the batches' own claim time, whatever their state: an
-    expired alert's batches are done, but a dead worker's rows in them must still end."""
-    stale = session.execute(
-        select(DispatchBatch.alert_id, DispatchBatch.batch_no, DispatchBatch.channel, Alert.status)
-        .join(Alert, Alert.id == DispatchBatch.alert_id)
-        .where(
-            DispatchBatch.claimed_at.is_not(None),
-            DispatchBatch.claimed_at < claimed_before,
-        )
-    ).all()
-    machine = DeliveryStateMachine(session)
-    released = 0
-    for alert_id, batch_no, channel, status in stale:
-        target = DeliveryStatus.PENDING
-        if status is AlertStatus.DISPATCHING:
-            moved = machine.release_stale(
-                alert_id=alert_id, batch_no=batch_no, claimed_before=claimed_before
-            )
-        else:
-            target = DeliveryStatus.SUPPRESSED
-            moved = machine.withdraw(
-                reason=ended_reason(status),
-                alert_id=alert_id,
-                batch_no=batch_no,
-                claimed_before=claimed_before,
-            )
-        held_since = session.scalar(
-            select(func.min(Delivery.claimed_at)).where(
-                Delivery.alert_id == alert_id,
-                Delivery.batch_no == batch_no,
-                Delivery.status == DeliveryStatus.SENDING,
-            )
-        )
-        values: dict[str, object] = {"claimed_at": held_since}
-        if moved and target is DeliveryStatus.PENDING:
-            values |= {"enqueued_at": None, "next_run_at": now}
-        session.execute(
-            update(DispatchBatch)
-            .where(DispatchBatch.alert_id == alert_id, DispatchBatch.batch_no == batch_no)
-            .values(**values)
-        )
-        if moved:
-            progress.add(
-                session,
-                alert_id,
-                Counter(
-                    {
-                        (channel, DeliveryStatus.SENDING.value): -moved,
-                        (channel, target.value): moved,
-                    }
-                ),
-            )
-            released += moved
-    return released
-
-
-def mark_enqueued(*, session: Session, refs: list[BatchRef], now: datetime | None = None) -> None:
-    """Note that these batches are being published, so the sweeper leaves them a while."""
-    moment = now or utcnow()
-    by_alert: dict[int, list[int]] = {}
-    for ref in refs:
-        by_alert.setdefault(ref.alert_id, []).append(ref.batch_no)
-    for alert_id, numbers in by_alert.items():
-        for start in range(0, len(numbers), 1000):
-            session.execute(
-                update(DispatchBatch)
-                .where(
-                    DispatchBatch.alert_id == alert_id,
-                    DispatchBatch.batch_no.in_(numbers[start : start + 1000]),
-                )
-                .values(enqueued_at=moment)
-            )
+        done.append(alert.id)
+    return done

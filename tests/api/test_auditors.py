@@ -24,7 +24,7 @@ from broadcaster.alerts import services as alerts
 from broadcaster.alerts.services import AlertDraft
 from broadcaster.audit.models import AuditEvent
 from broadcaster.dispatch import log as delivery_log
-from broadcaster.dispatch import planning, sending
+from broadcaster.dispatch import planning, rendering, sending
 from broadcaster.dispatch.models import Delivery
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
@@ -130,7 +130,7 @@ def scene(db: sessionmaker[Session], settings: Settings, staff: Staff) -> Scene:
         claimed = sending.claim(
             session=session,
             settings=settings,
-            variants=sending.Variants(),
+            variants=rendering.Variants(),
             alert_id=actual,
             batch_no=sms_batch.batch_no,
             now=AN_HOUR_AGO,

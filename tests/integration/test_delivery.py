@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts import services as alerts
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
-from broadcaster.dispatch.states import DeliveryStateMachine, Outcome, SuppressReason
+from broadcaster.dispatch.states import DeliveryChange, DeliveryStateMachine, SuppressReason
 from broadcaster.settings import Settings
 from broadcaster.staff import operators
 from tests.integration.test_lifecycle import weather_draft
@@ -79,22 +79,24 @@ def test_outcomes_move_only_rows_in_the_expected_state(
         machine.claim(ids[:5])
         sent = machine.record_sent(
             [
-                Outcome(ids[0], provider_id="sms-1"),
-                Outcome(ids[1], provider_id="sms-2"),
-                Outcome(ids[5], provider_id="never-claimed"),
+                DeliveryChange(ids[0], provider_id="sms-1"),
+                DeliveryChange(ids[1], provider_id="sms-2"),
+                DeliveryChange(ids[5], provider_id="never-claimed"),
             ]
         )
         assert sent == 2
-        assert machine.record_permanent_failure([Outcome(ids[2], error_code="13")]) == 1
+        assert machine.record_permanent_failure([DeliveryChange(ids[2], error_code="13")]) == 1
         retry_at = datetime.now(UTC) + timedelta(minutes=5)
         assert (
-            machine.record_temporary_failure([Outcome(ids[3], error_code="503")], retry_at=retry_at)
+            machine.record_temporary_failure(
+                [DeliveryChange(ids[3], error_code="503")], retry_at=retry_at
+            )
             == 1
         )
         assert (
             machine.record_receipts(
-                delivered=[Outcome(ids[0]), Outcome(ids[2])],
-                undelivered=[Outcome(ids[1], error_code="405")],
+                delivered=[DeliveryChange(ids[0]), DeliveryChange(ids[2])],
+                undelivered=[DeliveryChange(ids[1], error_code="405")],
             )
             == 2
         )
@@ -122,7 +124,9 @@ def test_a_retry_waits_for_its_time(db: sessionmaker[Session], settings: Setting
         machine = DeliveryStateMachine(session)
         machine.claim(ids)
         retry_at = datetime.now(UTC) + timedelta(seconds=30)
-        machine.record_temporary_failure([Outcome(ids[0], error_code="429")], retry_at=retry_at)
+        machine.record_temporary_failure(
+            [DeliveryChange(ids[0], error_code="429")], retry_at=retry_at
+        )
         assert machine.claim(ids) == []
         assert machine.claim(ids, now=retry_at + timedelta(seconds=1)) == ids
         row = session.get_one(Delivery, ids[0])
@@ -137,7 +141,7 @@ def test_suppressing_an_alert_stops_only_what_has_not_left(
         alert_id, ids = seed_deliveries(session, settings, 4)
         machine = DeliveryStateMachine(session)
         machine.claim(ids[:2])
-        machine.record_sent([Outcome(ids[0], provider_id="x")])
+        machine.record_sent([DeliveryChange(ids[0], provider_id="x")])
         assert machine.suppress(reason=SuppressReason.CANCELLED, alert_id=alert_id) == 2
         assert statuses(session, alert_id) == {
             ids[0]: D.SENT,
@@ -162,14 +166,17 @@ def test_a_report_that_overtakes_the_send_is_kept(
         # The provider's report arrives before the worker records what it sent.
         assert (
             machine.record_receipts(
-                delivered=[Outcome(ids[0], provider_id="m-1")],
-                undelivered=[Outcome(ids[1], provider_id="m-2", error_code="405")],
+                delivered=[DeliveryChange(ids[0], provider_id="m-1")],
+                undelivered=[DeliveryChange(ids[1], provider_id="m-2", error_code="405")],
             )
             == 2
         )
         assert (
             machine.record_sent(
-                [Outcome(ids[0], provider_id="m-1"), Outcome(ids[1], provider_id="m-2")]
+                [
+                    DeliveryChange(ids[0], provider_id="m-1"),
+                    DeliveryChange(ids[1], provider_id="m-2"),
+                ]
             )
             == 0
         )

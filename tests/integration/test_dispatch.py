@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.services import AlertDraft
-from broadcaster.dispatch import planning, progress, receipts, sending, sweeper
+from broadcaster.dispatch import planning, progress, receipts, rendering, sending, sweeper
 from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
+from broadcaster.dispatch.outbox import Outbox
 from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
@@ -93,7 +94,7 @@ def test_a_waiting_batch_is_published_again_only_once_its_queue_has_drained(
     with db.begin() as session:
         plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=3)
         assert plan is not None
-        sweeper.mark_enqueued(session=session, refs=plan.due)
+        Outbox(session).mark_enqueued(refs=plan.due)
     later = datetime.now(UTC) + timedelta(seconds=60)
     # Published a minute ago and not run: while the SMS queue still holds messages, its
     # batches are waiting their turn; the e-mail queue is empty, so its batches were lost.
@@ -119,7 +120,7 @@ def test_claims_outcomes_retries_and_the_end_of_an_alert(
         plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=10)
     assert plan is not None
     [batch] = plan.due
-    variants = sending.Variants()
+    variants = rendering.Variants()
     with db.begin() as session:
         claimed = sending.claim(
             session=session,
@@ -199,7 +200,7 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
         claimed = sending.claim(
             session=session,
             settings=settings,
-            variants=sending.Variants(),
+            variants=rendering.Variants(),
             alert_id=alert_id,
             batch_no=plan.due[0].batch_no,
         )
@@ -305,7 +306,7 @@ def test_an_address_that_keeps_bouncing_is_disabled(
             claimed = sending.claim(
                 session=session,
                 settings=settings,
-                variants=sending.Variants(),
+                variants=rendering.Variants(),
                 alert_id=alert_id,
                 batch_no=plan.due[0].batch_no,
             )

@@ -14,9 +14,10 @@ from broadcaster.alerts import services as alerts
 from broadcaster.alerts.models import Alert, AlertStatus, MsgType, Severity
 from broadcaster.alerts.services import AlertDraft
 from broadcaster.audit.models import AuditEvent
-from broadcaster.dispatch import planning, progress, receipts, sending
+from broadcaster.dispatch import planning, progress, receipts, rendering, sending
 from broadcaster.dispatch.audience import count_audience
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.dispatch.outbox import BatchRef
 from broadcaster.dispatch.planning import WARSAW
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.settings import Settings
@@ -121,7 +122,7 @@ def send_due(
     db: sessionmaker[Session],
     settings: Settings,
     alert_id: int,
-    due: list[planning.BatchRef],
+    due: list[BatchRef],
     outcome_of: dict[int, Outcome],
 ) -> list[str]:
     """Claim each due batch and record an outcome per delivery (sent unless told);
@@ -132,7 +133,7 @@ def send_due(
             claimed = sending.claim(
                 session=session,
                 settings=settings,
-                variants=sending.Variants(),
+                variants=rendering.Variants(),
                 alert_id=alert_id,
                 batch_no=batch.batch_no,
             )

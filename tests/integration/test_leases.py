@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts import services as alerts
-from broadcaster.dispatch import planning, progress, sending, sweeper
+from broadcaster.dispatch import planning, progress, rendering, sending, sweeper
 from broadcaster.dispatch.models import Delivery, DispatchBatch
 from broadcaster.ratelimit import LocalBucket
 from broadcaster.settings import Settings
@@ -50,7 +50,7 @@ def claim(
         return sending.claim(
             session=session,
             settings=settings.model_copy(update={"claim_lease_seconds": LEASE}),
-            variants=sending.Variants(),
+            variants=rendering.Variants(),
             alert_id=alert_id,
             batch_no=batch_no,
             now=now,
