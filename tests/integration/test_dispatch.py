@@ -17,6 +17,7 @@ from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, Di
 from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
+from channels.sms import Report
 from subscribers.models import ContactPoint
 from tests.conftest import Staff, add_resident
 
@@ -218,9 +219,7 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
             tallies.update(
                 receipts.apply_smsapi_reports(
                     session=session,
-                    reports=[
-                        receipts.Report(r["provider_id"], r["status"], r["idx"]) for r in reports
-                    ],
+                    reports=[Report(r["provider_id"], r["status"], r["idx"]) for r in reports],
                 )
             )
 
