@@ -38,14 +38,21 @@ from broadcaster.db.engine import UTCDateTime, utcnow
 from broadcaster.dispatch import progress
 from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
 from broadcaster.dispatch.planning import is_urgent
+from broadcaster.dispatch.profiles import PROFILES
 from broadcaster.dispatch.states import DeliveryStateMachine, Outcome, SuppressReason, ended_reason
 from broadcaster.ratelimit import Bucket, take
 from broadcaster.settings import Settings
-from channels.interfaces import Channel, ChannelSender, DeliveryResult, Failure, Message
+from channels.interfaces import (
+    AddressFault,
+    Channel,
+    ChannelSender,
+    DeliveryResult,
+    Failure,
+    Message,
+)
 from channels.interfaces import Outcome as Sent
 from subscribers.links import unsubscribe_url
 from subscribers.models import ContactPoint
-from templates.renderer import render_email, render_push, render_sms
 
 D = DeliveryStatus
 BACKOFF_BASE = 5.0  # seconds before the first retry, doubled each time, with full jitter
@@ -104,48 +111,8 @@ class Variants:
         if key not in self.cache:
             if len(self.cache) >= self.limit:
                 self.cache.clear()
-            renderers: dict[Channel, Callable[[Any], Any]] = {
-                Channel.SMS: render_sms,
-                Channel.PUSH: render_push,
-                Channel.EMAIL: render_email,
-            }
-            self.cache[key] = renderers[channel](alert_text(alert, language))
+            self.cache[key] = PROFILES[channel].render(alert_text(alert, language))
         return self.cache[key]
-
-
-def _message(
-    channel: Channel,
-    variant: Any,
-    delivery_id: int,
-    address: str,
-    alert: Alert,
-    urgent: bool,
-    unsubscribe: str,
-) -> Message:
-    data = {"alert_id": str(alert.id), "severity": alert.severity.value}
-    if channel is Channel.SMS:
-        return Message(delivery_id, address, text=variant.text)
-    if channel is Channel.PUSH:
-        return Message(
-            delivery_id,
-            address,
-            text=variant.body,
-            title=variant.title,
-            urgent=urgent,
-            expires_at=alert.expires_at,
-            data=data,
-        )
-    text, html = variant.for_recipient(unsubscribe)
-    return Message(
-        delivery_id,
-        address,
-        text=text,
-        title=variant.subject,
-        html=html,
-        unsubscribe_url=unsubscribe,
-        urgent=urgent,
-        data=data,
-    )
 
 
 def claim(
@@ -202,9 +169,8 @@ def claim(
         expires_at=alert.expires_at,
         lease_seconds=lease,
     )
-    # Only e-mail carries a link of its own per recipient (RFC 8058); an HMAC each is
-    # not worth paying for the channels that do not use it.
-    linked = channel is Channel.EMAIL
+    profile = PROFILES[channel]
+    linked = profile.unsubscribe_link
     for delivery_id, point, _, language, attempts, address in rows:
         claimed.attempts[delivery_id] = attempts
         if address is None:
@@ -222,9 +188,7 @@ def claim(
         link = (
             unsubscribe_url(settings.public_base_url, settings.secret_key, point) if linked else ""
         )
-        claimed.messages.append(
-            _message(channel, variant, delivery_id, address, alert, urgent, link)
-        )
+        claimed.messages.append(profile.message(variant, delivery_id, address, alert, urgent, link))
     return claimed
 
 
@@ -313,16 +277,18 @@ def record(
     retries: dict[datetime, list[Outcome]] = {}
     summary = Recorded()
     results = _one_answer_each(claimed, results)
+    address_fault = PROFILES[claimed.channel].address_fault
     for result in results:
         if result.outcome is Sent.SENT:
             sent.append(Outcome(result.delivery_id, provider_id=result.provider_id))
             delivered_ok.append(result.delivery_id)
             continue
-        if result.disable_address:
+        fault = address_fault(result)
+        if fault is AddressFault.DEAD:
             disable.append(result.delivery_id)
         if result.outcome is Sent.PERMANENT:
             failed.append(Outcome(result.delivery_id, error_code=result.error_code))
-            if claimed.channel is Channel.EMAIL and (result.error_code or "").startswith("smtp-5"):
+            if fault is AddressFault.BOUNCED:
                 bounced.append(result.delivery_id)
             continue
         attempts = claimed.attempts.get(result.delivery_id, 1)
