@@ -36,6 +36,7 @@ from typing import ClassVar
 import aiosmtplib
 
 from channels.interfaces import (
+    AddressFault,
     Channel,
     ChannelConfigError,
     DeliveryResult,
@@ -67,6 +68,17 @@ def one_line(text: str) -> str:
 def classify_code(code: int, text: str = "") -> Failure:
     """An SMTP reply code: 4xx temporary, 5xx permanent (RFC 5321 section 4.2.1)."""
     return Failure(temporary=400 <= code < 500, code=f"smtp-{code}")
+
+
+def address_fault(result: DeliveryResult) -> AddressFault | None:
+    """What a failed e-mail says of its address: a permanent refusal with an SMTP 5xx
+    reply (`classify_code`'s "smtp-5..") is a hard bounce, counted against the address
+    (a few of them disable it); a 4xx is temporary and says nothing of the address."""
+    if result.disable_address:
+        return AddressFault.DEAD
+    if result.outcome is Outcome.PERMANENT and (result.error_code or "").startswith("smtp-5"):
+        return AddressFault.BOUNCED
+    return None
 
 
 def classify(error: BaseException) -> Failure:

@@ -27,6 +27,25 @@ class Outcome(StrEnum):
     PERMANENT = "permanent"
 
 
+class AddressFault(StrEnum):
+    """What a failed delivery says of the address it went to: the one question the domain
+    asks of a failure about the contact point, answered by each channel in its own terms."""
+
+    # It will never work (a dead push token, an invalid number): disabled at once.
+    DEAD = "dead"
+    # It refused this message for good (a hard bounce): counted, and a few disable it.
+    BOUNCED = "bounced"
+
+
+class Receipt(StrEnum):
+    """What a provider's delivery report says became of a message it accepted."""
+
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    # Still on its way (an intermediate status): the report changes nothing.
+    PENDING = "pending"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One message to one address, as rendered for its (alert, language, channel) variant.
@@ -76,6 +95,12 @@ class Failure:
             retry_after=self.retry_after,
             disable_address=self.disable_address,
         )
+
+
+def address_fault(result: DeliveryResult) -> AddressFault | None:
+    """The verdict of a channel whose classifier marks a dead address itself
+    (`disable_address`, as SMS and push do): dead, or nothing said of the address."""
+    return AddressFault.DEAD if result.disable_address else None
 
 
 class ChannelConfigError(Exception):

@@ -21,6 +21,10 @@ passed; each call is a plain `requests.request` with no session, run here in a w
 thread so the event loop stays free; and on a partial success its parser drops the
 answer's `invalid_numbers`, so the raw answer is kept through a requests response hook
 registered by our auth object, the one seam the library hands to requests.
+
+SMSAPI's delivery reports (its callback to `notify_url`) are read here too: MsgId, status
+and idx, several reports comma-joined, each status a final one (delivered, or one of the
+undelivered) or an intermediate one that changes nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from channels.interfaces import (
     Failure,
     Message,
     Outcome,
+    Receipt,
 )
 
 # SMSAPI error codes (smsapi.pl/docs, "Kody błędów") that may succeed later: request
@@ -55,6 +60,16 @@ IDX_ALREADY_USED = "53"
 DEAD_NUMBER_CODES = frozenset({INVALID_NUMBER, "57", "59"})
 # Authentication, permission and throttling answers are ours to fix or wait out.
 TEMPORARY_HTTP = frozenset({401, 403, 408, 429})
+# The final statuses of SMSAPI's delivery reports (smsapi.pl/docs, "Statusy wiadomości");
+# any other status (queued, sent to the network, accepted...) is intermediate.
+REPORT_DELIVERED = {"404": "DELIVERED"}
+REPORT_UNDELIVERED = {
+    "401": "NOT_FOUND",
+    "402": "EXPIRED",
+    "405": "UNDELIVERED",
+    "406": "FAILED",
+    "407": "REJECTED",
+}
 
 
 def classify(error: BaseException) -> Failure:
@@ -252,3 +267,32 @@ class SmsApiChannel:
 def _number(address: str) -> str:
     """SMSAPI's form of an E.164 number: digits only, country code first."""
     return address.lstrip("+")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One SMSAPI delivery report, as its callback gives it: the id SMSAPI gave the send
+    (MsgId), its status code, and the idx we sent (our delivery id, unchecked text)."""
+
+    provider_id: str
+    status: str
+    idx: str
+
+    @property
+    def receipt(self) -> Receipt:
+        """Delivered, undelivered (the status is kept as the failure's code) or pending."""
+        if self.status in REPORT_DELIVERED:
+            return Receipt.DELIVERED
+        if self.status in REPORT_UNDELIVERED:
+            return Receipt.UNDELIVERED
+        return Receipt.PENDING
+
+
+def parse_smsapi(message_ids: str, statuses: str, indexes: str) -> list[Report]:
+    """SMSAPI's comma-joined callback fields as reports (lengths must agree)."""
+    ids, codes, idx = message_ids.split(","), statuses.split(","), indexes.split(",")
+    if not (len(ids) == len(codes) == len(idx)):
+        raise ValueError("MsgId, status and idx do not have the same number of values")
+    return [
+        Report(a.strip(), b.strip(), c.strip()) for a, b, c in zip(ids, codes, idx, strict=True)
+    ]

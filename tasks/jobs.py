@@ -17,6 +17,7 @@ from broadcaster.dispatch.outbox import BatchRef, Outbox
 from broadcaster.errors import InvalidInput
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
+from channels.sms import Report
 from subscribers import pending
 from subscribers.models import PendingKind
 from subscribers.notices import Notice, remind, render
@@ -151,7 +152,7 @@ def sweep() -> dict[str, Any]:
 def record_smsapi_reports(reports: list[dict[str, str]]) -> dict[str, int]:
     """SMSAPI delivery reports (plain dicts from the receipt endpoint), applied in bulk."""
     rt = runtime()
-    parsed = [receipts.Report(r["provider_id"], r["status"], r["idx"]) for r in reports]
+    parsed = [Report(r["provider_id"], r["status"], r["idx"]) for r in reports]
     with rt.sessions.begin() as session:
         tally = receipts.apply_smsapi_reports(session=session, reports=parsed)
     return dict(tally)

@@ -14,6 +14,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.db.engine import make_engine, make_sessionmaker
+from broadcaster.dispatch.profiles import PROFILES
 from broadcaster.dispatch.rendering import Variants
 from broadcaster.dispatch.senders import build_sender
 from broadcaster.ratelimit import Bucket, LocalBucket, RedisBucket
@@ -64,11 +65,7 @@ class Runtime:
 
     def bucket(self, channel: Channel) -> Bucket:
         if channel not in self.buckets:
-            rate = {
-                Channel.SMS: self.settings.sms_rate,
-                Channel.PUSH: self.settings.push_rate,
-                Channel.EMAIL: self.settings.email_rate,
-            }[channel]
+            rate = PROFILES[channel].rate(self.settings)
             if self.settings.broker_url.startswith(("redis://", "rediss://")):
                 client = redis.Redis.from_url(self.settings.redis_url)
                 self.buckets[channel] = RedisBucket(

@@ -16,21 +16,13 @@ from sqlalchemy.orm import Session
 
 from broadcaster.alerts.models import Alert, CapStatus
 from broadcaster.dispatch.audience import audience_query, count_audience_by_language
+from broadcaster.dispatch.profiles import PROFILES
 from broadcaster.reference.models import District, Language
 from broadcaster.wording import refusal, words
 from channels import Channel
 from subscribers.models import Subscription
-from templates.renderer import (
-    LANGUAGES,
-    AlertText,
-    SmsVariant,
-    render_email,
-    render_push,
-    render_sms,
-)
+from templates.renderer import LANGUAGES, AlertText, SmsVariant, render_sms
 
-# Each recipient's e-mail carries their own unsubscribe link; a preview shows where.
-UNSUBSCRIBE_PLACEHOLDER = "https://…/u/…"
 WHOLE_CITY = {"pl": "cała Warszawa", "en": "all of Warsaw", "uk": "уся Варшава"}
 
 
@@ -163,18 +155,22 @@ def preview_alert(
     for language in sorted(languages):
         text = alert_text(alert, language)
         entry: dict[str, Any] = {}
+        for kind, profile in PROFILES.items():
+            if kind in alert.channels:
+                entry[kind.value] = {
+                    **profile.preview(profile.render(text)),
+                    "recipients": audience.get((kind.value, language), 0),
+                }
         if Channel.SMS in alert.channels:
+            # SMS alone has parts, a limit of parts the provider takes, and a price.
             sms = sms_variants[language]
-            recipients = audience.get((Channel.SMS.value, language), 0)
-            entry["sms"] = {
-                "text": sms.text,
-                **sms.shape.as_dict(),
-                "recipients": recipients,
-                "total_parts": sms.shape.parts * recipients,
-                "limit": sms_max_parts,
-                "over_limit": language in over,
-                "problem": None,
-            }
+            recipients = entry["sms"]["recipients"]
+            entry["sms"].update(
+                total_parts=sms.shape.parts * recipients,
+                limit=sms_max_parts,
+                over_limit=language in over,
+                problem=None,
+            )
             if language in over:
                 remedy = "sms.shorten_only" if alert.transliterate_sms else "sms.shorten"
                 entry["sms"]["problem"] = {
@@ -184,21 +180,6 @@ def preview_alert(
                 }
             total_sms += recipients
             total_parts += sms.shape.parts * recipients
-        if Channel.PUSH in alert.channels:
-            push = render_push(text)
-            entry["push"] = {
-                "title": push.title,
-                "body": push.body,
-                "recipients": audience.get((Channel.PUSH.value, language), 0),
-            }
-        if Channel.EMAIL in alert.channels:
-            email = render_email(text)
-            text_body, _ = email.for_recipient(UNSUBSCRIBE_PLACEHOLDER)
-            entry["email"] = {
-                "subject": email.subject,
-                "text": text_body,
-                "recipients": audience.get((Channel.EMAIL.value, language), 0),
-            }
         variants[language] = entry
     by_channel: dict[str, int] = {}
     for (channel, _), count in audience.items():

@@ -32,9 +32,9 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from broadcaster.api.strict_json import StrictJsonRoute
-from broadcaster.dispatch.receipts import parse_smsapi
 from broadcaster.errors import Forbidden, InvalidInput
 from broadcaster.http.support import Api, ApiDep
+from channels.sms import parse_smsapi
 from subscribers import services
 
 

@@ -38,7 +38,8 @@ from broadcaster.db.engine import utcnow
 from broadcaster.dispatch.models import Delivery
 from broadcaster.dispatch.outbox import Outbox
 from broadcaster.dispatch.planning import is_urgent
-from broadcaster.dispatch.rendering import Variants, build_message
+from broadcaster.dispatch.profiles import PROFILES
+from broadcaster.dispatch.rendering import Variants
 from broadcaster.dispatch.states import (
     DeliveryChange,
     DeliveryStateMachine,
@@ -47,7 +48,15 @@ from broadcaster.dispatch.states import (
 )
 from broadcaster.ratelimit import Bucket, take
 from broadcaster.settings import Settings
-from channels.interfaces import Channel, ChannelSender, DeliveryResult, Failure, Message, Outcome
+from channels.interfaces import (
+    AddressFault,
+    Channel,
+    ChannelSender,
+    DeliveryResult,
+    Failure,
+    Message,
+    Outcome,
+)
 from subscribers.links import unsubscribe_url
 from subscribers.models import ContactPoint
 
@@ -126,9 +135,8 @@ def claim(
         expires_at=alert.expires_at,
         lease_seconds=lease,
     )
-    # Only e-mail carries a link of its own per recipient (RFC 8058); an HMAC each is
-    # not worth paying for the channels that do not use it.
-    linked = channel is Channel.EMAIL
+    profile = PROFILES[channel]
+    linked = profile.unsubscribe_link
     for row in rows:
         claimed.attempts[row.delivery_id] = row.attempts
         if row.address is None:
@@ -149,7 +157,7 @@ def claim(
             else ""
         )
         claimed.messages.append(
-            build_message(channel, variant, row.delivery_id, row.address, alert, urgent, link)
+            profile.message(variant, row.delivery_id, row.address, alert, urgent, link)
         )
     return claimed
 
@@ -239,16 +247,18 @@ def record(
     retries: dict[datetime, list[DeliveryChange]] = {}
     summary = Recorded()
     results = _one_answer_each(claimed, results)
+    address_fault = PROFILES[claimed.channel].address_fault
     for result in results:
         if result.outcome is Outcome.SENT:
             sent.append(DeliveryChange(result.delivery_id, provider_id=result.provider_id))
             delivered_ok.append(result.delivery_id)
             continue
-        if result.disable_address:
+        fault = address_fault(result)
+        if fault is AddressFault.DEAD:
             disable.append(result.delivery_id)
         if result.outcome is Outcome.PERMANENT:
             failed.append(DeliveryChange(result.delivery_id, error_code=result.error_code))
-            if claimed.channel is Channel.EMAIL and (result.error_code or "").startswith("smtp-5"):
+            if fault is AddressFault.BOUNCED:
                 bounced.append(result.delivery_id)
             continue
         attempts = claimed.attempts.get(result.delivery_id, 1)

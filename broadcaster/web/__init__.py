@@ -1,1 +1,24 @@
-"""The pages: the residents' site and the staff console, over the same services as the API."""
+"""The pages: the residents' site and the staff console, over the same services as the API
+(see core.py)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from broadcaster.settings import Settings
+from broadcaster.web.core import no_route_page
+
+__all__ = ["install", "no_route_page"]
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    from broadcaster.web import auditors, docs, residents, sandbox, staff
+
+    docs.mount_assets(app)
+    app.include_router(docs.router)
+    app.include_router(staff.router)
+    app.include_router(auditors.router)
+    app.include_router(residents.router)
+    app.state.sandbox_viewer = sandbox.available(settings)
+    if app.state.sandbox_viewer:
+        app.include_router(sandbox.router)

@@ -18,6 +18,7 @@ from broadcaster.dispatch.outbox import Outbox
 from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
+from channels.sms import Report
 from subscribers.models import ContactPoint
 from tests.conftest import Staff, add_resident
 
@@ -219,9 +220,7 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
             tallies.update(
                 receipts.apply_smsapi_reports(
                     session=session,
-                    reports=[
-                        receipts.Report(r["provider_id"], r["status"], r["idx"]) for r in reports
-                    ],
+                    reports=[Report(r["provider_id"], r["status"], r["idx"]) for r in reports],
                 )
             )
 

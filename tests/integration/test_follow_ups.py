@@ -23,6 +23,7 @@ from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.settings import Settings
 from broadcaster.staff.models import Operator, Role
 from channels.interfaces import DeliveryResult, Outcome
+from channels.sms import Report
 from subscribers import services
 from subscribers.models import ContactPoint, Subscriber
 from tests.conftest import Staff, add_resident, send_alert
@@ -203,7 +204,7 @@ def town(db: sessionmaker[Session], settings: Settings, staff: Staff) -> Town:
         applied = receipts.apply_smsapi_reports(
             session=session,
             reports=[
-                receipts.Report(f"p{delivery_of[pair]}", status, str(delivery_of[pair]))
+                Report(f"p{delivery_of[pair]}", status, str(delivery_of[pair]))
                 for pair, status in RECEIPTS.items()
             ],
         )
