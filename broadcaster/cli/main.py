@@ -17,12 +17,12 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster import clock
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.audit import trail as audit
@@ -49,7 +49,6 @@ from broadcaster.staff.models import Role
 from broadcaster.wording import refusal, words
 from channels.sandbox.server import SandboxServer
 
-WARSAW = ZoneInfo("Europe/Warsaw")
 EXIT_CODES: dict[type[BroadcasterError], int] = {
     Unauthenticated: 3,
     RateLimited: 5,
@@ -103,7 +102,8 @@ class App:
 
 
 class WarsawTime(click.ParamType[datetime, Any]):
-    """An ISO 8601 date-time; without an offset it is read as Warsaw local time."""
+    """An ISO 8601 date-time; without an offset it is read as Warsaw's clock, as the
+    console reads its forms (broadcaster/clock.py): the hour the clocks skip is refused."""
 
     name = "datetime"
 
@@ -113,10 +113,9 @@ class WarsawTime(click.ParamType[datetime, Any]):
         if isinstance(value, datetime):
             return value
         try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not a date-time like 2026-12-01T18:00", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=WARSAW)
+            return clock.parse_local(str(value), param.name if param and param.name else "time")
+        except InvalidInput as error:
+            self.fail(error.message, param, ctx)
 
 
 pass_app = click.make_pass_decorator(App)

@@ -24,11 +24,10 @@ import hmac
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +37,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from broadcaster import clock
 from broadcaster.errors import (
     Conflict,
     Forbidden,
@@ -65,7 +65,6 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-WARSAW = ZoneInfo("Europe/Warsaw")
 DISTRICT_NAMES = {district.slug: district.name for district in DISTRICTS}
 
 
@@ -74,9 +73,7 @@ def local_time(value: datetime | str | None) -> str:
     if not value:
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
+    return clock.local(moment).strftime("%Y-%m-%d %H:%M")
 
 
 templates.filters["local"] = local_time
@@ -84,19 +81,7 @@ templates.filters["local"] = local_time
 
 def warsaw_time(value: str, field_name: str) -> datetime | None:
     """A datetime-local field (no offset), read as Warsaw's clock; empty: None."""
-    if not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(field_name, "must be a date and time (YYYY-MM-DD HH:MM)") from None
-    if moment.tzinfo is not None:
-        return moment
-    local = moment.replace(tzinfo=WARSAW)
-    # The hour the clocks skip in spring names no moment: refuse it rather than guess.
-    if local.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None) != moment:
-        raise InvalidInput(field_name, "does not exist in Warsaw (the clocks go forward then)")
-    return local
+    return clock.parse_local(value, field_name) if value.strip() else None
 
 
 def language_of(request: Request) -> str:

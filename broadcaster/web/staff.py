@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from broadcaster import clock
 from broadcaster.alerts import follow_ups
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.messages import preview_alert
@@ -32,7 +33,6 @@ from broadcaster.staff import sessions as console_sessions
 from broadcaster.staff.models import Operator, Role
 from broadcaster.web.core import (
     STAFF_COOKIE,
-    WARSAW,
     FormDep,
     Page,
     PageDep,
@@ -210,7 +210,7 @@ def _values_of_alert(alert: Alert) -> dict[str, Any]:
 
 
 def _local_input(moment: datetime | None) -> str:
-    return moment.astimezone(WARSAW).strftime("%Y-%m-%dT%H:%M") if moment else ""
+    return clock.local(moment).strftime("%Y-%m-%dT%H:%M") if moment else ""
 
 
 def _values_of_form(form: FormData) -> dict[str, Any]:

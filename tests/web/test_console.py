@@ -356,6 +356,9 @@ def test_odd_input_is_a_page_not_a_crash(people: People, path: str, status: int)
 def test_an_hour_the_clocks_skip_is_refused(people: People, db: sessionmaker[Session]) -> None:
     answer = write(people.operator, send_at="2030-03-31T02:30")
     assert answer.status_code == 422
+    assert "nie istnieje w Warszawie" in (field_error(answer.text, "send_at") or "")
+    people.operator.get("/console?lang=en")
+    answer = write(people.operator, send_at="2030-03-31T02:30")
     assert "does not exist in Warsaw" in (field_error(answer.text, "send_at") or "")
     assert alerts_in(db) == 0
 
