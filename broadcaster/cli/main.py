@@ -44,8 +44,8 @@ from broadcaster.errors import (
 )
 from broadcaster.reference import services as reference
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
-from broadcaster.staff import operators, tokens
-from broadcaster.staff.models import Role
+from broadcaster.staff import operators, permissions, tokens
+from broadcaster.staff.permissions import Action
 from broadcaster.wording import refusal, words
 from channels.sandbox.server import SandboxServer
 
@@ -516,7 +516,7 @@ def audit_reseal(app: App, username: str, checkpoint_files: tuple[TextIO, ...]) 
     checkpoints = _read_checkpoints(checkpoint_files)
     with app.transaction() as session:
         admin = operators.get_operator(session=session, username=username)
-        operators.require_role(admin, Role.ADMIN)
+        permissions.require(admin, Action.RESEAL_AUDIT_TRAIL)
         seq = audit.reseal(
             session=session, actor=operators.actor_of(admin), checkpoints=checkpoints
         )

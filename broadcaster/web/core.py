@@ -49,8 +49,10 @@ from broadcaster.errors import (
 from broadcaster.http.support import PAGE_HEADERS, Api, get_api
 from broadcaster.reference.services import DISTRICTS
 from broadcaster.settings import Settings
+from broadcaster.staff import permissions
 from broadcaster.staff import sessions as console_sessions
-from broadcaster.staff.models import Operator, Role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action
 from broadcaster.wording import words
 
 LANGUAGES = ("pl", "en")
@@ -77,6 +79,8 @@ def local_time(value: datetime | str | None) -> str:
 
 
 templates.filters["local"] = local_time
+# The menu shows what the reader may open, by the one table of who may do what.
+templates.globals.update(can=permissions.can, Action=Action)
 
 
 def warsaw_time(value: str, field_name: str) -> datetime | None:
@@ -216,9 +220,11 @@ def forget_session(response: Response, settings: Settings) -> None:
     )
 
 
-def require(page: Page, *roles: Role) -> Operator:
+def require(page: Page, action: Action) -> Operator:
+    """The signed-in staff member, whose role may take `action` (a page for others: 403)."""
     operator = signed_in(page)
-    if operator.role not in roles:
+    if not permissions.can(operator, action):
+        roles = permissions.roles_for(action)
         raise Forbidden(f"this page is for {', '.join(role.value for role in roles)}")
     return operator
 

@@ -29,8 +29,10 @@ from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
 from broadcaster.errors import Conflict, InvalidInput, Unauthenticated
 from broadcaster.reference.models import Language, Topic
+from broadcaster.staff import permissions
 from broadcaster.staff import sessions as console_sessions
-from broadcaster.staff.models import Operator, Role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action
 from broadcaster.web.core import (
     STAFF_COOKIE,
     FormDep,
@@ -49,10 +51,6 @@ router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=Fa
 # An id as the database holds it; anything else is no alert of ours (404).
 AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
-WRITERS = (Role.OPERATOR, Role.ADMIN)
-REVIEWERS = (Role.APPROVER, Role.ADMIN)
-READERS = (Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
-CANCELLERS = (Role.OPERATOR, Role.APPROVER, Role.ADMIN)
 LANGUAGES = [language.value for language in Language]
 
 STATUS_NAMES = {
@@ -136,7 +134,7 @@ def _alert_rows(session: Session, statuses: list[AlertStatus]) -> list[dict[str,
 
 @router.get("")
 def alert_list(page: PageDep, status: str = "") -> Response:
-    require(page, *READERS)
+    require(page, Action.READ_ALERTS)
     chosen = [AlertStatus(status)] if status in {s.value for s in AlertStatus} else []
     with page.api.transaction() as session:
         rows = _alert_rows(session, chosen)
@@ -145,7 +143,7 @@ def alert_list(page: PageDep, status: str = "") -> Response:
 
 @router.get("/review")
 def review_queue(page: PageDep) -> Response:
-    require(page, *REVIEWERS)
+    require(page, Action.REVIEW_ALERTS)
     with page.api.transaction() as session:
         rows = _alert_rows(session, [AlertStatus.AWAITING_APPROVAL])
     return page.render(
@@ -279,7 +277,7 @@ def _compose(
 
 @router.get("/alerts/new")
 def compose_page(page: PageDep) -> Response:
-    require(page, *WRITERS)
+    require(page, Action.WRITE_ALERTS)
     values = {
         "severity": "Severe",
         "urgency": "Expected",
@@ -291,7 +289,7 @@ def compose_page(page: PageDep) -> Response:
 
 
 def _write(page: Page, form: FormData, alert_id: int | None) -> Response:
-    me = require(page, *WRITERS)
+    me = require(page, Action.WRITE_ALERTS)
     values = _values_of_form(form)
     action = "/console/alerts/new" if alert_id is None else f"/console/alerts/{alert_id}/edit"
     editing = None
@@ -341,7 +339,7 @@ def compose(page: PageDep, form: FormDep) -> Response:
 @router.post("/alerts/preview")
 def live_preview(page: PageDep, form: FormDep) -> Response:
     """The preview pane alone, for the page's script to refresh it as the operator types."""
-    require(page, *WRITERS)
+    require(page, Action.WRITE_ALERTS)
     try:
         shown = preview_draft(page, draft_from_form(form))
     except InvalidInput as error:
@@ -356,7 +354,7 @@ def live_preview(page: PageDep, form: FormDep) -> Response:
 
 @router.get("/alerts/{alert_id}/edit")
 def edit_page(page: PageDep, alert_id: AlertId) -> Response:
-    require(page, *WRITERS)
+    require(page, Action.WRITE_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         values = _values_of_alert(alert)
@@ -424,7 +422,7 @@ def alert_page(page: PageDep, alert_id: AlertId) -> Response:
 def _alert_view(
     page: Page, alert_id: int, errors: dict[str, str] | None = None, code: int = 200
 ) -> Response:
-    me = require(page, *READERS)
+    me = require(page, Action.READ_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         described = alerts.describe_alert(alert)
@@ -464,7 +462,7 @@ def _alert_view(
 def watch_page(page: PageDep, alert_id: AlertId) -> Response:
     """Progress alone, reloading itself every few seconds while the alert goes out: for a
     browser without scripts (the alert's own page has forms a reload would clear)."""
-    require(page, *READERS)
+    require(page, Action.READ_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         counts = _progress(session, alert)
@@ -479,18 +477,26 @@ def watch_page(page: PageDep, alert_id: AlertId) -> Response:
 
 
 def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
-    """Which buttons to show; the lifecycle functions decide for real."""
+    """Which buttons to show, by the rules the lifecycle functions apply again."""
     status = alert["status"]
-    wrote = me.id == alert["author_id"] or me.id in alert["editor_ids"]
-    writer = me.role in WRITERS
+    writer = permissions.can(me, Action.WRITE_ALERTS)
+    own_draft = (
+        writer
+        and status is AlertStatus.DRAFT
+        and permissions.may_act_on_draft(me, author_id=alert["author_id"])
+    )
     return {
-        "edit": writer and status is AlertStatus.DRAFT,
-        "submit": writer and status is AlertStatus.DRAFT,
-        "review": me.role in REVIEWERS
+        "edit": own_draft,
+        "submit": own_draft,
+        "review": permissions.can(me, Action.REVIEW_ALERTS)
         and status is AlertStatus.AWAITING_APPROVAL
-        and not wrote
-        and me.id != alert["submitted_by_id"],
-        "cancel": me.role in CANCELLERS and status in alerts.LIVE,
+        and permissions.second_person(
+            me,
+            author_id=alert["author_id"],
+            submitted_by_id=alert["submitted_by_id"],
+            editor_ids=alert["editor_ids"],
+        ),
+        "cancel": permissions.can(me, Action.CANCEL_ALERTS) and status in alerts.LIVE,
         "follow_up": writer
         and alert["msg_type"] is MsgType.ALERT
         and status in {AlertStatus.DISPATCHING, AlertStatus.DONE},
@@ -500,7 +506,7 @@ def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
 @router.get("/alerts/{alert_id}/progress")
 def progress_fragment(page: PageDep, alert_id: AlertId) -> Response:
     """The progress box alone, polled by the page's script while the alert goes out."""
-    require(page, *READERS)
+    require(page, Action.READ_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         counts = _progress(session, alert)
@@ -564,7 +570,7 @@ def cancel(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
 
 @router.get("/alerts/{alert_id}/follow-up")
 def follow_up_page(page: PageDep, alert_id: AlertId, kind: str = "update") -> Response:
-    me = require(page, *WRITERS)
+    me = require(page, Action.WRITE_ALERTS)
     with page.api.transaction() as session:
         original = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
     if not _allowed(me, original)["follow_up"]:
@@ -577,7 +583,7 @@ def follow_up_page(page: PageDep, alert_id: AlertId, kind: str = "update") -> Re
 
 @router.post("/alerts/{alert_id}/follow-up")
 def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
-    me = require(page, *WRITERS)
+    me = require(page, Action.WRITE_ALERTS)
     values = {key: str(value) for key, value in form.items()}
     contents: dict[str, tuple[str, str]] = {}
     for language in LANGUAGES:
