@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import clock
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import texts_from_fields
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.audit import trail as audit
 from broadcaster.db import migrate as schema
@@ -285,15 +286,7 @@ def _as_option(function: Any) -> Any:
 @pass_app
 def alert_create(app: App, /, username: str, **options: Any) -> None:
     """Write a draft alert."""
-    contents: dict[str, tuple[str, str]] = {}
-    for language in ("pl", "en", "uk"):
-        title, body = options.pop(f"title_{language}"), options.pop(f"body_{language}")
-        if title is None and body is None:
-            continue
-        if not title or not body:
-            missing = "title" if not title else "body"
-            raise InvalidInput(f"contents.{language}.{missing}", "give both a title and a body")
-        contents[language] = (title, body)
+    contents = texts_from_fields(options)
     as_json = options.pop("as_json")
     draft = alerts.AlertDraft(
         topic=options["topic"],

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from broadcaster import clock
 from broadcaster.alerts import follow_ups
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import texts_from_fields
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.alerts.models import Alert, AlertStatus, CapStatus, MsgType, Severity, Urgency
 from broadcaster.alerts.services import AlertDraft
@@ -159,19 +160,13 @@ def review_queue(page: PageDep) -> Response:
 
 
 def draft_from_form(form: FormData) -> AlertDraft:
-    contents: dict[str, tuple[str, str]] = {}
-    for language in LANGUAGES:
-        title = str(form.get(f"title_{language}", "")).strip()
-        body = str(form.get(f"body_{language}", "")).strip()
-        if title or body or language == Language.PL.value:
-            contents[language] = (title, body)
     return AlertDraft(
         topic=str(form.get("topic", "")),
         severity=str(form.get("severity", "")),
         urgency=str(form.get("urgency", "")),
         cap_status=str(form.get("cap_status", CapStatus.ACTUAL.value)),
         channels=[str(c) for c in form.getlist("channels")],
-        contents=contents,
+        contents=texts_from_fields(form),
         districts=[str(d) for d in form.getlist("districts")],
         whole_city=form.get("whole_city") == "on",
         transliterate_sms=form.get("transliterate_sms") == "on",
@@ -585,12 +580,6 @@ def follow_up_page(page: PageDep, alert_id: AlertId, kind: str = "update") -> Re
 def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
     me = require(page, Action.WRITE_ALERTS)
     values = {key: str(value) for key, value in form.items()}
-    contents: dict[str, tuple[str, str]] = {}
-    for language in LANGUAGES:
-        title = values.get(f"title_{language}", "").strip()
-        body = values.get(f"body_{language}", "").strip()
-        if title or body or language == Language.PL.value:
-            contents[language] = (title, body)
     try:
         with page.api.transaction() as session:
             created = follow_ups.create_follow_up(
@@ -599,7 +588,7 @@ def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
                 author=me,
                 original_id=alert_id,
                 msg_type=values.get("msg_type", ""),
-                contents=contents,
+                contents=texts_from_fields(values),
             )
             new_id = created.id
     except InvalidInput as error:
