@@ -274,6 +274,12 @@ class Settings(BaseModel):
         return self.database_url.startswith("sqlite")
 
     @property
+    def broker_is_redis(self) -> bool:
+        """Whether Celery's broker is Redis (production), not the embedded SQLAlchemy
+        transport: the shared rate limits and the queue lengths then live in Redis."""
+        return self.broker_url.startswith(("redis://", "rediss://"))
+
+    @property
     def smsapi_report_url(self) -> str | None:
         """Where SMSAPI is asked to send delivery reports; None without a secret."""
         if not self.smsapi_callback_secret:

@@ -196,6 +196,16 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "en": "sent with failures ({failed} failed)",
             "uk": "надіслано з помилками ({failed} невдалих)",
         },
+        "time.not_a_time": {
+            "pl": "musi być datą i godziną (RRRR-MM-DD GG:MM)",
+            "en": "must be a date and time (YYYY-MM-DD HH:MM)",
+            "uk": "має бути датою й часом (РРРР-ММ-ДД ГГ:ХХ)",
+        },
+        "time.skipped": {
+            "pl": "nie istnieje w Warszawie (zegary przestawia się wtedy do przodu)",
+            "en": "does not exist in Warsaw (the clocks go forward then)",
+            "uk": "не існує у Варшаві (тоді годинники переводять уперед)",
+        },
     }
 )
 

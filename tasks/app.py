@@ -41,10 +41,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         # deletes what it delivers, is named apart and given the database URL alone.
         broker, transport = broker.removeprefix(EMBEDDED_PREFIX), EMBEDDED_TRANSPORT
     app = Celery("broadcaster", broker=broker, include=["tasks.jobs"])
-    redis_broker = settings.broker_url.startswith(("redis://", "rediss://"))
     # The SQLAlchemy transport hands its options to create_engine: only Redis takes these.
     transport_options: dict[str, object] = {}
-    if redis_broker:
+    if settings.broker_is_redis:
         transport_options = {
             "visibility_timeout": 600,
             "priority_steps": list(range(10)),

@@ -66,7 +66,7 @@ class Runtime:
     def bucket(self, channel: Channel) -> Bucket:
         if channel not in self.buckets:
             rate = PROFILES[channel].rate(self.settings)
-            if self.settings.broker_url.startswith(("redis://", "rediss://")):
+            if self.settings.broker_is_redis:
                 client = redis.Redis.from_url(self.settings.redis_url)
                 self.buckets[channel] = RedisBucket(
                     client, channel.value, rate, burst=max(rate, 500)
@@ -78,7 +78,7 @@ class Runtime:
     def queued(self, queue: str) -> int:
         """Messages waiting in a queue of a Redis broker (all its priority levels); 0 when
         the broker cannot tell (the embedded one)."""
-        if not self.settings.broker_url.startswith(("redis://", "rediss://")):
+        if not self.settings.broker_is_redis:
             return 0
         client = redis.Redis.from_url(self.settings.broker_url)
         try:

@@ -45,8 +45,8 @@ from broadcaster.dispatch import progress
 from broadcaster.dispatch.audience import RECEIVED
 from broadcaster.errors import Conflict, InvalidInput, NotFound
 from broadcaster.settings import Settings
-from broadcaster.staff.models import Operator, Role
-from broadcaster.staff.operators import require_role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action, require
 
 FOLLOW_UPS = (MsgType.UPDATE, MsgType.CANCEL)
 
@@ -68,7 +68,7 @@ def create_follow_up(
     `contents` maps a language to (title, body), Polish required, as for any alert;
     `severity` and `urgency` default to the original's and only an Update may change them.
     """
-    require_role(author, Role.OPERATOR, Role.ADMIN)
+    require(author, Action.WRITE_ALERTS)
     kind = _follow_up_kind(msg_type)
     if kind is MsgType.CANCEL:
         for field, value in (("severity", severity), ("urgency", urgency)):

@@ -39,8 +39,9 @@ from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.reference.models import FALLBACK_LANGUAGE, District, Language, Topic
 from broadcaster.reference.services import resolve_slugs
 from broadcaster.settings import Settings
-from broadcaster.staff.models import Operator, Role
-from broadcaster.staff.operators import actor_of, require_role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.operators import actor_of
+from broadcaster.staff.permissions import Action, may_act_on_draft, require, second_person
 from broadcaster.texts import body_text, reason_text, title_text
 from channels import Channel
 
@@ -255,7 +256,7 @@ def apply_draft(alert: Alert, checked: CheckedDraft, session: Session) -> None:
 def create_alert(
     *, session: Session, settings: Settings, author: Operator, draft: AlertDraft
 ) -> Alert:
-    require_role(author, Role.OPERATOR, Role.ADMIN)
+    require(author, Action.WRITE_ALERTS)
     checked = check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     return add_alert(session=session, settings=settings, author=author, checked=checked)
 
@@ -354,9 +355,9 @@ def edit_draft(
     *, session: Session, settings: Settings, editor: Operator, alert_id: int, draft: AlertDraft
 ) -> Alert:
     """Replace a draft's content and targeting; only its author (or an admin) may."""
-    require_role(editor, Role.OPERATOR, Role.ADMIN)
+    require(editor, Action.WRITE_ALERTS)
     alert = get_alert(session=session, alert_id=alert_id)
-    if editor.role is not Role.ADMIN and alert.author_id != editor.id:
+    if not may_act_on_draft(editor, author_id=alert.author_id):
         raise Forbidden("only the author edits a draft")
     if alert.msg_type is not MsgType.ALERT:
         _keep_follow_up_targeting(alert, draft)
@@ -396,9 +397,9 @@ def schedule_alert(
 
     Only a draft: the time an approver agreed to is part of what they approved.
     """
-    require_role(actor, Role.OPERATOR, Role.ADMIN)
+    require(actor, Action.WRITE_ALERTS)
     alert = get_alert(session=session, alert_id=alert_id)
-    if actor.role is not Role.ADMIN and alert.author_id != actor.id:
+    if not may_act_on_draft(actor, author_id=alert.author_id):
         raise Forbidden("only the author schedules a draft")
     moment = _aware(send_at, "send_at")
     if moment is not None:
@@ -459,9 +460,9 @@ def transition(
 
 def submit_alert(*, session: Session, settings: Settings, actor: Operator, alert_id: int) -> Alert:
     """Send a draft for approval; one the provider would refuse is kept a draft."""
-    require_role(actor, Role.OPERATOR, Role.ADMIN)
+    require(actor, Action.WRITE_ALERTS)
     alert = get_alert(session=session, alert_id=alert_id)
-    if actor.role is not Role.ADMIN and alert.author_id != actor.id:
+    if not may_act_on_draft(actor, author_id=alert.author_id):
         raise Forbidden("only the author submits a draft")
     now = utcnow()
     if alert.expires_at <= now:
@@ -481,8 +482,12 @@ def submit_alert(*, session: Session, settings: Settings, actor: Operator, alert
 
 def _require_second_person(alert: Alert, reviewer: Operator) -> None:
     """Four eyes: whoever wrote any of the text, or sent it for approval, cannot review it."""
-    involved = {alert.author_id, alert.submitted_by_id, *alert.editor_ids}
-    if reviewer.id in involved:
+    if not second_person(
+        reviewer,
+        author_id=alert.author_id,
+        submitted_by_id=alert.submitted_by_id,
+        editor_ids=alert.editor_ids,
+    ):
         raise Forbidden(
             "the author cannot approve their own alert: a second person must "
             "(whoever wrote, edited or submitted it counts as its author)"
@@ -497,7 +502,7 @@ def approve_alert(
     The SMS parts are checked again against today's limit, which may have been lowered
     since the alert was submitted: what the provider would refuse is never approved.
     """
-    require_role(approver, Role.APPROVER, Role.ADMIN)
+    require(approver, Action.REVIEW_ALERTS)
     alert = get_alert(session=session, alert_id=alert_id)
     _require_second_person(alert, approver)
     now = utcnow()
@@ -516,7 +521,7 @@ def approve_alert(
 
 def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason: str) -> Alert:
     """Send an alert back to its author as a draft, with the reason."""
-    require_role(approver, Role.APPROVER, Role.ADMIN)
+    require(approver, Action.REVIEW_ALERTS)
     reason = reason_text(reason or "", "reason")
     if not reason:
         raise InvalidInput("reason", "say why the alert is rejected")
@@ -533,7 +538,7 @@ def reject_alert(*, session: Session, approver: Operator, alert_id: int, reason:
 
 def cancel_alert(*, session: Session, actor: Operator, alert_id: int, reason: str) -> Alert:
     """Stop an alert in any live state; a dispatch in progress stops its pending messages."""
-    require_role(actor, Role.OPERATOR, Role.APPROVER, Role.ADMIN)
+    require(actor, Action.CANCEL_ALERTS)
     reason = reason_text(reason or "", "reason")
     if not reason:
         raise InvalidInput("reason", "say why the alert is cancelled")

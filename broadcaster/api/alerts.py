@@ -23,15 +23,16 @@ from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.dispatch import progress
 from broadcaster.http.support import ApiDep
 from broadcaster.reference.models import Language
-from broadcaster.staff.models import Operator, Role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action
 from channels import Channel
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=StrictJsonRoute)
 
-Writer = Annotated[Operator, staff(Role.OPERATOR, Role.ADMIN)]
-Reviewer = Annotated[Operator, staff(Role.APPROVER, Role.ADMIN)]
-Canceller = Annotated[Operator, staff(Role.OPERATOR, Role.APPROVER, Role.ADMIN)]
-Reader = Annotated[Operator, staff(Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)]
+Writer = Annotated[Operator, staff(Action.WRITE_ALERTS)]
+Reviewer = Annotated[Operator, staff(Action.REVIEW_ALERTS)]
+Canceller = Annotated[Operator, staff(Action.CANCEL_ALERTS)]
+Reader = Annotated[Operator, staff(Action.READ_ALERTS)]
 
 
 class Texts(Body):

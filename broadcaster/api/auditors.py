@@ -33,7 +33,8 @@ from broadcaster.dispatch.log import DeliveryFilter, LoggedDelivery
 from broadcaster.dispatch.models import DeliveryStatus
 from broadcaster.errors import Conflict, InvalidInput
 from broadcaster.http.support import ApiDep
-from broadcaster.staff.models import Operator, Role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action
 from broadcaster.wording import refusal
 from channels import Channel
 
@@ -46,7 +47,8 @@ router = APIRouter(
     },
 )
 
-Auditor = Annotated[Operator, staff(Role.AUDITOR, Role.ADMIN)]
+LogReader = Annotated[Operator, staff(Action.READ_DELIVERY_LOG)]
+TrailReader = Annotated[Operator, staff(Action.READ_AUDIT_TRAIL)]
 
 MAX_ALERT_ID = 2**31 - 1
 MAX_KEY = 2**63 - 1
@@ -172,7 +174,7 @@ def _checked_filter(session: Session, filters: DeliveryFilters) -> DeliveryFilte
 
 @router.get("/deliveries", response_model=DeliveryPageOut)
 def list_deliveries(
-    api: ApiDep, _me: Auditor, query: Annotated[DeliveryPageQuery, Query()]
+    api: ApiDep, _me: LogReader, query: Annotated[DeliveryPageQuery, Query()]
 ) -> DeliveryPageOut:
     """The delivery log, oldest first, a page at a time."""
     after = _cursor_key("deliveries", query.cursor)
@@ -202,7 +204,7 @@ class CsvResponse(StreamingResponse):
     },
 )
 def export_deliveries(
-    api: ApiDep, _me: Auditor, filters: Annotated[DeliveryFilters, Query()]
+    api: ApiDep, _me: LogReader, filters: Annotated[DeliveryFilters, Query()]
 ) -> CsvResponse:
     """The delivery log as a CSV download, streamed: every matching row, oldest first."""
     with api.transaction() as session:
@@ -270,7 +272,7 @@ class AuditPageOut(BaseModel):
 
 @router.get("/audit", response_model=AuditPageOut)
 def list_audit_events(
-    api: ApiDep, _me: Auditor, query: Annotated[AuditQuery, Query()]
+    api: ApiDep, _me: TrailReader, query: Annotated[AuditQuery, Query()]
 ) -> AuditPageOut:
     """The audit trail as stored, newest first unless `order=oldest`, a page at a time."""
     kind = f"audit-{query.order}"
@@ -342,7 +344,7 @@ class CheckpointsIn(Body):
 
 
 @router.get("/audit/verify", response_model=ChainVerdict)
-def verify_audit_chain(api: ApiDep, _me: Auditor) -> ChainVerdict:
+def verify_audit_chain(api: ApiDep, _me: TrailReader) -> ChainVerdict:
     """Walk the whole chain and check its sealed tip: intact with the number of records,
     or the first broken one."""
     with api.transaction() as session:
@@ -350,7 +352,7 @@ def verify_audit_chain(api: ApiDep, _me: Auditor) -> ChainVerdict:
 
 
 @router.post("/audit/verify", response_model=ChainVerdict)
-def verify_audit_chain_against(api: ApiDep, _me: Auditor, body: CheckpointsIn) -> ChainVerdict:
+def verify_audit_chain_against(api: ApiDep, _me: TrailReader, body: CheckpointsIn) -> ChainVerdict:
     """As `GET /audit/verify`, and each record a checkpoint saw must still be there with
     the hash it had: records cut after a checkpoint was taken show. A checkpoint not issued
     by this trail is a 422 naming it."""
@@ -366,7 +368,7 @@ def verify_audit_chain_against(api: ApiDep, _me: Auditor, body: CheckpointsIn) -
 
 
 @router.get("/audit/checkpoint", response_model=CheckpointOut)
-def audit_checkpoint(api: ApiDep, _me: Auditor) -> CheckpointOut:
+def audit_checkpoint(api: ApiDep, _me: TrailReader) -> CheckpointOut:
     """The chain verified, a checkpoint of its tip, to keep outside the database and hand
     back to `POST /audit/verify`. A 409 when the chain does not verify."""
     with api.transaction() as session:

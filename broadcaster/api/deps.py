@@ -12,8 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from broadcaster.errors import Unauthenticated
 from broadcaster.http.support import ApiDep, refuse_unknown_query
 from broadcaster.staff import tokens
-from broadcaster.staff.models import Operator, Role
-from broadcaster.staff.operators import require_role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action, require
 
 _bearer = HTTPBearer(auto_error=False, description="A staff API token (`wsp_...`).")
 
@@ -31,11 +31,12 @@ def authenticated(
     return operator
 
 
-def staff(*roles: Role) -> Any:
-    """A dependency: the authenticated staff member, who must hold one of `roles`."""
+def staff(action: Action) -> Any:
+    """A dependency: the authenticated staff member, whose role may take `action`
+    (broadcaster/staff/permissions.py)."""
 
     def check(request: Request, operator: Annotated[Operator, Depends(authenticated)]) -> Operator:
-        require_role(operator, *roles)
+        require(operator, action)
         # After the credential and the role: a stranger learns nothing from a 422.
         refuse_unknown_query(request)
         return operator

@@ -20,12 +20,12 @@ from broadcaster.http.support import ApiDep
 from broadcaster.staff import operators, tokens
 from broadcaster.staff.models import ApiToken, Operator, Role
 from broadcaster.staff.operators import actor_of
+from broadcaster.staff.permissions import Action
 
 router = APIRouter(tags=["staff"], route_class=StrictJsonRoute)
 
-ANY_STAFF = (Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
-Anyone = Annotated[Operator, staff(*ANY_STAFF)]
-Admin = Annotated[Operator, staff(Role.ADMIN)]
+Anyone = Annotated[Operator, staff(Action.OWN_ACCOUNT)]
+Admin = Annotated[Operator, staff(Action.MANAGE_OPERATORS)]
 
 
 class OperatorOut(BaseModel):

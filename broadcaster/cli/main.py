@@ -17,13 +17,14 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster import clock
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import texts_from_fields
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.audit import verification
 from broadcaster.db import migrate as schema
@@ -44,12 +45,11 @@ from broadcaster.errors import (
 )
 from broadcaster.reference import services as reference
 from broadcaster.settings import Environment, Settings, SettingsError, load_settings
-from broadcaster.staff import operators, tokens
-from broadcaster.staff.models import Role
+from broadcaster.staff import operators, permissions, tokens
+from broadcaster.staff.permissions import Action
 from broadcaster.wording import refusal, words
 from channels.sandbox.server import SandboxServer
 
-WARSAW = ZoneInfo("Europe/Warsaw")
 EXIT_CODES: dict[type[BroadcasterError], int] = {
     Unauthenticated: 3,
     RateLimited: 5,
@@ -103,7 +103,8 @@ class App:
 
 
 class WarsawTime(click.ParamType[datetime, Any]):
-    """An ISO 8601 date-time; without an offset it is read as Warsaw local time."""
+    """An ISO 8601 date-time; without an offset it is read as Warsaw's clock, as the
+    console reads its forms (broadcaster/clock.py): the hour the clocks skip is refused."""
 
     name = "datetime"
 
@@ -113,10 +114,9 @@ class WarsawTime(click.ParamType[datetime, Any]):
         if isinstance(value, datetime):
             return value
         try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not a date-time like 2026-12-01T18:00", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=WARSAW)
+            return clock.parse_local(str(value), param.name if param and param.name else "time")
+        except InvalidInput as error:
+            self.fail(error.message, param, ctx)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -286,15 +286,7 @@ def _as_option(function: Any) -> Any:
 @pass_app
 def alert_create(app: App, /, username: str, **options: Any) -> None:
     """Write a draft alert."""
-    contents: dict[str, tuple[str, str]] = {}
-    for language in ("pl", "en", "uk"):
-        title, body = options.pop(f"title_{language}"), options.pop(f"body_{language}")
-        if title is None and body is None:
-            continue
-        if not title or not body:
-            missing = "title" if not title else "body"
-            raise InvalidInput(f"contents.{language}.{missing}", "give both a title and a body")
-        contents[language] = (title, body)
+    contents = texts_from_fields(options)
     as_json = options.pop("as_json")
     draft = alerts.AlertDraft(
         topic=options["topic"],
@@ -519,7 +511,7 @@ def audit_reseal(app: App, username: str, checkpoint_files: tuple[TextIO, ...]) 
     checkpoints = _read_checkpoints(checkpoint_files)
     with app.transaction() as session:
         admin = operators.get_operator(session=session, username=username)
-        operators.require_role(admin, Role.ADMIN)
+        permissions.require(admin, Action.RESEAL_AUDIT_TRAIL)
         seq = verification.reseal(
             session=session, actor=operators.actor_of(admin), checkpoints=checkpoints
         )

@@ -27,7 +27,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 from broadcaster.alerts.models import URGENT, Alert, AlertStatus
 from broadcaster.alerts.services import Move, transition
 from broadcaster.audit import trail as audit
+from broadcaster.clock import WARSAW
 from broadcaster.db.bulk import row_writer
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
@@ -45,7 +45,6 @@ from broadcaster.dispatch.states import SuppressReason
 from broadcaster.errors import Conflict
 from subscribers.models import Subscriber
 
-WARSAW = ZoneInfo("Europe/Warsaw")
 DELIVERY_COLUMNS = (
     "alert_id",
     "batch_no",

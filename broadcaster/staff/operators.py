@@ -1,4 +1,4 @@
-"""Staff accounts and the role rules every face applies."""
+"""Staff accounts (who may do what: broadcaster/staff/permissions.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster.audit import trail as audit
-from broadcaster.errors import Forbidden, InvalidInput, NotFound
+from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.staff.models import Operator, Role
 from broadcaster.texts import name_text
 
@@ -19,15 +19,6 @@ _USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
 
 def actor_of(operator: Operator) -> str:
     return f"operator:{operator.id}"
-
-
-def require_role(operator: Operator, *roles: Role) -> None:
-    """Refuse an inactive account, or one whose role is not among `roles`."""
-    if not operator.active:
-        raise Forbidden(f"operator {operator.username} is deactivated")
-    if operator.role not in roles:
-        allowed = " or ".join(role.value for role in roles)
-        raise Forbidden(f"this needs the {allowed} role; {operator.username} is {operator.role}")
 
 
 def create_operator(

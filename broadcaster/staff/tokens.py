@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from broadcaster.audit import trail as audit
 from broadcaster.db.engine import utcnow
 from broadcaster.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from broadcaster.staff.models import ApiToken, Operator, Role
+from broadcaster.staff.models import ApiToken, Operator
 from broadcaster.staff.operators import actor_of
+from broadcaster.staff.permissions import Action, can
 
 PREFIX = "wsp_"
 MAX_LIFETIME_DAYS = 365
@@ -114,7 +115,7 @@ def revoke_token(
     token = session.get(ApiToken, token_id)
     if token is None:
         raise NotFound("token", token_id)
-    if token.operator_id != actor.id and actor.role is not Role.ADMIN:
+    if token.operator_id != actor.id and not can(actor, Action.REVOKE_ANY_TOKEN):
         raise Forbidden("only the token's owner or an admin may revoke it")
     if token.revoked_at is None:
         token.revoked_at = now or utcnow()

@@ -17,13 +17,12 @@ from broadcaster.dispatch import log as delivery_log
 from broadcaster.dispatch.log import DeliveryFilter
 from broadcaster.dispatch.models import DeliveryStatus
 from broadcaster.errors import InvalidInput
-from broadcaster.staff.models import Role
+from broadcaster.staff.permissions import Action
 from broadcaster.web.core import Page, PageDep, WebRoute, finish, require, warsaw_time
 from channels import Channel
 
 router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)
 
-AUDITORS = (Role.AUDITOR, Role.ADMIN)
 PAGE_ROWS = 50
 FILTERS = ("alert", "channel", "status", "district", "from", "to")
 
@@ -73,7 +72,7 @@ def _log_page(page: Page, values: dict[str, str], code: int = 200, **shown: Any)
 
 @router.get("/log")
 def delivery_log_page(page: PageDep) -> Response:
-    require(page, *AUDITORS)
+    require(page, Action.READ_DELIVERY_LOG)
     values = {k: page.request.query_params.get(k, "") for k in (*FILTERS, "after")}
     try:
         chosen = _filter(page, values)
@@ -89,7 +88,7 @@ def delivery_log_page(page: PageDep) -> Response:
 
 @router.get("/log.csv")
 def delivery_log_csv(page: PageDep) -> Response:
-    require(page, *AUDITORS)
+    require(page, Action.READ_DELIVERY_LOG)
     values = {k: page.request.query_params.get(k, "") for k in FILTERS}
     try:
         chosen = _filter(page, values)
@@ -109,7 +108,7 @@ def delivery_log_csv(page: PageDep) -> Response:
 
 @router.get("/audit")
 def audit_page(page: PageDep, verify: str = "", before: str = "", checkpoint: str = "") -> Response:
-    require(page, *AUDITORS)
+    require(page, Action.READ_AUDIT_TRAIL)
     values = {
         k: page.request.query_params.get(k, "")
         for k in ("object_type", "object_id", "action", "actor")

@@ -24,11 +24,10 @@ import hmac
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +37,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from broadcaster import clock
 from broadcaster.errors import (
     Conflict,
     Forbidden,
@@ -49,8 +49,10 @@ from broadcaster.errors import (
 from broadcaster.http.support import PAGE_HEADERS, Api, get_api
 from broadcaster.reference.services import DISTRICTS
 from broadcaster.settings import Settings
+from broadcaster.staff import permissions
 from broadcaster.staff import sessions as console_sessions
-from broadcaster.staff.models import Operator, Role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action
 from broadcaster.wording import words
 
 LANGUAGES = ("pl", "en")
@@ -65,7 +67,6 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-WARSAW = ZoneInfo("Europe/Warsaw")
 DISTRICT_NAMES = {district.slug: district.name for district in DISTRICTS}
 
 
@@ -74,29 +75,17 @@ def local_time(value: datetime | str | None) -> str:
     if not value:
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
+    return clock.local(moment).strftime("%Y-%m-%d %H:%M")
 
 
 templates.filters["local"] = local_time
+# The menu shows what the reader may open, by the one table of who may do what.
+templates.globals.update(can=permissions.can, Action=Action)
 
 
 def warsaw_time(value: str, field_name: str) -> datetime | None:
     """A datetime-local field (no offset), read as Warsaw's clock; empty: None."""
-    if not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(field_name, "must be a date and time (YYYY-MM-DD HH:MM)") from None
-    if moment.tzinfo is not None:
-        return moment
-    local = moment.replace(tzinfo=WARSAW)
-    # The hour the clocks skip in spring names no moment: refuse it rather than guess.
-    if local.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None) != moment:
-        raise InvalidInput(field_name, "does not exist in Warsaw (the clocks go forward then)")
-    return local
+    return clock.parse_local(value, field_name) if value.strip() else None
 
 
 def language_of(request: Request) -> str:
@@ -231,9 +220,11 @@ def forget_session(response: Response, settings: Settings) -> None:
     )
 
 
-def require(page: Page, *roles: Role) -> Operator:
+def require(page: Page, action: Action) -> Operator:
+    """The signed-in staff member, whose role may take `action` (a page for others: 403)."""
     operator = signed_in(page)
-    if operator.role not in roles:
+    if not permissions.can(operator, action):
+        roles = permissions.roles_for(action)
         raise Forbidden(f"this page is for {', '.join(role.value for role in roles)}")
     return operator
 

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 
 from broadcaster.errors import NotFound
 from broadcaster.settings import Environment, Settings
-from broadcaster.staff.models import Role
+from broadcaster.staff.permissions import Action
 from broadcaster.web.core import PageDep, WebRoute, require
 
 router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=False)
@@ -57,7 +57,7 @@ def _mail(record: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/sandbox")
 def sandbox_viewer(page: PageDep) -> Response:
-    require(page, Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
+    require(page, Action.VIEW_SANDBOX)
     if not available(page.settings):
         raise NotFound("page", "sandbox")
     try:

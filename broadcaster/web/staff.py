@@ -18,8 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from broadcaster import clock
 from broadcaster.alerts import follow_ups
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import texts_from_fields
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.alerts.models import Alert, AlertStatus, CapStatus, MsgType, Severity, Urgency
 from broadcaster.alerts.services import AlertDraft
@@ -28,11 +30,12 @@ from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
 from broadcaster.errors import Conflict, InvalidInput, Unauthenticated
 from broadcaster.reference.models import Language, Topic
+from broadcaster.staff import permissions
 from broadcaster.staff import sessions as console_sessions
-from broadcaster.staff.models import Operator, Role
+from broadcaster.staff.models import Operator
+from broadcaster.staff.permissions import Action
 from broadcaster.web.core import (
     STAFF_COOKIE,
-    WARSAW,
     FormDep,
     Page,
     PageDep,
@@ -49,10 +52,6 @@ router = APIRouter(prefix="/console", route_class=WebRoute, include_in_schema=Fa
 # An id as the database holds it; anything else is no alert of ours (404).
 AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
-WRITERS = (Role.OPERATOR, Role.ADMIN)
-REVIEWERS = (Role.APPROVER, Role.ADMIN)
-READERS = (Role.OPERATOR, Role.APPROVER, Role.AUDITOR, Role.ADMIN)
-CANCELLERS = (Role.OPERATOR, Role.APPROVER, Role.ADMIN)
 LANGUAGES = [language.value for language in Language]
 
 STATUS_NAMES = {
@@ -136,7 +135,7 @@ def _alert_rows(session: Session, statuses: list[AlertStatus]) -> list[dict[str,
 
 @router.get("")
 def alert_list(page: PageDep, status: str = "") -> Response:
-    require(page, *READERS)
+    require(page, Action.READ_ALERTS)
     chosen = [AlertStatus(status)] if status in {s.value for s in AlertStatus} else []
     with page.api.transaction() as session:
         rows = _alert_rows(session, chosen)
@@ -145,7 +144,7 @@ def alert_list(page: PageDep, status: str = "") -> Response:
 
 @router.get("/review")
 def review_queue(page: PageDep) -> Response:
-    require(page, *REVIEWERS)
+    require(page, Action.REVIEW_ALERTS)
     with page.api.transaction() as session:
         rows = _alert_rows(session, [AlertStatus.AWAITING_APPROVAL])
     return page.render(
@@ -161,19 +160,13 @@ def review_queue(page: PageDep) -> Response:
 
 
 def draft_from_form(form: FormData) -> AlertDraft:
-    contents: dict[str, tuple[str, str]] = {}
-    for language in LANGUAGES:
-        title = str(form.get(f"title_{language}", "")).strip()
-        body = str(form.get(f"body_{language}", "")).strip()
-        if title or body or language == Language.PL.value:
-            contents[language] = (title, body)
     return AlertDraft(
         topic=str(form.get("topic", "")),
         severity=str(form.get("severity", "")),
         urgency=str(form.get("urgency", "")),
         cap_status=str(form.get("cap_status", CapStatus.ACTUAL.value)),
         channels=[str(c) for c in form.getlist("channels")],
-        contents=contents,
+        contents=texts_from_fields(form),
         districts=[str(d) for d in form.getlist("districts")],
         whole_city=form.get("whole_city") == "on",
         transliterate_sms=form.get("transliterate_sms") == "on",
@@ -210,7 +203,7 @@ def _values_of_alert(alert: Alert) -> dict[str, Any]:
 
 
 def _local_input(moment: datetime | None) -> str:
-    return moment.astimezone(WARSAW).strftime("%Y-%m-%dT%H:%M") if moment else ""
+    return clock.local(moment).strftime("%Y-%m-%dT%H:%M") if moment else ""
 
 
 def _values_of_form(form: FormData) -> dict[str, Any]:
@@ -279,7 +272,7 @@ def _compose(
 
 @router.get("/alerts/new")
 def compose_page(page: PageDep) -> Response:
-    require(page, *WRITERS)
+    require(page, Action.WRITE_ALERTS)
     values = {
         "severity": "Severe",
         "urgency": "Expected",
@@ -291,7 +284,7 @@ def compose_page(page: PageDep) -> Response:
 
 
 def _write(page: Page, form: FormData, alert_id: int | None) -> Response:
-    me = require(page, *WRITERS)
+    me = require(page, Action.WRITE_ALERTS)
     values = _values_of_form(form)
     action = "/console/alerts/new" if alert_id is None else f"/console/alerts/{alert_id}/edit"
     editing = None
@@ -341,7 +334,7 @@ def compose(page: PageDep, form: FormDep) -> Response:
 @router.post("/alerts/preview")
 def live_preview(page: PageDep, form: FormDep) -> Response:
     """The preview pane alone, for the page's script to refresh it as the operator types."""
-    require(page, *WRITERS)
+    require(page, Action.WRITE_ALERTS)
     try:
         shown = preview_draft(page, draft_from_form(form))
     except InvalidInput as error:
@@ -356,7 +349,7 @@ def live_preview(page: PageDep, form: FormDep) -> Response:
 
 @router.get("/alerts/{alert_id}/edit")
 def edit_page(page: PageDep, alert_id: AlertId) -> Response:
-    require(page, *WRITERS)
+    require(page, Action.WRITE_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         values = _values_of_alert(alert)
@@ -424,7 +417,7 @@ def alert_page(page: PageDep, alert_id: AlertId) -> Response:
 def _alert_view(
     page: Page, alert_id: int, errors: dict[str, str] | None = None, code: int = 200
 ) -> Response:
-    me = require(page, *READERS)
+    me = require(page, Action.READ_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         described = alerts.describe_alert(alert)
@@ -464,7 +457,7 @@ def _alert_view(
 def watch_page(page: PageDep, alert_id: AlertId) -> Response:
     """Progress alone, reloading itself every few seconds while the alert goes out: for a
     browser without scripts (the alert's own page has forms a reload would clear)."""
-    require(page, *READERS)
+    require(page, Action.READ_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         counts = _progress(session, alert)
@@ -479,18 +472,26 @@ def watch_page(page: PageDep, alert_id: AlertId) -> Response:
 
 
 def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
-    """Which buttons to show; the lifecycle functions decide for real."""
+    """Which buttons to show, by the rules the lifecycle functions apply again."""
     status = alert["status"]
-    wrote = me.id == alert["author_id"] or me.id in alert["editor_ids"]
-    writer = me.role in WRITERS
+    writer = permissions.can(me, Action.WRITE_ALERTS)
+    own_draft = (
+        writer
+        and status is AlertStatus.DRAFT
+        and permissions.may_act_on_draft(me, author_id=alert["author_id"])
+    )
     return {
-        "edit": writer and status is AlertStatus.DRAFT,
-        "submit": writer and status is AlertStatus.DRAFT,
-        "review": me.role in REVIEWERS
+        "edit": own_draft,
+        "submit": own_draft,
+        "review": permissions.can(me, Action.REVIEW_ALERTS)
         and status is AlertStatus.AWAITING_APPROVAL
-        and not wrote
-        and me.id != alert["submitted_by_id"],
-        "cancel": me.role in CANCELLERS and status in alerts.LIVE,
+        and permissions.second_person(
+            me,
+            author_id=alert["author_id"],
+            submitted_by_id=alert["submitted_by_id"],
+            editor_ids=alert["editor_ids"],
+        ),
+        "cancel": permissions.can(me, Action.CANCEL_ALERTS) and status in alerts.LIVE,
         "follow_up": writer
         and alert["msg_type"] is MsgType.ALERT
         and status in {AlertStatus.DISPATCHING, AlertStatus.DONE},
@@ -500,7 +501,7 @@ def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
 @router.get("/alerts/{alert_id}/progress")
 def progress_fragment(page: PageDep, alert_id: AlertId) -> Response:
     """The progress box alone, polled by the page's script while the alert goes out."""
-    require(page, *READERS)
+    require(page, Action.READ_ALERTS)
     with page.api.transaction() as session:
         alert = alerts.get_alert(session=session, alert_id=alert_id)
         counts = _progress(session, alert)
@@ -564,7 +565,7 @@ def cancel(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
 
 @router.get("/alerts/{alert_id}/follow-up")
 def follow_up_page(page: PageDep, alert_id: AlertId, kind: str = "update") -> Response:
-    me = require(page, *WRITERS)
+    me = require(page, Action.WRITE_ALERTS)
     with page.api.transaction() as session:
         original = alerts.describe_alert(alerts.get_alert(session=session, alert_id=alert_id))
     if not _allowed(me, original)["follow_up"]:
@@ -577,14 +578,8 @@ def follow_up_page(page: PageDep, alert_id: AlertId, kind: str = "update") -> Re
 
 @router.post("/alerts/{alert_id}/follow-up")
 def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
-    me = require(page, *WRITERS)
+    me = require(page, Action.WRITE_ALERTS)
     values = {key: str(value) for key, value in form.items()}
-    contents: dict[str, tuple[str, str]] = {}
-    for language in LANGUAGES:
-        title = values.get(f"title_{language}", "").strip()
-        body = values.get(f"body_{language}", "").strip()
-        if title or body or language == Language.PL.value:
-            contents[language] = (title, body)
     try:
         with page.api.transaction() as session:
             created = follow_ups.create_follow_up(
@@ -593,7 +588,7 @@ def follow_up(page: PageDep, form: FormDep, alert_id: AlertId) -> Response:
                 author=me,
                 original_id=alert_id,
                 msg_type=values.get("msg_type", ""),
-                contents=contents,
+                contents=texts_from_fields(values),
             )
             new_id = created.id
     except InvalidInput as error:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -113,11 +114,17 @@ def test_the_whole_lifecycle_from_the_command_line(cli: Cli) -> None:
         (["--district", "gotham"], "districts: unknown district 'gotham'"),
         (["--send-at", "tomorrow"], "Invalid value for '--send-at'"),
         (["--send-at", "2020-01-01T10:00"], "send_at: is in the past"),
+        # The hour the clocks skip names no moment: refused as the console refuses it.
+        (
+            ["--send-at", "2027-03-28T02:30"],
+            "Invalid value for '--send-at': does not exist in Warsaw",
+        ),
         (
             ["--send-at", "2099-01-01T10:00", "--expires-at", "2099-01-01T09:00"],
             "expires_at: must be later",
         ),
-        (["--title-en", "Storm"], "contents.en.body"),
+        # As the console says it: the alert service names the missing half.
+        (["--title-en", "Storm"], "contents.en.body: is required"),
         (["--severity", "Huge"], "severity: must be one of"),
     ],
 )
@@ -131,6 +138,19 @@ def test_bad_input_exits_2_naming_the_field(cli: Cli, extra: list[str], message:
     assert message in result.output
     # Nothing half-written: the alert does not exist.
     assert "alert 1 not found" in cli("alert", "show", "1", code=2).output
+
+
+def test_send_at_is_read_on_warsaws_clock(cli: Cli) -> None:
+    cli("operator", "add", "anna", "--role", "operator", "--name", "Anna Nowak")
+    winter = json.loads(
+        cli(*ALERT, "--send-at", "2027-01-10T18:00", "--as", "anna", "--json").output
+    )
+    assert datetime.fromisoformat(winter["send_at"]) == datetime(2027, 1, 10, 17, 0, tzinfo=UTC)
+    # The hour the clocks repeat in autumn reads as its first pass, still on summer time.
+    autumn = json.loads(
+        cli(*ALERT, "--send-at", "2027-10-31T02:30", "--as", "anna", "--json").output
+    )
+    assert datetime.fromisoformat(autumn["send_at"]) == datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
 
 
 def test_unknown_people_and_bad_accounts_exit_2(cli: Cli) -> None:

@@ -14,11 +14,11 @@ from broadcaster.alerts import services as alerts
 from broadcaster.alerts.models import Alert, AlertStatus, MsgType, Severity
 from broadcaster.alerts.services import AlertDraft
 from broadcaster.audit.models import AuditEvent
+from broadcaster.clock import WARSAW
 from broadcaster.dispatch import planning, progress, receipts, rendering, sending
 from broadcaster.dispatch.audience import count_audience
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.dispatch.outbox import BatchRef
-from broadcaster.dispatch.planning import WARSAW
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broadcaster.settings import Settings
 from broadcaster.staff.models import Operator, Role

@@ -123,3 +123,19 @@ def test_variables_of_the_cli_and_tests_are_not_typos() -> None:
         {"WSP_CLI_OPERATOR": "anna", "WSP_TEST_POSTGRES_URL": "postgresql://x/y"}
     )
     assert settings.env is Environment.DEVELOPMENT
+
+
+@pytest.mark.parametrize(
+    ("broker", "redis"),
+    [
+        ("redis://127.0.0.1:6379/1", True),
+        ("rediss://broker.internal:6380/0", True),
+        ("sqla+sqlite:///var/broker.db", False),
+        ("sqla+postgresql://db/wsp", False),
+        ("amqp://guest@rabbit//", False),
+        ("memory://", False),
+    ],
+)
+def test_the_broker_kind_is_read_from_its_url(tmp_path: Path, broker: str, redis: bool) -> None:
+    settings = load_settings({"WSP_DATA_DIR": str(tmp_path), "BROKER_URL": broker})
+    assert settings.broker_is_redis is redis

@@ -353,9 +353,27 @@ def test_odd_input_is_a_page_not_a_crash(people: People, path: str, status: int)
     assert "Wyloguj" in answer.text  # the error page keeps the reader's menu
 
 
+def test_only_the_author_or_an_admin_is_offered_to_edit_or_submit_a_draft(
+    people: People,
+) -> None:
+    alert_id = written(people.operator)
+    page = f"/console/alerts/{alert_id}"
+    for browser, offered in [
+        (people.operator, True),
+        (people.admin, True),
+        (people.second_operator, False),  # the lifecycle would refuse them: no button
+    ]:
+        shown = browser.get(page).text
+        assert (f'href="{page}/edit"' in shown) is offered
+        assert ('id="submit"' in shown) is offered
+
+
 def test_an_hour_the_clocks_skip_is_refused(people: People, db: sessionmaker[Session]) -> None:
     answer = write(people.operator, send_at="2030-03-31T02:30")
     assert answer.status_code == 422
+    assert "nie istnieje w Warszawie" in (field_error(answer.text, "send_at") or "")
+    people.operator.get("/console?lang=en")
+    answer = write(people.operator, send_at="2030-03-31T02:30")
     assert "does not exist in Warsaw" in (field_error(answer.text, "send_at") or "")
     assert alerts_in(db) == 0
 

@@ -71,6 +71,25 @@ def test_a_control_character_is_refused_next_to_its_field(
         assert session.get_one(Alert, alert_id).content_for("pl").title == ALERT["title_pl"]
 
 
+@pytest.mark.parametrize(
+    ("field", "typed", "said"),
+    [
+        # Refused as the API and the command line refuse it, not trimmed away unseen...
+        ("title_pl", "Burza\x1f", "znak sterujący U+001F (znak nr 6)"),
+        ("body_en", "\x1c", "znak sterujący U+001C (znak nr 1)"),
+        # ...and found where it was typed, spaces before it included.
+        ("body_pl", "  Bu\x00rza", "znak sterujący U+0000 (znak nr 5)"),
+    ],
+)
+def test_a_control_character_at_the_edge_is_refused_where_it_was_typed(
+    people: People, db: sessionmaker[Session], field: str, typed: str, said: str
+) -> None:
+    answer = write(people.operator, **{field: typed})
+    assert answer.status_code == 422
+    assert said in (field_error(answer.text, field) or ""), field_error(answer.text, field)
+    assert alerts_in(db) == 0
+
+
 @pytest.mark.parametrize("separator", ["\r", "\u2028", "\u0085"])
 def test_a_line_break_in_a_title_is_stored_as_a_space(
     people: People, db: sessionmaker[Session], separator: str
