@@ -17,7 +17,6 @@ import html
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -25,7 +24,6 @@ from templates.sms_encoding import SmsShape, shape, transliterate
 
 LANGUAGES = ("pl", "en", "uk")
 FALLBACK = "pl"
-WARSAW = ZoneInfo("Europe/Warsaw")
 # Stands in for the link while a variant is rendered once for everybody; swapped for each
 # recipient's own link afterwards. Plain ASCII, so escaping leaves it intact.
 LINK_MARKER = "__WSP_UNSUBSCRIBE_URL_7F3A__"
@@ -87,6 +85,7 @@ class AlertText:
     severity: str
     topic: str
     area: str
+    # As residents read it: Warsaw's wall clock (broadcaster.clock.local), printed as is.
     expires_at: datetime
     exercise: bool = False
     transliterate_sms: bool = False
@@ -138,7 +137,7 @@ def _context(text: AlertText) -> dict[str, object]:
         "area": text.area,
         "exercise": text.exercise,
         "msg_type": text.msg_type,
-        "expires": text.expires_at.astimezone(WARSAW).strftime("%d.%m.%Y %H:%M"),
+        "expires": text.expires_at.strftime("%d.%m.%Y %H:%M"),
         "language": language_of(text.language),
     }
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from broadcaster import clock
 from broadcaster.alerts.models import Alert, CapStatus
 from broadcaster.dispatch.audience import audience_query, count_audience_by_language
 from broadcaster.dispatch.profiles import PROFILES
@@ -44,7 +45,7 @@ def alert_text(alert: Alert, language: str) -> AlertText:
         severity=alert.severity.value,
         topic=topic_names.get(language, topic.name_pl),
         area=area,
-        expires_at=alert.expires_at,
+        expires_at=clock.local(alert.expires_at),
         exercise=alert.cap_status is not CapStatus.ACTUAL,
         transliterate_sms=alert.transliterate_sms,
         msg_type=alert.msg_type.value,

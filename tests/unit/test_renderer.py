@@ -2,10 +2,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from broadcaster.clock import local
 from templates.renderer import LINK_MARKER, AlertText, render_email, render_push, render_sms
 from templates.sms_encoding import Encoding
 
-EXPIRES = datetime(2026, 7, 1, 16, 30, tzinfo=UTC)  # 18:30 in Warsaw (CEST)
+# Texts come with Warsaw's wall clock (broadcaster.alerts.messages.alert_text): 18:30 CEST.
+EXPIRES = local(datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
 
 
 def text(**changes: object) -> AlertText:
