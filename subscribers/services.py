@@ -1,4 +1,6 @@
-"""What residents do: subscribe, change preferences, unsubscribe, export and erase.
+"""What residents do: subscribe, change preferences, unsubscribe, and the resident-side
+halves of export and erasure (the deliveries' halves, and the whole of each, are
+`broadcaster.residents.personal_data`'s).
 
 Every function validates all of its input before it writes anything, and names the
 offending field; the caller owns the transaction.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -17,8 +19,6 @@ from sqlalchemy.orm import Session
 
 from broadcaster.audit import trail as audit
 from broadcaster.db.engine import utcnow
-from broadcaster.dispatch.models import Delivery
-from broadcaster.dispatch.states import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.reference.models import District, Language, Topic
 from broadcaster.reference.services import resolve_slugs
@@ -357,29 +357,12 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if value is not None else None
 
 
-def export_subscriber(*, session: Session, subscriber_id: int) -> dict[str, Any]:
-    """Everything we hold about one resident, as JSON-ready data (GDPR art. 15 and 20)."""
+def export_subscriber_data(*, session: Session, subscriber_id: int) -> dict[str, Any]:
+    """What we hold about one resident here, as JSON-ready data: preferences, contact
+    points, subscriptions (their deliveries are added by the export as a whole)."""
     subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
     topics = dict(session.execute(select(Topic.id, Topic.slug)).all())
     districts = dict(session.execute(select(District.id, District.slug)).all())
-    point_ids = [point.id for point in subscriber.contact_points]
-    deliveries = (
-        session.execute(
-            select(
-                Delivery.alert_id,
-                Delivery.channel,
-                Delivery.contact_point_id,
-                Delivery.status,
-                Delivery.created_at,
-                Delivery.sent_at,
-                Delivery.finished_at,
-            )
-            .where(Delivery.contact_point_id.in_(point_ids))
-            .order_by(Delivery.created_at)
-        ).all()
-        if point_ids
-        else []
-    )
     return {
         "subscriber": {
             "id": subscriber.id,
@@ -413,23 +396,14 @@ def export_subscriber(*, session: Session, subscriber_id: int) -> dict[str, Any]
             {"topic": topics[s.topic_id], "district": districts[s.district_id]}
             for s in subscriber.subscriptions
         ],
-        "deliveries": [
-            {
-                "alert_id": row.alert_id,
-                "channel": row.channel,
-                "contact_point_id": row.contact_point_id,
-                "status": row.status,
-                "created_at": _iso(row.created_at),
-                "sent_at": _iso(row.sent_at),
-                "finished_at": _iso(row.finished_at),
-            }
-            for row in deliveries
-        ],
     }
 
 
-def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> None:
-    """Remove a resident's personal data (GDPR art. 17).
+def erase_subscriber_data(
+    *, session: Session, subscriber_id: int, actor: str, now: datetime
+) -> list[int]:
+    """Remove a resident's personal data held here (GDPR art. 17); returns the ids of
+    their contact points, whose deliveries the erasure as a whole deals with.
 
     Addresses, codes, subscriptions and preferences go; the subscriber and contact point
     rows stay, empty, so that delivery history keeps counting them under their ids alone.
@@ -437,7 +411,6 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
     sign-ups or reminders that name their addresses (whoever sent those).
     """
     subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
-    now = utcnow()
     point_ids = [point.id for point in subscriber.contact_points]
     pending.forget_contacts(
         session=session,
@@ -457,17 +430,6 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
         .values(address=None, wanted=False, disabled_at=now, disabled_reason="erased")
     )
     session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
-    # Nothing more leaves for them, and the provider's message ids, which the provider
-    # could link back to the address, go too; statuses and times stay for the statistics.
-    DeliveryStateMachine(session).suppress(
-        reason=SuppressReason.ERASED, contact_point_ids=point_ids, now=now
-    )
-    if point_ids:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.contact_point_id.in_(point_ids))
-            .values(provider_id=None)
-        )
     session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber.id)
@@ -482,3 +444,4 @@ def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> Non
         object_id=subscriber.id,
         payload={"contact_points": len(point_ids)},
     )
+    return point_ids
