@@ -1,5 +1,5 @@
 """A resident's personal data as a whole: the export (GDPR art. 15 and 20) and the
-erasure (art. 17), each composed of the resident's half (`subscribers.services`) and the
+erasure (art. 17), each composed of the resident's half (`subscribers.personal_data`) and the
 deliveries' half (`broadcaster.dispatch`), in the caller's transaction."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch.models import Delivery
 from broadcaster.dispatch.states import DeliveryStateMachine, SuppressReason
-from subscribers import services
+from subscribers import personal_data as resident_side
 
 
 def _iso(value: Any) -> Any:
@@ -22,7 +22,7 @@ def _iso(value: Any) -> Any:
 def export_resident(*, session: Session, subscriber_id: int) -> dict[str, Any]:
     """Everything we hold about one resident, as JSON-ready data: their preferences,
     contact points and subscriptions, and every delivery to them."""
-    data = services.export_subscriber_data(session=session, subscriber_id=subscriber_id)
+    data = resident_side.export_subscriber_data(session=session, subscriber_id=subscriber_id)
     point_ids = [point["id"] for point in data["contact_points"]]
     deliveries = (
         session.execute(
@@ -58,13 +58,13 @@ def export_resident(*, session: Session, subscriber_id: int) -> dict[str, Any]:
 
 def erase_resident(*, session: Session, subscriber_id: int, actor: str) -> None:
     """Remove a resident's personal data: addresses, codes, subscriptions, preferences
-    and what waits for a worker about them (`subscribers.services.erase_subscriber_data`),
+    and what waits for a worker about them (`subscribers.personal_data.erase_subscriber_data`),
     and on the deliveries' side, everything still pending for them (suppressed as
     erased: nothing more leaves for them) and the provider's message ids, which the
     provider could link back to the address. Statuses and times stay for the statistics.
     """
     now = utcnow()
-    point_ids = services.erase_subscriber_data(
+    point_ids = resident_side.erase_subscriber_data(
         session=session, subscriber_id=subscriber_id, actor=actor, now=now
     )
     DeliveryStateMachine(session).suppress(
