@@ -59,3 +59,27 @@ class RateLimited(BroadcasterError):
 
 class Conflict(BroadcasterError):
     """The object is not in a state that allows this (an alert already cancelled, ...)."""
+
+
+class LinkRefused(BroadcasterError):
+    """A resident's signed link (manage, e-mail confirmation, one-click unsubscribe) that
+    we do not act on. `key` names its words in the catalogue (broadcaster/wording.py)."""
+
+    key = "link.forged"
+
+
+class ForgedLink(LinkRefused):
+    """Not one of our links (forged or mistyped), or its resident is gone: the API
+    answers 404, a page says so in the reader's language."""
+
+    def __init__(self) -> None:
+        super().__init__("this link is not valid")
+
+
+class ExpiredLink(LinkRefused):
+    """One of our links, past its time (or replaced by a newer one): the API answers 410."""
+
+    key = "link.expired"
+
+    def __init__(self) -> None:
+        super().__init__("this link has expired; ask for a new one (POST /residents/links)")

@@ -191,6 +191,16 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "en": "{name} is not UTF-8 text",
             "uk": "{name} не є текстом UTF-8",
         },
+        "link.forged": {
+            "pl": "Ten link jest nieprawidłowy.",
+            "en": "This link is not valid.",
+            "uk": "Це посилання недійсне.",
+        },
+        "link.expired": {
+            "pl": "Ten link wygasł. Poproś o nowy.",
+            "en": "This link has expired. Ask for a new one.",
+            "uk": "Термін дії цього посилання минув. Попросіть нове.",
+        },
         "status.done_with_failures": {
             "pl": "wysłany z błędami ({failed} nieudanych)",
             "en": "sent with failures ({failed} failed)",

@@ -1,4 +1,5 @@
-"""What residents do: subscribe, change preferences, unsubscribe, export and erase.
+"""What residents do: subscribe, change preferences, unsubscribe (the resident-side
+halves of export and erasure are `subscribers.personal_data`).
 
 Every function validates all of its input before it writes anything, and names the
 offending field; the caller owns the transaction.
@@ -11,14 +12,12 @@ from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broadcaster.audit import trail as audit
 from broadcaster.db.engine import utcnow
-from broadcaster.dispatch.models import Delivery
-from broadcaster.dispatch.states import DeliveryStateMachine, SuppressReason
 from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.reference.models import District, Language, Topic
 from broadcaster.reference.services import resolve_slugs
@@ -351,134 +350,3 @@ def resubscribe_contact(
             payload={"channel": point.channel, "via": via},
         )
     return point
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if value is not None else None
-
-
-def export_subscriber(*, session: Session, subscriber_id: int) -> dict[str, Any]:
-    """Everything we hold about one resident, as JSON-ready data (GDPR art. 15 and 20)."""
-    subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
-    topics = dict(session.execute(select(Topic.id, Topic.slug)).all())
-    districts = dict(session.execute(select(District.id, District.slug)).all())
-    point_ids = [point.id for point in subscriber.contact_points]
-    deliveries = (
-        session.execute(
-            select(
-                Delivery.alert_id,
-                Delivery.channel,
-                Delivery.contact_point_id,
-                Delivery.status,
-                Delivery.created_at,
-                Delivery.sent_at,
-                Delivery.finished_at,
-            )
-            .where(Delivery.contact_point_id.in_(point_ids))
-            .order_by(Delivery.created_at)
-        ).all()
-        if point_ids
-        else []
-    )
-    return {
-        "subscriber": {
-            "id": subscriber.id,
-            "language": subscriber.language,
-            "quiet_hours": (
-                {
-                    "start": subscriber.quiet_from.isoformat(),
-                    "end": subscriber.quiet_until.isoformat(),
-                }
-                if subscriber.quiet_from and subscriber.quiet_until
-                else None
-            ),
-            "test_audience": subscriber.test_audience,
-            "created_at": _iso(subscriber.created_at),
-        },
-        "contact_points": [
-            {
-                "id": point.id,
-                "channel": point.channel,
-                "address": point.address,
-                "wanted": point.wanted,
-                "verified_at": _iso(point.verified_at),
-                "unsubscribed_at": _iso(point.unsubscribed_at),
-                "disabled_at": _iso(point.disabled_at),
-                "disabled_reason": point.disabled_reason,
-                "created_at": _iso(point.created_at),
-            }
-            for point in subscriber.contact_points
-        ],
-        "subscriptions": [
-            {"topic": topics[s.topic_id], "district": districts[s.district_id]}
-            for s in subscriber.subscriptions
-        ],
-        "deliveries": [
-            {
-                "alert_id": row.alert_id,
-                "channel": row.channel,
-                "contact_point_id": row.contact_point_id,
-                "status": row.status,
-                "created_at": _iso(row.created_at),
-                "sent_at": _iso(row.sent_at),
-                "finished_at": _iso(row.finished_at),
-            }
-            for row in deliveries
-        ],
-    }
-
-
-def erase_subscriber(*, session: Session, subscriber_id: int, actor: str) -> None:
-    """Remove a resident's personal data (GDPR art. 17).
-
-    Addresses, codes, subscriptions and preferences go; the subscriber and contact point
-    rows stay, empty, so that delivery history keeps counting them under their ids alone.
-    So does whatever waits for a worker about them: notices to their contact points, and
-    sign-ups or reminders that name their addresses (whoever sent those).
-    """
-    subscriber = get_subscriber(session=session, subscriber_id=subscriber_id)
-    now = utcnow()
-    point_ids = [point.id for point in subscriber.contact_points]
-    pending.forget_contacts(
-        session=session,
-        contact_point_ids=point_ids,
-        contacts=[
-            (point.channel, point.address)
-            for point in subscriber.contact_points
-            if point.address is not None
-        ],
-    )
-    session.execute(
-        delete(VerificationCode).where(VerificationCode.contact_point_id.in_(point_ids))
-    )
-    session.execute(
-        update(ContactPoint)
-        .where(ContactPoint.id.in_(point_ids))
-        .values(address=None, wanted=False, disabled_at=now, disabled_reason="erased")
-    )
-    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
-    # Nothing more leaves for them, and the provider's message ids, which the provider
-    # could link back to the address, go too; statuses and times stay for the statistics.
-    DeliveryStateMachine(session).suppress(
-        reason=SuppressReason.ERASED, contact_point_ids=point_ids, now=now
-    )
-    if point_ids:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.contact_point_id.in_(point_ids))
-            .values(provider_id=None)
-        )
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber.id)
-        .values(erased_at=now, quiet_from=None, quiet_until=None, test_audience=False)
-    )
-    session.expire(subscriber)
-    audit.record(
-        session=session,
-        actor=actor,
-        action="subscriber.erased",
-        object_type="subscriber",
-        object_id=subscriber.id,
-        payload={"contact_points": len(point_ids)},
-    )

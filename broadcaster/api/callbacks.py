@@ -12,18 +12,14 @@ A report counts only if its MsgId is the one SMSAPI gave that delivery's send.
 
 Incoming SMS ("Odbiór SMS") arrive as a form with sms_from (the sender, digits with the
 country code, no '+'), sms_to, sms_text, sms_date (Unix time), MsgId and username, and
-SMSAPI expects `OK`. STOP / NIE / WYPISZ (any case, with or without Polish letters,
-punctuation or spaces around) unsubscribe that phone; START / TAK / ZAPISZ resubscribe a
-phone proven before. Anything else is ignored, and still answered `OK`, so that SMSAPI
-does not retry it.
+SMSAPI expects `OK`. STOP and START keywords (`broadcaster.residents.keywords`) stop or
+start that phone's alerts; anything else is ignored, and still answered `OK`, so that
+SMSAPI does not retry it.
 """
 
 from __future__ import annotations
 
 import hmac
-import re
-import unicodedata
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -33,9 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from broadcaster.api.strict_json import StrictJsonRoute
 from broadcaster.errors import Forbidden, InvalidInput
-from broadcaster.http.support import Api, ApiDep
+from broadcaster.http.support import Api, ApiDep, ResidentsDep
+from broadcaster.residents.keywords import read_keyword
 from channels.sms import parse_smsapi
-from subscribers import services
 
 
 def ours(secret: str, api: ApiDep) -> None:
@@ -93,38 +89,11 @@ async def smsapi_reports_by_form(
     return _publish_reports(api, msg_ids, statuses, idx)
 
 
-# Single-word (or two-word) messages, compared without case, accents or punctuation.
-STOP_WORDS = frozenset(
-    {"stop", "nie", "wypisz", "wypisz sie", "wypisz mnie", "rezygnuje", "unsubscribe", "стоп"}
-)
-START_WORDS = frozenset({"start", "tak", "zapisz", "zapisz mnie", "subscribe", "старт"})
-Keyword = Callable[..., object]
-KEYWORDS: dict[str, Keyword] = {
-    **dict.fromkeys(STOP_WORDS, services.unsubscribe_contact),
-    **dict.fromkeys(START_WORDS, services.resubscribe_contact),
-}
-# Letters with no decomposition into a base letter and an accent.
-_PLAIN_LETTERS = str.maketrans({"ł": "l", "Ł": "l"})
-
-
-def keyword(text: str) -> str:
-    """The message as a keyword: lower case, Polish letters plain, words only."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_PLAIN_LETTERS).casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(re.findall(r"\w+", plain))
-
-
-def _sender_number(raw: str) -> str:
-    """SMSAPI gives the sender's number with its country code but no '+'."""
-    digits = raw.strip()
-    return f"+{digits}" if digits.isdigit() and len(digits) > 9 else digits
-
-
 @router.get("/incoming/{secret}", response_class=PlainTextResponse, operation_id="smsapi_incoming")
 @router.post(
     "/incoming/{secret}", response_class=PlainTextResponse, operation_id="smsapi_incoming_by_form"
 )
-async def smsapi_incoming(request: Request, api: ApiDep) -> str:
+async def smsapi_incoming(request: Request, residents: ResidentsDep) -> str:
     """An SMS a resident sent to our number: STOP and START keywords."""
     fields: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
@@ -132,18 +101,9 @@ async def smsapi_incoming(request: Request, api: ApiDep) -> str:
     missing = [name for name in ("sms_from", "sms_text") if not str(fields.get(name, ""))]
     if missing:
         raise InvalidInput(missing[0], "is required")
-    word = keyword(str(fields["sms_text"]))
-    act = KEYWORDS.get(word)
-    if act is None:
+    word = read_keyword(str(fields["sms_text"]))
+    if word is None:
         return "OK"
-    number = _sender_number(str(fields["sms_from"]))
-    await run_in_threadpool(_apply_keyword, api, act, number)
+    sender = str(fields["sms_from"])
+    await run_in_threadpool(residents.apply_sms_keyword, word=word, sender=sender)
     return "OK"
-
-
-def _apply_keyword(api: Api, act: Keyword, number: str) -> None:
-    try:
-        with api.transaction() as session:
-            act(session=session, channel="sms", address=number, via="sms-keyword")
-    except InvalidInput:
-        pass  # not a number we could have registered: nothing to stop or start

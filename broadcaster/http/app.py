@@ -142,5 +142,5 @@ def server_config(app: FastAPI, *, host: str, port: int, log_level: str) -> uvic
     X-Forwarded-For (and -Proto) from any loopback peer and put the client's own word in
     place of the peer's address, so that one client could pose as many and get past the
     per-IP limits. Which proxies are believed is `WSP_FORWARDED_FOR_HOPS`' alone (see
-    `residents.client_ip`)."""
+    `broadcaster.residents.limits.client_ip`)."""
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, proxy_headers=False)

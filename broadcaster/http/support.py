@@ -27,12 +27,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from broadcaster.errors import (
     BroadcasterError,
     Conflict,
+    ExpiredLink,
     Forbidden,
     InvalidInput,
+    LinkRefused,
     NotFound,
     RateLimited,
     Unauthenticated,
 )
+from broadcaster.residents.limits import Limits, client_ip
+from broadcaster.residents.services import Residents
 from broadcaster.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -96,12 +100,58 @@ def get_api(request: Request) -> Api:
 ApiDep = Annotated[Api, Depends(get_api)]
 
 
+def get_residents(request: Request) -> Residents:
+    """The residents' flows, for both faces: one per application, so that its limits
+    (kept in this process unless the deployment runs on Redis) are the same for all."""
+    state = request.app.state
+    residents: Residents | None = getattr(state, "residents", None)
+    if residents is None:
+        api = get_api(request)
+        residents = state.residents = Residents(
+            settings=api.settings,
+            sessions=api.sessions,
+            limits=Limits.for_settings(api.settings),
+            hand_off=api.hand_off,
+        )
+    return residents
+
+
+ResidentsDep = Annotated[Residents, Depends(get_residents)]
+
+
+def ip_of(request: Request, settings: Settings) -> str:
+    """The client's address as the residents' limits count it (`client_ip`)."""
+    return client_ip(
+        peer=request.client.host if request.client else "unknown",
+        forwarded_for=request.headers.getlist("x-forwarded-for"),
+        hops=settings.forwarded_for_hops,
+    )
+
+
 def _field_location(field: str) -> list[str | int]:
     return ["body", *field.replace("[", ".").replace("]", "").split(".")]
 
 
 def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+# Our domain errors as HTTP status codes, for the API's answers and the pages alike
+# (the most specific class first; anything else is 400).
+STATUS_CODES: tuple[tuple[type[BroadcasterError], int], ...] = (
+    (InvalidInput, 422),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (ExpiredLink, 410),
+    (LinkRefused, 404),
+    (Conflict, 409),
+    (RateLimited, 429),
+)
+
+
+def status_of(error: BroadcasterError) -> int:
+    return next((code for kind, code in STATUS_CODES if isinstance(error, kind)), 400)
 
 
 def error_response(error: BroadcasterError) -> JSONResponse:
@@ -119,15 +169,9 @@ def error_response(error: BroadcasterError) -> JSONResponse:
         return _json(422, [entry])
     if isinstance(error, Unauthenticated):
         return _json(401, str(error), {"WWW-Authenticate": "Bearer"})
-    if isinstance(error, Forbidden):
-        return _json(403, str(error))
-    if isinstance(error, NotFound):
-        return _json(404, str(error))
-    if isinstance(error, Conflict):
-        return _json(409, str(error))
     if isinstance(error, RateLimited):
         return _json(429, str(error), {"Retry-After": str(max(1, round(error.retry_after)))})
-    return _json(400, str(error))
+    return _json(status_of(error), str(error))
 
 
 # What answers a request no route took (404) or took by another method (405) on a path

@@ -12,13 +12,14 @@ __all__ = ["install", "no_route_page"]
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    from broadcaster.web import auditors, docs, residents, sandbox, staff
+    from broadcaster.web import auditors, docs, links, residents, sandbox, staff
 
     docs.mount_assets(app)
     app.include_router(docs.router)
     app.include_router(staff.router)
     app.include_router(auditors.router)
     app.include_router(residents.router)
+    app.include_router(links.router)
     app.state.sandbox_viewer = sandbox.available(settings)
     if app.state.sandbox_viewer:
         app.include_router(sandbox.router)

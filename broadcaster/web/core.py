@@ -42,11 +42,12 @@ from broadcaster.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    LinkRefused,
     NotFound,
     RateLimited,
     Unauthenticated,
 )
-from broadcaster.http.support import PAGE_HEADERS, Api, get_api
+from broadcaster.http.support import PAGE_HEADERS, Api, get_api, status_of
 from broadcaster.reference.services import DISTRICTS
 from broadcaster.settings import Settings
 from broadcaster.staff import permissions
@@ -318,16 +319,16 @@ class WebRoute(APIRoute):
                 in_path = any(e.get("loc", ("",))[0] == "path" for e in error.errors())
                 status = 404 if in_path else 422
                 return _error_page(request, status, "no such page" if in_path else str(error))
-            except Forbidden as error:
-                return _error_page(request, 403, str(error))
-            except NotFound as error:
-                return _error_page(request, 404, str(error))
-            except Conflict as error:
-                return _error_page(request, 409, str(error))
-            except InvalidInput as error:
-                return _error_page(request, 422, str(error))
+            except LinkRefused as error:
+                # A resident's link that does not work: say so, and offer a new one.
+                view = page(request, request.app.state.api)
+                return view.render(
+                    "link_refused.html", code=status_of(error), message=view.say(error.key)
+                )
+            except (Forbidden, NotFound, Conflict, InvalidInput) as error:
+                return _error_page(request, status_of(error), str(error))
             except RateLimited as error:
-                response = _error_page(request, 429, str(error))
+                response = _error_page(request, status_of(error), str(error))
                 response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
                 return response
 

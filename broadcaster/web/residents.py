@@ -2,8 +2,9 @@
 link, and manage everything through the signed link we send (subscriptions, language,
 channels, quiet hours, export, erase).
 
-They call the very functions that answer the API (same limits, same checks, same
-answers whoever asks), and show each refusal next to the field it is about.
+They call the residents' flows the API calls too (`broadcaster.residents`: same limits,
+same checks, same answers whoever asks), and show each refusal next to the field it is
+about; a link that does not work is a page of its own (`WebRoute`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ from collections.abc import Callable
 from datetime import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
-from broadcaster.api import residents as api
 from broadcaster.errors import InvalidInput
+from broadcaster.http.support import ResidentsDep, ip_of
 from broadcaster.reference.models import Topic
 from broadcaster.reference.services import DISTRICTS
+from broadcaster.residents.schemas import (
+    AddressIn,
+    PreferencesIn,
+    SubscribeIn,
+    SubscriptionsIn,
+    VerifyIn,
+)
+from broadcaster.residents.services import Residents
 from broadcaster.web.core import FormDep, Page, PageDep, WebRoute, finish
-from subscribers import services
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -77,7 +85,7 @@ def home(page: PageDep) -> Response:
 
 
 @router.post("/subscribe")
-def subscribe(page: PageDep, form: FormDep) -> Response:
+def subscribe(page: PageDep, form: FormDep, residents: ResidentsDep) -> Response:
     values = _values(form)
     contacts = [
         (channel, name) for channel, name in CONTACT_FIELDS if str(form.get(name, "")).strip()
@@ -93,7 +101,7 @@ def subscribe(page: PageDep, form: FormDep) -> Response:
             raise InvalidInput(
                 "quiet_start", page.t("podaj początek i koniec", "give a start and an end")
             )
-        body = api.SubscribeIn.model_validate(
+        body = SubscribeIn.model_validate(
             {
                 "contacts": [
                     {"channel": channel, "address": str(form.get(name, "")).strip()}
@@ -105,7 +113,7 @@ def subscribe(page: PageDep, form: FormDep) -> Response:
                 "quiet_hours": {"start": start, "end": end} if start else None,
             }
         )
-        api.subscribe(body, page.request, page.api, api.get_limits(page.request, page.api))
+        residents.sign_up(request=body, ip=ip_of(page.request, page.settings))
     except (ValidationError, InvalidInput) as error:
         return _again(page, values, _refusal(error, names))
     return page.render(
@@ -135,17 +143,17 @@ def confirm_page(page: PageDep) -> Response:
 
 
 @router.post("/confirm")
-def confirm(page: PageDep, form: FormDep) -> Response:
+def confirm(page: PageDep, form: FormDep, residents: ResidentsDep) -> Response:
     values = {key: str(value) for key, value in form.items()}
     try:
-        body = api.VerifyIn.model_validate(
+        body = VerifyIn.model_validate(
             {
                 "channel": values.get("channel", "sms"),
                 "address": values.get("address", "").strip(),
                 "code": values.get("code", "").strip(),
             }
         )
-        api.verify(body, page.api)
+        residents.verify(request=body)
     except ValidationError as error:
         field, message = _pydantic_field(error, [])
         return page.render(
@@ -172,21 +180,17 @@ def lost_link_page(page: PageDep) -> Response:
 
 
 @router.post("/link")
-def lost_link(page: PageDep, form: FormDep) -> Response:
+def lost_link(page: PageDep, form: FormDep, residents: ResidentsDep) -> Response:
     values = {key: str(value) for key, value in form.items()}
     want_code = values.get("want") == "code"
     try:
-        body = api.AddressIn.model_validate(
+        body = AddressIn.model_validate(
             {
                 "channel": values.get("channel", "email"),
                 "address": values.get("address", "").strip(),
             }
         )
-        limits = api.get_limits(page.request, page.api)
-        if want_code:
-            api.resend_code(body, page.request, page.api, limits)
-        else:
-            api.request_manage_link(body, page.request, page.api, limits)
+        residents.remind(request=body, ip=ip_of(page.request, page.settings), codes=want_code)
     except (ValidationError, InvalidInput) as error:
         errors = _refusal(error, [])
         return page.render("lost_link.html", code=422, values=values, errors=errors, done=False)
@@ -196,18 +200,9 @@ def lost_link(page: PageDep, form: FormDep) -> Response:
 # -- managing through the signed link -------------------------------------------------
 
 
-def _link_refused(page: Page, error: HTTPException) -> Response:
-    expired = error.status_code == 410
-    message = (
-        page.t("Ten link wygasł. Poproś o nowy.", "This link has expired. Ask for a new one.")
-        if expired
-        else page.t("Ten link jest nieprawidłowy.", "This link is not valid.")
-    )
-    return page.render("link_refused.html", code=error.status_code, message=message)
-
-
 def _manage(
     page: Page,
+    residents: Residents,
     token: str,
     errors: dict[str, str],
     notice: str | None = None,
@@ -216,10 +211,7 @@ def _manage(
 ) -> Response:
     """The manage page as stored, or, after a refusal, with the fields of the form that
     was refused as they were typed (`typed`: the form and its fields)."""
-    try:
-        view = api.manage(token, page.api)
-    except HTTPException as error:
-        return _link_refused(page, error)
+    view = residents.manage_view(token=token)
     chosen_topics = sorted({s.topic for s in view.subscriptions})
     chosen_districts = sorted({s.district for s in view.subscriptions})
     return page.render(
@@ -244,8 +236,8 @@ def _manage(
 
 
 @router.get("/my/{token}")
-def manage_page(page: PageDep, token: str) -> Response:
-    return _manage(page, token, {})
+def manage_page(page: PageDep, token: str, residents: ResidentsDep) -> Response:
+    return _manage(page, residents, token, {})
 
 
 def _refusal(error: ValidationError | InvalidInput, contacts: list[str]) -> dict[str, str]:
@@ -258,6 +250,7 @@ def _refusal(error: ValidationError | InvalidInput, contacts: list[str]) -> dict
 
 def _change(
     page: Page,
+    residents: Residents,
     token: str,
     typed: tuple[FormData, tuple[str, ...]],
     change: Callable[[], object],
@@ -267,31 +260,33 @@ def _change(
     reason next to the field and what was typed in that form kept."""
     try:
         change()
-    except HTTPException as error:
-        return _link_refused(page, error)
     except (ValidationError, InvalidInput) as error:
-        return _manage(page, token, _refusal(error, []), code=422, typed=typed)
-    return _manage(page, token, {}, notice=saved)
+        return _manage(page, residents, token, _refusal(error, []), code=422, typed=typed)
+    return _manage(page, residents, token, {}, notice=saved)
 
 
 @router.post("/my/{token}/subscriptions")
-def change_subscriptions(page: PageDep, form: FormDep, token: str) -> Response:
+def change_subscriptions(
+    page: PageDep, form: FormDep, token: str, residents: ResidentsDep
+) -> Response:
     def change() -> None:
         whole_city = form.get("whole_city") == "on"
-        body = api.SubscriptionsIn.model_validate(
+        body = SubscriptionsIn.model_validate(
             {
                 "topics": form.getlist("topics"),
                 "districts": ["*"] if whole_city else form.getlist("districts"),
             }
         )
-        api.replace_subscriptions(token, body, page.api)
+        residents.set_subscriptions(token=token, request=body)
 
     saved = page.t("Zapisano tematy i dzielnice.", "Topics and districts saved.")
-    return _change(page, token, (form, SUBSCRIPTION_FIELDS), change, saved)
+    return _change(page, residents, token, (form, SUBSCRIPTION_FIELDS), change, saved)
 
 
 @router.post("/my/{token}/preferences")
-def change_preferences(page: PageDep, form: FormDep, token: str) -> Response:
+def change_preferences(
+    page: PageDep, form: FormDep, token: str, residents: ResidentsDep
+) -> Response:
     def change() -> None:
         start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
         if bool(start) != bool(end):
@@ -306,46 +301,41 @@ def change_preferences(page: PageDep, form: FormDep, token: str) -> Response:
                     "keep at least one channel (or unsubscribe)",
                 ),
             )
-        body = api.PreferencesIn.model_validate(
+        body = PreferencesIn.model_validate(
             {
                 "language": str(form.get("language", "pl")),
                 "channels": form.getlist("channels"),
                 "quiet_hours": {"start": start, "end": end} if start else None,
             }
         )
-        api.change_preferences(token, body, page.api)
+        residents.change_preferences(token=token, request=body)
 
     saved = page.t("Zapisano ustawienia.", "Settings saved.")
-    return _change(page, token, (form, PREFERENCE_FIELDS), change, saved)
+    return _change(page, residents, token, (form, PREFERENCE_FIELDS), change, saved)
 
 
 @router.post("/my/{token}/contacts/{point_id}/unsubscribe")
 def unsubscribe_contact(
-    page: PageDep, _form: FormDep, token: str, point_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    page: PageDep,
+    _form: FormDep,
+    token: str,
+    point_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    residents: ResidentsDep,
 ) -> Response:
     """Stop every alert to one of the resident's addresses (the others go on)."""
-    try:
-        with page.api.transaction() as session:
-            subscriber = api.subscriber_of(session, page.api, token)
-            point = next((p for p in subscriber.contact_points if p.id == point_id), None)
-            if point is None or point.address is None:
-                raise HTTPException(404, api.FORGED_LINK)
-            services.unsubscribe_contact(
-                session=session, channel=point.channel, address=point.address, via="manage-page"
-            )
-    except HTTPException as error:
-        return _link_refused(page, error)
+    residents.unsubscribe_contact(token=token, point_id=point_id)
     return _manage(
-        page, token, {}, notice=page.t("Wypisano ten adres.", "That address is unsubscribed.")
+        page,
+        residents,
+        token,
+        {},
+        notice=page.t("Wypisano ten adres.", "That address is unsubscribed."),
     )
 
 
 @router.get("/my/{token}/export.json")
-def export(page: PageDep, token: str) -> Response:
-    try:
-        data = api.export(token, page.api)
-    except HTTPException as error:
-        return _link_refused(page, error)
+def export(page: PageDep, token: str, residents: ResidentsDep) -> Response:
+    data = residents.export(token=token)
     response = Response(
         json.dumps(data, ensure_ascii=False, indent=2, default=str),
         media_type="application/json",
@@ -355,10 +345,11 @@ def export(page: PageDep, token: str) -> Response:
 
 
 @router.post("/my/{token}/erase")
-def erase(page: PageDep, form: FormDep, token: str) -> Response:
+def erase(page: PageDep, form: FormDep, token: str, residents: ResidentsDep) -> Response:
     if form.get("sure") != "yes":
         return _manage(
             page,
+            residents,
             token,
             {
                 "sure": page.t(
@@ -368,8 +359,5 @@ def erase(page: PageDep, form: FormDep, token: str) -> Response:
             },
             code=422,
         )
-    try:
-        api.erase(token, page.api)
-    except HTTPException as error:
-        return _link_refused(page, error)
+    residents.erase(token=token)
     return page.render("erased.html")

@@ -26,9 +26,9 @@ from broadcaster.audit.models import AuditEvent
 from broadcaster.dispatch import log as delivery_log
 from broadcaster.dispatch import planning, rendering, sending
 from broadcaster.dispatch.models import Delivery
+from broadcaster.residents.personal_data import erase_resident
 from broadcaster.settings import Settings
 from channels.interfaces import DeliveryResult, Outcome
-from subscribers import services as subscriber_services
 from tests.api.conftest import Headers
 from tests.conftest import Staff, add_resident, as_database_owner
 
@@ -153,9 +153,7 @@ def scene(db: sessionmaker[Session], settings: Settings, staff: Staff) -> Scene:
     citywide = approved_alert(db, settings, staff, districts=[], whole_city=True)
     planned(db, citywide, NOW)
     with db.begin() as session:
-        subscriber_services.erase_subscriber(
-            session=session, subscriber_id=people["w2"], actor="system:test"
-        )
+        erase_resident(session=session, subscriber_id=people["w2"], actor="system:test")
     return Scene(actual, exercise, citywide, people["w2"], refused, addresses)
 
 

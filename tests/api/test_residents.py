@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.api.residents import CODE_PROBLEMS
 from broadcaster.http.app import create_app
+from broadcaster.residents.services import CODE_PROBLEMS
 from broadcaster.settings import Settings
 from subscribers import links
 from subscribers.models import (

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.api.callbacks import keyword
 from broadcaster.audit.models import AuditEvent
 from broadcaster.http.app import create_app
+from broadcaster.residents.keywords import keyword
 from broadcaster.settings import Settings
 from subscribers.models import ContactPoint
 from tests.api.conftest import Outbox

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.audit import trail as audit
 from broadcaster.audit import verification
 from broadcaster.db.engine import utcnow
+from broadcaster.residents.personal_data import erase_resident
 from broadcaster.settings import Settings, get_settings, load_settings
 from channels.interfaces import Channel, Outcome
 from subscribers import pending
@@ -33,7 +34,6 @@ from subscribers.notices import (
     queue_manage,
 )
 from subscribers.pending import new_request_id
-from subscribers.services import erase_subscriber
 from tasks import runtime as runtime_module
 from tasks.app import app as celery_app
 from tasks.jobs import deliver_notice, log_audit_checkpoint, send_notice, send_reminder
@@ -344,7 +344,7 @@ def test_erasure_forgets_what_waits_for_the_erased_addresses_and_sends_nothing(
         # Someone else's, which stays.
         kept = hold_reminder(session=session, reminder=Reminder(Channel.SMS, other, False))
     with db.begin() as session:
-        erase_subscriber(session=session, subscriber_id=resident.id, actor="subscriber:test")
+        erase_resident(session=session, subscriber_id=resident.id, actor="subscriber:test")
     with db() as session:
         left = session.execute(select(PendingRequest.id, PendingRequest.kind)).all()
     assert [(row.id, row.kind) for row in left] == [(kept.id, PendingKind.REMINDER)]

@@ -20,6 +20,7 @@ from broadcaster.dispatch.audience import count_audience
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.dispatch.outbox import BatchRef
 from broadcaster.errors import Conflict, Forbidden, InvalidInput, NotFound
+from broadcaster.residents.personal_data import erase_resident
 from broadcaster.settings import Settings
 from broadcaster.staff.models import Operator, Role
 from channels.interfaces import DeliveryResult, Outcome
@@ -233,9 +234,7 @@ def town(db: sessionmaker[Session], settings: Settings, staff: Staff) -> Town:
         services.unsubscribe_contact(
             session=session, channel="sms", address=address("unsubscribed", "sms"), via="sms-stop"
         )
-        services.erase_subscriber(
-            session=session, subscriber_id=subscribers["erased"], actor="system:test"
-        )
+        erase_resident(session=session, subscriber_id=subscribers["erased"], actor="system:test")
         session.execute(
             update(ContactPoint)
             .where(ContactPoint.id == points[("disabled", "email")])

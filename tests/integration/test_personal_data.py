@@ -31,8 +31,8 @@ from broadcaster.db import migrate as schema
 from broadcaster.db.engine import make_engine, make_sessionmaker
 from broadcaster.dev.stack import Stack, running_stack
 from broadcaster.reference.services import seed_reference_data
+from broadcaster.residents.personal_data import erase_resident
 from broadcaster.settings import load_settings
-from subscribers import services
 from tasks.app import make_app
 from tests.conftest import TEST_SECRET, add_resident
 
@@ -238,7 +238,7 @@ def test_an_erased_address_is_not_left_in_the_database_file(tmp_path: Path) -> N
             districts=["*"],
         )
     with sessions.begin() as session:
-        services.erase_subscriber(session=session, subscriber_id=resident.id, actor="system:test")
+        erase_resident(session=session, subscriber_id=resident.id, actor="system:test")
     engine.dispose()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(path.name))
     for address in (E164, EMAIL.lower()):

@@ -11,6 +11,7 @@ from broadcaster.audit import verification
 from broadcaster.audit.models import AuditEvent
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.errors import InvalidInput, NotFound
+from broadcaster.residents.personal_data import erase_resident, export_resident
 from broadcaster.settings import Settings
 from subscribers import services
 from subscribers.models import ContactPoint, Subscriber, Subscription, VerificationCode
@@ -298,7 +299,7 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
         person_id = person.id
 
     with db.begin() as session:
-        exported = services.export_subscriber(session=session, subscriber_id=person_id)
+        exported = export_resident(session=session, subscriber_id=person_id)
     json.dumps(exported)  # JSON-ready as it is
     assert [c["address"] for c in exported["contact_points"]] == ["+48601000007", "e@example.com"]
     assert exported["subscriptions"] == [{"topic": "weather-warning", "district": "wola"}]
@@ -306,9 +307,7 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
     assert {d["status"] for d in exported["deliveries"]} == {"delivered"}
 
     with db.begin() as session:
-        services.erase_subscriber(
-            session=session, subscriber_id=person_id, actor=f"subscriber:{person_id}"
-        )
+        erase_resident(session=session, subscriber_id=person_id, actor=f"subscriber:{person_id}")
     with db() as session:
         points = session.scalars(
             select(ContactPoint).where(ContactPoint.subscriber_id == person_id)
@@ -339,7 +338,7 @@ def test_export_holds_everything_and_erasure_keeps_pseudonymous_history(
         assert "e@example.com" not in payloads
         assert verification.verify_chain(session=session).intact
         with pytest.raises(NotFound):
-            services.export_subscriber(session=session, subscriber_id=person_id)
+            export_resident(session=session, subscriber_id=person_id)
     with db.begin() as session:
         # The address is free again for whoever holds it next.
         add_resident(
@@ -510,7 +509,7 @@ def test_erasure_stops_pending_messages_and_forgets_provider_ids(
         )
         person_id = person.id
     with db.begin() as session:
-        services.erase_subscriber(session=session, subscriber_id=person_id, actor="system:test")
+        erase_resident(session=session, subscriber_id=person_id, actor="system:test")
     with db() as session:
         rows = session.scalars(
             select(Delivery).where(Delivery.subscriber_id == person_id).order_by(Delivery.id)

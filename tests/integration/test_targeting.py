@@ -12,6 +12,7 @@ from broadcaster.alerts.models import Alert
 from broadcaster.dispatch.audience import AudienceMember, count_audience, stream_audience
 from broadcaster.dispatch.models import Delivery
 from broadcaster.reference.models import Topic
+from broadcaster.residents.personal_data import erase_resident
 from broadcaster.settings import Settings
 from subscribers import services
 from subscribers.models import ContactPoint, Subscription
@@ -91,9 +92,7 @@ def test_only_reachable_contact_points_are_targeted(
         disabled = resident("601000014")
         disabled.disabled_at = datetime.now(UTC)
         erased = resident("601000015")
-        services.erase_subscriber(
-            session=session, subscriber_id=erased.subscriber_id, actor="system:test"
-        )
+        erase_resident(session=session, subscriber_id=erased.subscriber_id, actor="system:test")
         resident("601000016", topics=["air-quality"])
         resident("601000017", districts=["ursynow"])
         session.flush()

@@ -203,3 +203,59 @@ def test_one_address_is_unsubscribed_from_the_manage_page(
     assert "wypisany" in answer.text
     with db() as session:
         assert session.get_one(ContactPoint, point_id).unsubscribed_at is not None
+
+
+def in_the_layout(page: Any, language: str = "pl") -> bool:
+    """The site's page: its language, header, menu, styles and footer."""
+    text = page.text
+    return (
+        page.headers["content-type"].startswith("text/html")
+        and f'<html lang="{language}">' in text
+        and '<header class="top">' in text
+        and "<nav " in text
+        and "/static/console.css" in text
+        and "<footer>" in text
+    )
+
+
+def test_the_mailed_confirmation_link_opens_a_page_in_the_layout(
+    visitor: Browser, outbox: Outbox, db: sessionmaker[Session]
+) -> None:
+    assert sign_up(visitor, phone="", email="jan@example.com").status_code == 200
+    [mail] = [n for n in outbox.notices if n.kind is NoticeKind.CONFIRM]
+    path = urlsplit(mail.url).path
+    opened = visitor.get(path)
+    assert opened.status_code == 200 and in_the_layout(opened)
+    assert "Potwierdź adres e-mail" in opened.text and f'action="{path}"' in opened.text
+    done = visitor.client.post(path)
+    assert done.status_code == 200 and in_the_layout(done) and "Adres potwierdzony" in done.text
+    token = path.rsplit("/", 1)[1]
+    with db() as session:
+        point_id = session.scalars(select(ContactPoint.id)).one()
+    expired = links.confirm_token(TEST_SECRET, point_id, "123456", int(time.time()) - 1)
+    for method in (visitor.client.get, visitor.client.post):
+        refused = method(f"/residents/confirm/{expired}")
+        assert refused.status_code == 410 and in_the_layout(refused) and "wygasł" in refused.text
+        forged = method(f"/residents/confirm/{token[:-2]}xx")
+        assert forged.status_code == 404 and in_the_layout(forged)
+        assert 'href="/link"' in forged.text
+    assert in_the_layout(visitor.get(f"{path}?lang=en"), "en")
+
+
+def test_the_one_click_link_opens_a_page_in_the_layout(
+    visitor: Browser, outbox: Outbox, db: sessionmaker[Session]
+) -> None:
+    proven(visitor, outbox)
+    with db() as session:
+        point_id = session.scalars(select(ContactPoint.id)).one()
+    path = f"/u/{links.unsubscribe_token(TEST_SECRET, point_id)}"
+    opened = visitor.get(path)
+    assert opened.status_code == 200 and in_the_layout(opened)
+    assert 'name="List-Unsubscribe" value="One-Click"' in opened.text
+    done = visitor.client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and in_the_layout(done) and "Wypisano" in done.text
+    forged = [
+        visitor.client.get(f"/u/{point_id}"),
+        visitor.client.post(f"/u/{point_id}", data={"List-Unsubscribe": "One-Click"}),
+    ]
+    assert all(page.status_code == 404 and in_the_layout(page) for page in forged)
