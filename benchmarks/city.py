@@ -146,8 +146,9 @@ def approve(
 ) -> tuple[int, datetime]:
     """Write, submit and approve (a second person) an alert; returns its id and the moment
     the approval committed."""
+    from broadcaster.alerts import lifecycle
     from broadcaster.alerts import services as alerts
-    from broadcaster.alerts.services import AlertDraft
+    from broadcaster.alerts.drafts import AlertDraft
     from broadcaster.dev.demo import _staff
 
     now = datetime.now(UTC)
@@ -170,11 +171,13 @@ def approve(
         alert = alerts.create_alert(
             session=session, settings=_settings(), author=author, draft=draft
         )
-        alerts.submit_alert(session=session, settings=_settings(), actor=author, alert_id=alert.id)
+        lifecycle.submit_alert(
+            session=session, settings=_settings(), actor=author, alert_id=alert.id
+        )
         alert_id = alert.id
     with sessions.begin() as session:
         _, approver = _staff(session)
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=_settings(), approver=approver, alert_id=alert_id
         )
     return alert_id, datetime.now(UTC)
@@ -297,12 +300,12 @@ def stage_targeting(config: Config, sessions: sessionmaker[Session]) -> dict[str
 
 
 def _cancel(sessions: sessionmaker[Session], alert_id: int) -> None:
-    from broadcaster.alerts import services as alerts
+    from broadcaster.alerts import lifecycle
     from broadcaster.dev.demo import _staff
 
     with sessions.begin() as session:
         author, _ = _staff(session)
-        alerts.cancel_alert(
+        lifecycle.cancel_alert(
             session=session, actor=author, alert_id=alert_id, reason="benchmark stage over"
         )
 
