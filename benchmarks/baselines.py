@@ -28,6 +28,9 @@ provider's counters first and fails unless the sandbox accepted every message on
 returns the counts under "sandbox". Recipients are distinct within a run.
 
 Try it: .venv/bin/python -m benchmarks.baselines [--messages N] [--apprise-messages N]
+
+Past 400 lines, kept whole: a benchmark is one script, run and read top to bottom,
+its stages in the order it measures them.
 """
 
 from __future__ import annotations
