@@ -28,6 +28,9 @@ provider's counters first and fails unless the sandbox accepted every message on
 returns the counts under "sandbox". Recipients are distinct within a run.
 
 Try it: .venv/bin/python -m benchmarks.baselines [--messages N] [--apprise-messages N]
+
+Past 400 lines, kept whole: a benchmark is one script, run and read top to bottom,
+its stages in the order it measures them.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.naive import DEFAULT_BROKER, DEFAULT_DATABASE, run_naive_sms
 from benchmarks.sandbox_process import sandbox_process
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
 from broadcaster.db import migrate as schema
 from broadcaster.db.engine import make_engine, make_sessionmaker
@@ -325,13 +329,13 @@ def prepare_sms_alert(database_url: str, residents: int) -> int:
             alert = alerts.create_alert(
                 session=session, settings=settings, author=staff[0], draft=draft
             )
-            alerts.submit_alert(
+            lifecycle.submit_alert(
                 session=session, settings=settings, actor=staff[0], alert_id=alert.id
             )
             alert_id = alert.id
         with sessions.begin() as session:
             approver = operators.get_operator(session=session, username="bench-approver")
-            alerts.approve_alert(
+            lifecycle.approve_alert(
                 session=session, settings=settings, approver=approver, alert_id=alert_id
             )
         with sessions.begin() as session:

@@ -45,6 +45,9 @@ sent, but for a random 0.5% that failed with a provider's code. The reads go thr
 so psycopg prepares a statement repeated on a connection, as it does in the service.
 The index is dropped after migrating, so the first round is measured without it whether
 or not the migrations create it.
+
+Past 400 lines, kept whole: a benchmark is one script, run and read top to bottom,
+its stages in the order it measures them.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ do not know) for a worker. The request does the same work for every address.
 A notice's id (its pending request's, random and far above any delivery id) is the
 SMSAPI `idx` (sent with `check_idx`, so a task run twice sends one SMS) and the e-mail
 Message-ID.
+
+Past 400 lines, kept whole: one flow (queued request, rendered notice, channel message)
+for three kinds, three channels and three languages, read top to bottom.
 """
 
 from __future__ import annotations

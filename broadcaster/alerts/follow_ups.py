@@ -22,7 +22,7 @@ What is refused, and why:
   or cancel it.
 
 A Cancel while the original is still dispatching cancels the original at once, in the
-same transaction (`alerts.cancel_alert` suppresses its pending messages): a withdrawn
+same transaction (`lifecycle.cancel_alert` suppresses its pending messages): a withdrawn
 alert must not keep going out while the Cancel message waits for its second pair of
 eyes. Any operator may stop an alert alone, so this skips no approval. The messages in
 flight at that moment settle within seconds, long before the Cancel message is approved
@@ -37,9 +37,11 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from broadcaster.alerts import drafts, lifecycle
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import AlertDraft
+from broadcaster.alerts.lifecycle import LIVE
 from broadcaster.alerts.models import Alert, AlertStatus, MsgType
-from broadcaster.alerts.services import LIVE, AlertDraft
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
 from broadcaster.dispatch.audience import RECEIVED
@@ -88,7 +90,7 @@ def create_follow_up(
         transliterate_sms=original.transliterate_sms,
         expires_at=expires_at,
     )
-    checked = alerts.check_draft(session=session, settings=settings, draft=draft, now=utcnow())
+    checked = drafts.check_draft(session=session, settings=settings, draft=draft, now=utcnow())
     follow_up = alerts.add_alert(
         session=session,
         settings=settings,
@@ -98,7 +100,7 @@ def create_follow_up(
         references_id=original.id,
     )
     if kind is MsgType.CANCEL and original.status is AlertStatus.DISPATCHING:
-        alerts.cancel_alert(
+        lifecycle.cancel_alert(
             session=session,
             actor=author,
             alert_id=original.id,

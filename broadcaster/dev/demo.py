@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.alerts.models import Alert, AlertStatus
-from broadcaster.alerts.services import AlertDraft
 from broadcaster.audit import verification
 from broadcaster.dev import population
 from broadcaster.dev.stack import Stack, StackError, running_stack
@@ -227,11 +228,11 @@ def _write_and_approve(settings: Settings, sessions: sessionmaker[Session]) -> i
             author=author,
             draft=weather_warning(datetime.now(UTC)),
         )
-        alerts.submit_alert(session=session, settings=settings, actor=author, alert_id=alert.id)
+        lifecycle.submit_alert(session=session, settings=settings, actor=author, alert_id=alert.id)
         alert_id = alert.id
     with sessions.begin() as session:  # a second person, in a transaction of their own
         _, approver = _staff(session)
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=approver, alert_id=alert_id
         )
     return alert_id

@@ -31,8 +31,8 @@ from typing import Any, cast
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
+from broadcaster.alerts.lifecycle import Move, transition
 from broadcaster.alerts.models import URGENT, Alert, AlertStatus
-from broadcaster.alerts.services import Move, transition
 from broadcaster.audit import trail as audit
 from broadcaster.clock import WARSAW
 from broadcaster.db.bulk import row_writer

@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from broadcaster.alerts.lifecycle import Move, expire_due_alerts, transition
 from broadcaster.alerts.models import Alert, AlertStatus
-from broadcaster.alerts.services import Move, expire_due_alerts, transition
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch.models import BatchState, DispatchBatch
 from broadcaster.dispatch.outbox import BatchRef, Outbox

@@ -20,8 +20,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.services import AlertDraft
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.audit.models import AuditEvent
 from broadcaster.dispatch import log as delivery_log
 from broadcaster.dispatch import planning, rendering, sending
@@ -76,12 +77,12 @@ def approved_alert(
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.author, draft=AlertDraft(**fields)
         )
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert.id
         )
         alert_id = alert.id
     with db.begin() as session:
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
     return alert_id

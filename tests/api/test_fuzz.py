@@ -27,8 +27,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.services import AlertDraft
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.http.app import create_app
 from broadcaster.settings import Settings, load_settings
 from tests.api.conftest import Headers
@@ -100,7 +101,7 @@ def seeded(db: sessionmaker[Session], settings: Settings, staff: Staff) -> None:
                 ),
             )
             if state == "awaiting":
-                alerts.submit_alert(
+                lifecycle.submit_alert(
                     session=session, settings=settings, actor=staff.author, alert_id=alert.id
                 )
 

@@ -16,8 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.services import AlertDraft
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.audit import verification
 from broadcaster.settings import Settings
 from broadcaster.staff import tokens
@@ -72,7 +73,7 @@ class World:
                 ),
             )
             if state != "draft":
-                alerts.submit_alert(
+                lifecycle.submit_alert(
                     session=session,
                     settings=self.settings,
                     actor=self.staff.author,
@@ -91,7 +92,7 @@ class World:
                 topics=["weather-warning"],
                 districts=["wola"],
             )
-            alerts.approve_alert(
+            lifecycle.approve_alert(
                 session=session,
                 settings=self.settings,
                 approver=self.staff.approver,

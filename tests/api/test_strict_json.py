@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.services import AlertDraft
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.http.app import create_app
 from broadcaster.settings import Settings, load_settings
 from tests.api.conftest import Headers

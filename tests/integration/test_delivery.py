@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
 from broadcaster.dispatch.states import DeliveryChange, DeliveryStateMachine, SuppressReason
@@ -214,12 +215,14 @@ def test_cancel_and_expiry_suppress_what_has_not_left(
         )
         author = session.get_one(Operator, session.get_one(Alert, cancelled_id).author_id)
     with db.begin() as session:
-        alerts.cancel_alert(session=session, actor=author, alert_id=cancelled_id, reason="odwołane")
+        lifecycle.cancel_alert(
+            session=session, actor=author, alert_id=cancelled_id, reason="odwołane"
+        )
     with db.begin() as session:
         rows = statuses(session, cancelled_id)
         assert sorted(rows.values()) == [D.SENDING, D.SUPPRESSED, D.SUPPRESSED]
         later = datetime.now(UTC) + timedelta(days=3)
-        assert alerts.expire_due_alerts(session=session, now=later) == [expiring_id]
+        assert lifecycle.expire_due_alerts(session=session, now=later) == [expiring_id]
     with db() as session:
         assert session.get_one(Alert, expiring_id).status is AlertStatus.EXPIRED
         assert set(statuses(session, expiring_id).values()) == {D.SUPPRESSED}

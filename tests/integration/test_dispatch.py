@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.services import AlertDraft
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.dispatch import planning, progress, receipts, rendering, sending, sweeper
 from broadcaster.dispatch.models import BatchState, Delivery, DeliveryStatus, DispatchBatch
 from broadcaster.dispatch.outbox import Outbox
@@ -39,12 +40,12 @@ def approved_alert(
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.author, draft=AlertDraft(**fields)
         )  # type: ignore[arg-type]
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert.id
         )
         alert_id = alert.id
     with db.begin() as session:
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
     return alert_id

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.alerts import follow_ups
+from broadcaster.alerts import follow_ups, lifecycle
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.alerts.models import Alert, AlertStatus, MsgType, Severity
-from broadcaster.alerts.services import AlertDraft
 from broadcaster.audit.models import AuditEvent
 from broadcaster.clock import WARSAW
 from broadcaster.dispatch import planning, progress, receipts, rendering, sending
@@ -109,12 +109,12 @@ def approved(db: sessionmaker[Session], settings: Settings, staff: Staff, **chan
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.author, draft=AlertDraft(**fields)
         )  # type: ignore[arg-type]
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert.id
         )
         alert_id = alert.id
     with db.begin() as session:
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
     return alert_id
@@ -292,12 +292,14 @@ def approve(
 ) -> None:
     """Four eyes: the author submits, cannot approve it, and a second person does."""
     with db.begin() as session:
-        alerts.submit_alert(session=session, settings=settings, actor=author, alert_id=alert_id)
+        lifecycle.submit_alert(session=session, settings=settings, actor=author, alert_id=alert_id)
     refusal = "second person" if author.role is Role.ADMIN else "approver or admin role"
     with db.begin() as session, pytest.raises(Forbidden, match=refusal):
-        alerts.approve_alert(session=session, settings=settings, approver=author, alert_id=alert_id)
+        lifecycle.approve_alert(
+            session=session, settings=settings, approver=author, alert_id=alert_id
+        )
     with db.begin() as session:
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
 
@@ -317,7 +319,7 @@ def test_an_update_reaches_exactly_those_who_received_the_original(
             contents=UPDATE_TEXT,
         )
     with db.begin() as session:
-        alerts.cancel_alert(
+        lifecycle.cancel_alert(
             session=session, actor=staff.author, alert_id=town.original_id, reason="Ustąpiło"
         )
         update_ = follow_ups.create_follow_up(
@@ -393,7 +395,7 @@ def test_a_cancel_reaches_the_same_people_and_stops_the_original(
         )
         assert (held.status, held.reason) == (DeliveryStatus.SUPPRESSED, "cancelled")
     with db.begin() as session, pytest.raises(Forbidden):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.second_author, alert_id=cancel_id
         )
     approve(db, settings, staff, staff.author, cancel_id)
@@ -484,7 +486,9 @@ def test_updates_of_a_finished_alert_and_the_follow_ups_refused(
     # A Cancel draft that was itself dropped before it went out withdraws nothing.
     dropped = create(msg_type="cancel", contents=CANCEL_TEXT).id
     with db.begin() as session:
-        alerts.cancel_alert(session=session, actor=staff.author, alert_id=dropped, reason="Pomyłka")
+        lifecycle.cancel_alert(
+            session=session, actor=staff.author, alert_id=dropped, reason="Pomyłka"
+        )
     assert create(msg_type="cancel", contents=CANCEL_TEXT).status is AlertStatus.DRAFT
     with db() as session:
         assert session.get_one(Alert, done).status is AlertStatus.DONE  # not cancelled again

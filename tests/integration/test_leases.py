@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.alerts import services as alerts
+from broadcaster.alerts import lifecycle
 from broadcaster.dispatch import planning, progress, rendering, sending, sweeper
 from broadcaster.dispatch.models import Delivery, DispatchBatch
 from broadcaster.ratelimit import LocalBucket
@@ -118,7 +118,7 @@ def test_rows_a_dead_worker_held_for_an_alert_that_ended_are_withdrawn(
     assert claim(db, settings, alert_id, batch_no, start) is not None  # then its worker dies
     if ending == "cancel":
         with db.begin() as session:
-            alerts.cancel_alert(
+            lifecycle.cancel_alert(
                 session=session, actor=staff.author, alert_id=alert_id, reason="odwołany"
             )
         after = start + timedelta(seconds=LEASE + 1)
@@ -181,7 +181,7 @@ def test_a_cancel_holds_back_the_waves_not_yet_sent(
         looks["looked"] += 1
         if looks["looked"] == 2:
             with db.begin() as session:
-                alerts.cancel_alert(
+                lifecycle.cancel_alert(
                     session=session, actor=staff.author, alert_id=alert_id, reason="pomyłka"
                 )
         with db() as session:

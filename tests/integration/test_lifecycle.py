@@ -6,9 +6,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import AlertDraft
+from broadcaster.alerts.lifecycle import Move
 from broadcaster.alerts.models import Alert, AlertStatus
-from broadcaster.alerts.services import AlertDraft, Move
 from broadcaster.audit.models import AuditEvent
 from broadcaster.errors import Conflict, Forbidden, InvalidInput
 from broadcaster.settings import Settings
@@ -46,19 +48,19 @@ def test_happy_path_through_every_state(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alert = alerts.submit_alert(
+        alert = lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
         assert alert.status is AlertStatus.AWAITING_APPROVAL
-        alert = alerts.approve_alert(
+        alert = lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
         assert alert.status is AlertStatus.APPROVED
         assert alert.approver_id == staff.approver.id
-        alerts.transition(
+        lifecycle.transition(
             session=session, alert=alert, move=Move.START_DISPATCH, actor="system:test"
         )
-        alerts.transition(session=session, alert=alert, move=Move.FINISH, actor="system:test")
+        lifecycle.transition(session=session, alert=alert, move=Move.FINISH, actor="system:test")
         assert alert.status is AlertStatus.DONE
     with db() as session:
         actions = session.scalars(
@@ -83,12 +85,12 @@ def test_author_cannot_approve_own_alert(
         alert = alerts.create_alert(
             session=session, settings=settings, author=staff.admin, draft=weather_draft()
         )
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.admin, alert_id=alert.id
         )
         alert_id = alert.id
     with db.begin() as session, pytest.raises(Forbidden, match="second person"):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.admin, alert_id=alert_id
         )
     with db.begin() as session:
@@ -101,11 +103,11 @@ def test_only_approvers_approve(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
     with db.begin() as session, pytest.raises(Forbidden, match="approver or admin"):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=getattr(staff, who), alert_id=alert_id
         )
 
@@ -122,13 +124,13 @@ def test_deactivated_staff_are_refused(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
         approver = session.merge(staff.approver)
         approver.active = False
     with db.begin() as session, pytest.raises(Forbidden, match="deactivated"):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=approver, alert_id=alert_id
         )
 
@@ -138,7 +140,7 @@ def test_expired_alert_cannot_be_approved(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
         # Time passes while it waits for approval.
@@ -148,15 +150,15 @@ def test_expired_alert_cannot_be_approved(
             .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
         )
     with db.begin() as session, pytest.raises(Conflict, match="expired"):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
     with db.begin() as session:
-        assert alerts.expire_due_alerts(session=session) == [alert_id]
+        assert lifecycle.expire_due_alerts(session=session) == [alert_id]
     with db.begin() as session:
         assert session.get_one(Alert, alert_id).status is AlertStatus.EXPIRED
         with pytest.raises(Conflict, match="is expired"):
-            alerts.approve_alert(
+            lifecycle.approve_alert(
                 session=session, settings=settings, approver=staff.approver, alert_id=alert_id
             )
 
@@ -166,18 +168,20 @@ def test_cancelled_alert_cannot_be_approved(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
-        alerts.cancel_alert(
+        lifecycle.cancel_alert(
             session=session, actor=staff.author, alert_id=alert_id, reason="duplicate"
         )
     with db.begin() as session, pytest.raises(Conflict, match="is cancelled"):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert_id
         )
     with db.begin() as session, pytest.raises(Conflict):
-        alerts.cancel_alert(session=session, actor=staff.author, alert_id=alert_id, reason="again")
+        lifecycle.cancel_alert(
+            session=session, actor=staff.author, alert_id=alert_id, reason="again"
+        )
 
 
 def test_reject_returns_a_draft_with_the_reason(
@@ -185,14 +189,14 @@ def test_reject_returns_a_draft_with_the_reason(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
         with pytest.raises(InvalidInput, match="reason"):
-            alerts.reject_alert(
+            lifecycle.reject_alert(
                 session=session, approver=staff.approver, alert_id=alert_id, reason=" "
             )
-        alert = alerts.reject_alert(
+        alert = lifecycle.reject_alert(
             session=session,
             approver=staff.approver,
             alert_id=alert_id,
@@ -217,7 +221,7 @@ def test_reject_returns_a_draft_with_the_reason(
         assert (
             edited.content_for("en").title == "Burze"
         )  # no English any more: Polish is the fallback
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
 
@@ -235,7 +239,7 @@ def test_only_drafts_are_edited_and_only_by_their_author(
             draft=weather_draft(),
         )
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
     with db.begin() as session, pytest.raises(Conflict, match="only a draft"):
@@ -254,17 +258,17 @@ def test_a_stale_view_loses_the_race(
     """Two approvers act on one alert: the guarded update lets exactly one win."""
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
     with db.begin() as first:
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=first, settings=settings, approver=staff.approver, alert_id=alert_id
         )
     with db.begin() as second:
         alert = second.get_one(Alert, alert_id)
         with pytest.raises(Conflict, match="cannot approve"):
-            alerts.transition(session=second, alert=alert, move=Move.APPROVE, actor="operator:0")
+            lifecycle.transition(session=second, alert=alert, move=Move.APPROVE, actor="operator:0")
 
 
 def test_scheduled_alert_keeps_its_time(
@@ -340,16 +344,16 @@ def test_an_admin_who_edits_a_draft_cannot_approve_it(
             alert_id=alert_id,
             draft=weather_draft(contents={"pl": ("Inny tytuł", "Inna treść")}),
         )
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
     with db.begin() as session, pytest.raises(Forbidden, match="second person"):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.admin, alert_id=alert_id
         )
     with db.begin() as session:
         assert (
-            alerts.approve_alert(
+            lifecycle.approve_alert(
                 session=session, settings=settings, approver=staff.approver, alert_id=alert_id
             ).status
             is AlertStatus.APPROVED
@@ -361,11 +365,11 @@ def test_whoever_submits_cannot_approve(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.admin, alert_id=alert_id
         )
     with db.begin() as session, pytest.raises(Forbidden):
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.admin, alert_id=alert_id
         )
 
@@ -378,7 +382,7 @@ def test_an_edit_from_a_stale_view_cannot_change_a_submitted_alert(
         assert stale.get_one(Alert, alert_id).status is AlertStatus.DRAFT  # the editor's view...
         stale.commit()  # ...without holding a transaction open, as a web page would not
         with db.begin() as session:  # ...while the author submits it
-            alerts.submit_alert(
+            lifecycle.submit_alert(
                 session=session, settings=settings, actor=staff.author, alert_id=alert_id
             )
         with pytest.raises(Conflict, match="only a draft"):
@@ -401,7 +405,7 @@ def test_a_stale_approval_loses_the_race(
 ) -> None:
     alert_id = new_alert(db, settings, staff)
     with db.begin() as session:
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert_id
         )
     with db() as stale:
@@ -409,11 +413,11 @@ def test_a_stale_approval_loses_the_race(
         assert seen.status is AlertStatus.AWAITING_APPROVAL
         stale.commit()
         with db.begin() as session:
-            alerts.cancel_alert(
+            lifecycle.cancel_alert(
                 session=session, actor=staff.author, alert_id=alert_id, reason="duplikat"
             )
         with pytest.raises(Conflict, match="cannot approve"):
-            alerts.transition(session=stale, alert=seen, move=Move.APPROVE, actor="operator:0")
+            lifecycle.transition(session=stale, alert=seen, move=Move.APPROVE, actor="operator:0")
         stale.rollback()
 
 

@@ -18,9 +18,10 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.alerts.models import Alert
-from broadcaster.alerts.services import AlertDraft
 from broadcaster.db.engine import make_engine
 from broadcaster.dispatch import progress
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
@@ -174,12 +175,12 @@ class Stack:
                 author=self.staff.author,
                 draft=AlertDraft(**fields),
             )
-            alerts.submit_alert(
+            lifecycle.submit_alert(
                 session=session, settings=self.settings, actor=self.staff.author, alert_id=alert.id
             )
             alert_id = alert.id
         with self.db.begin() as session:
-            alerts.approve_alert(
+            lifecycle.approve_alert(
                 session=session,
                 settings=self.settings,
                 approver=self.staff.approver,

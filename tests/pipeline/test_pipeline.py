@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from broadcaster.alerts import services as alerts
+from broadcaster.alerts import lifecycle
 from broadcaster.dev.population import seed_population
 from broadcaster.dispatch import planning
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
@@ -157,7 +157,7 @@ def test_cancel_stops_the_fan_out_within_seconds(stack: Stack) -> None:
         lambda: stack.sandbox.counts("smsapi")["accepted"] >= 300, 120, "the fan-out to start"
     )
     with stack.db.begin() as session:
-        cancelled = alerts.cancel_alert(
+        cancelled = lifecycle.cancel_alert(
             session=session, actor=stack.staff.author, alert_id=alert_id, reason="fałszywy alarm"
         )
         cancelled_at = cancelled.cancelled_at
@@ -289,7 +289,7 @@ def test_a_cancel_stops_a_batch_between_its_provider_requests(stack: Stack) -> N
     alert_id = stack.alert(channels=["push"])
     wait_until(lambda: stack.sandbox.counts("fcm")["accepted"] >= 100, 60, "the first wave to land")
     with stack.db.begin() as session:
-        alerts.cancel_alert(
+        lifecycle.cancel_alert(
             session=session, actor=stack.staff.author, alert_id=alert_id, reason="fałszywy alarm"
         )
     cancelled = time.monotonic()

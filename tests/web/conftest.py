@@ -17,8 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.services import AlertDraft
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
 from broadcaster.staff import tokens
@@ -140,10 +141,10 @@ def sent_alert(
                 districts=["wola"],
             ),
         )
-        alerts.submit_alert(
+        lifecycle.submit_alert(
             session=session, settings=settings, actor=staff.author, alert_id=alert.id
         )
-        alerts.approve_alert(
+        lifecycle.approve_alert(
             session=session, settings=settings, approver=staff.approver, alert_id=alert.id
         )
         alert_id = alert.id

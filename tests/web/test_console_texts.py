@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import lifecycle
 from broadcaster.alerts import services as alerts
+from broadcaster.alerts.drafts import AlertDraft
 from broadcaster.alerts.models import Alert, AlertStatus
-from broadcaster.alerts.services import AlertDraft
 from broadcaster.settings import Settings
 from channels.interfaces import Outcome
 from tests.conftest import LONG_PL, Staff
@@ -46,7 +47,7 @@ def long_draft(settings: Settings, staff: Staff, db: sessionmaker[Session], subm
             ),
         )
         if submit:
-            alerts.submit_alert(
+            lifecycle.submit_alert(
                 session=session, settings=roomy, actor=staff.author, alert_id=alert.id
             )
         return alert.id
