@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from broadcaster.alerts import drafts, lifecycle
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.drafts import texts_from_fields
 from broadcaster.alerts.messages import preview_alert
@@ -58,7 +59,7 @@ def alert_create(app: App, /, username: str, **options: Any) -> None:
     """Write a draft alert."""
     contents = texts_from_fields(options)
     as_json = options.pop("as_json")
-    draft = alerts.AlertDraft(
+    draft = drafts.AlertDraft(
         topic=options["topic"],
         districts=options["districts"],
         whole_city=options["whole_city"],
@@ -84,19 +85,21 @@ def _move(app: App, username: str, action: str, alert_id: int, **kwargs: Any) ->
     with app.transaction() as session:
         actor = operators.get_operator(session=session, username=username)
         if action == "submit":
-            moved = alerts.submit_alert(
+            moved = lifecycle.submit_alert(
                 session=session, settings=app.settings, actor=actor, alert_id=alert_id
             )
         elif action == "approve":
-            moved = alerts.approve_alert(
+            moved = lifecycle.approve_alert(
                 session=session, settings=app.settings, approver=actor, alert_id=alert_id
             )
         elif action == "reject":
-            moved = alerts.reject_alert(
+            moved = lifecycle.reject_alert(
                 session=session, approver=actor, alert_id=alert_id, **kwargs
             )
         else:
-            moved = alerts.cancel_alert(session=session, actor=actor, alert_id=alert_id, **kwargs)
+            moved = lifecycle.cancel_alert(
+                session=session, actor=actor, alert_id=alert_id, **kwargs
+            )
         click.echo(f"alert {moved.id} is now {moved.status}")
 
 
