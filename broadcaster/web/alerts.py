@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from broadcaster.alerts import follow_ups
+from broadcaster.alerts import follow_ups, lifecycle
 from broadcaster.alerts import services as alerts
 from broadcaster.alerts.drafts import texts_from_fields
 from broadcaster.alerts.messages import preview_alert
@@ -79,7 +79,7 @@ def _progress(session: Session, alert: Alert) -> dict[str, Any]:
         "channels": by_channel,
         "totals": totals,
         "all": sum(totals.values()),
-        "finished": alert.status not in alerts.LIVE,
+        "finished": alert.status not in lifecycle.LIVE,
     }
 
 
@@ -172,7 +172,7 @@ def _allowed(me: Operator, alert: dict[str, Any]) -> dict[str, bool]:
             submitted_by_id=alert["submitted_by_id"],
             editor_ids=alert["editor_ids"],
         ),
-        "cancel": permissions.can(me, Action.CANCEL_ALERTS) and status in alerts.LIVE,
+        "cancel": permissions.can(me, Action.CANCEL_ALERTS) and status in lifecycle.LIVE,
         "follow_up": writer
         and alert["msg_type"] is MsgType.ALERT
         and status in {AlertStatus.DISPATCHING, AlertStatus.DONE},
@@ -208,17 +208,17 @@ def _act(page: Page, form: FormData, alert_id: int, act: str) -> Response:
 def _move(page: Page, me: Operator, act: str, alert_id: int, reason: str) -> None:
     with page.api.transaction() as session:
         if act == "submit":
-            alerts.submit_alert(
+            lifecycle.submit_alert(
                 session=session, settings=page.settings, actor=me, alert_id=alert_id
             )
         elif act == "approve":
-            alerts.approve_alert(
+            lifecycle.approve_alert(
                 session=session, settings=page.settings, approver=me, alert_id=alert_id
             )
         elif act == "reject":
-            alerts.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
+            lifecycle.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
         else:
-            alerts.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
+            lifecycle.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
 
 
 @router.post("/alerts/{alert_id}/submit")

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from broadcaster import clock
+from broadcaster.alerts import drafts
 from broadcaster.alerts import services as alerts
-from broadcaster.alerts.drafts import texts_from_fields
+from broadcaster.alerts.drafts import AlertDraft, texts_from_fields
 from broadcaster.alerts.messages import preview_alert
 from broadcaster.alerts.models import Alert, AlertStatus, CapStatus, MsgType, Severity, Urgency
-from broadcaster.alerts.services import AlertDraft
 from broadcaster.db.engine import utcnow
 from broadcaster.errors import InvalidInput
 from broadcaster.reference.models import Language, Topic
@@ -96,11 +96,11 @@ def preview_draft(page: Page, draft: AlertDraft) -> dict[str, Any]:
     """The preview of an alert not yet saved: checked as saving would check it, counted
     against today's residents, and never written (the session is rolled back)."""
     with page.api.sessions() as session:
-        checked = alerts.check_draft(
+        checked = drafts.check_draft(
             session=session, settings=page.settings, draft=draft, now=utcnow()
         )
         alert = Alert(msg_type=MsgType.ALERT, status=AlertStatus.DRAFT)
-        alerts.apply_draft(alert, checked, session)
+        drafts.apply_draft(alert, checked, session)
         shown = preview_alert(
             session=session,
             alert=alert,
