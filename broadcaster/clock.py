@@ -8,7 +8,7 @@ that every face uses, so a time the console refuses the command line refuses too
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import MAXYEAR, MINYEAR, UTC, datetime
 from zoneinfo import ZoneInfo
 
 from broadcaster.wording import refusal
@@ -36,14 +36,20 @@ def parse_local(value: str, field: str) -> datetime:
     moment: it is refused rather than guessed. The hour repeated in autumn reads as its
     first pass, still on summer time (+02:00); an offset names the second.
     """
+    # fromisoformat stops reading at a NUL ("2027-01-01\x0002:30" would be midnight):
+    # a control character is no part of a time. Years at the calendar's edges are no
+    # time an alert is sent or expires at, and would overflow moving to UTC and back.
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise refusal(field, "time.not_a_time")
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if not MINYEAR < moment.year < MAXYEAR:
+            raise ValueError(value)
+        read = moment if moment.tzinfo is not None else moment.replace(tzinfo=WARSAW)
+        # A skipped wall-clock time does not come back from the round trip through UTC.
+        back = read.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise refusal(field, "time.not_a_time") from None
-    if moment.tzinfo is not None:
-        return moment
-    read = moment.replace(tzinfo=WARSAW)
-    # A skipped wall-clock time does not come back from the round trip through UTC.
-    if read.astimezone(UTC).astimezone(WARSAW).replace(tzinfo=None) != moment:
+    if moment.tzinfo is None and back != moment:
         raise refusal(field, "time.skipped")
     return read

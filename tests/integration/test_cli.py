@@ -119,6 +119,11 @@ def test_the_whole_lifecycle_from_the_command_line(cli: Cli) -> None:
             ["--send-at", "2027-03-28T02:30"],
             "Invalid value for '--send-at': does not exist in Warsaw",
         ),
+        # A year at the calendar's edge overflowed to a traceback, not a usage error.
+        (
+            ["--send-at", "0001-01-01T00:00"],
+            "Invalid value for '--send-at': must be a date and time",
+        ),
         (
             ["--send-at", "2099-01-01T10:00", "--expires-at", "2099-01-01T09:00"],
             "expires_at: must be later",

@@ -37,7 +37,23 @@ def test_the_hour_the_clocks_skip_is_refused(typed: str) -> None:
     assert refused.value.message_in("pl").startswith("nie istnieje w Warszawie")
 
 
-@pytest.mark.parametrize("typed", ["", "tomorrow", "18:00", "2027-02-30T10:00"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "",
+        "tomorrow",
+        "18:00",
+        "2027-02-30T10:00",
+        # fromisoformat would stop at the NUL and read midnight, or the skipped hour.
+        "2027-01-01\x0002:30",
+        "2027-03-28T02:30\x00",
+        "2027-01-01T10:00\x1b",
+        # The calendar's edges overflow on the way to UTC and back: no crash, a refusal.
+        "0001-01-01T00:00",
+        "9999-12-31T23:59",
+        "9999-12-31T23:59-14:00",
+    ],
+)
 def test_what_is_no_date_and_time_is_refused(typed: str) -> None:
     with pytest.raises(InvalidInput) as refused:
         clock.parse_local(typed, "expires_at")
