@@ -156,10 +156,13 @@ def preview_alert(
     for language in sorted(languages):
         text = alert_text(alert, language)
         entry: dict[str, Any] = {}
+        # The SMS variants were rendered above to count their parts: not rendered again.
+        rendered = {Channel.SMS: sms_variants[language]} if sms_variants else {}
         for kind, profile in PROFILES.items():
             if kind in alert.channels:
+                variant = rendered[kind] if kind in rendered else profile.render(text)
                 entry[kind.value] = {
-                    **profile.preview(profile.render(text)),
+                    **profile.preview(variant),
                     "recipients": audience.get((kind.value, language), 0),
                 }
         if Channel.SMS in alert.channels:
