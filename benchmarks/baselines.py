@@ -338,8 +338,7 @@ def prepare_sms_alert(database_url: str, residents: int) -> int:
             lifecycle.approve_alert(
                 session=session, settings=settings, approver=approver, alert_id=alert_id
             )
-        with sessions.begin() as session:
-            plan_alert(session=session, alert_id=alert_id)
+        plan_alert(sessions=sessions, alert_id=alert_id)
     finally:
         engine.dispose()
     return alert_id

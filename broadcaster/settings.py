@@ -108,6 +108,9 @@ class Settings(BaseModel):
     # Rows a worker claimed and never recorded wait again after this many seconds.
     claim_lease_seconds: float = Field(default=120, ge=1, le=3600)
     sweep_seconds: float = Field(default=2, gt=0, le=60)
+    # A planner that wrote no chunk for this long is taken to be gone: the sweeper has its
+    # alert planned on from where it stopped.
+    plan_lease_seconds: float = Field(default=30, ge=1, le=3600)
     # A published batch not claimed within this many seconds is published again.
     requeue_seconds: float = Field(default=30, gt=0, le=3600)
     # First retry delay of a temporary failure; doubled per attempt, with full jitter.

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from broadcaster.audit import verification
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import planning, receipts, sending, sweeper
-from broadcaster.dispatch.outbox import BatchRef, Outbox
+from broadcaster.dispatch.outbox import BatchRef
 from broadcaster.errors import InvalidInput
 from broadcaster.ratelimit import take
 from channels.interfaces import DeliveryResult, Failure, Outcome
@@ -48,18 +48,25 @@ def publish_batches(refs: list[BatchRef]) -> None:
 
 @app.task(name="tasks.jobs.plan_alert", acks_late=True)
 def plan_alert(alert_id: int) -> dict[str, Any]:
-    """Freeze an approved alert's audience, then publish its batches (after the commit)."""
+    """Plan an approved alert chunk by chunk, publishing each chunk's batches once it has
+    committed (or go on with a plan whose planner stopped)."""
     rt = runtime()
-    with rt.sessions.begin() as session:
-        plan = planning.plan_alert(
-            session=session, alert_id=alert_id, batch_size=rt.settings.batch_size
-        )
+    plan = planning.plan_alert(
+        sessions=rt.sessions,
+        alert_id=alert_id,
+        batch_size=rt.settings.batch_size,
+        publish=publish_batches,
+        lease_seconds=rt.settings.plan_lease_seconds,
+    )
     if plan is None:
         return {"alert_id": alert_id, "planned": False}
-    with rt.sessions.begin() as session:
-        Outbox(session).mark_enqueued(refs=plan.due)
-    publish_batches(plan.due)
-    return {"alert_id": alert_id, "planned": True, "batches": plan.batches}
+    return {
+        "alert_id": alert_id,
+        "planned": plan.complete,
+        "resumed": plan.resumed,
+        "batches": plan.batches,
+        "chunks": plan.chunks,
+    }
 
 
 @app.task(name="tasks.jobs.send_batch", acks_late=True)
@@ -133,6 +140,7 @@ def sweep() -> dict[str, Any]:
         found = sweeper.sweep(
             session=session,
             lease_seconds=rt.settings.claim_lease_seconds,
+            plan_lease_seconds=rt.settings.plan_lease_seconds,
             requeue_seconds=rt.settings.requeue_seconds,
             busy_channels=busy,
         )

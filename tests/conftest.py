@@ -235,7 +235,7 @@ def send_alert(
     good) and let the sweeper finish it; the contact points it was planned for."""
     sent = outcome is Outcome.SENT
     with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id)
+        plan = planning.plan_alert(sessions=db, alert_id=alert_id)
         assert plan is not None
         for batch in plan.due:
             claimed = sending.claim(

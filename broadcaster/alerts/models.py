@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from broadcaster.db.columns import enum_column, sql_values
@@ -121,6 +121,14 @@ class Alert(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approver_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Planning streams the audience in chunks, each committed and published on its own
+    # (dispatch/planning.py): the alert is dispatching from the first chunk, and planned
+    # once the last is written. The planner holds a lease on the alert, renewed by every
+    # chunk; `planner_token` fences it, so a planner whose lease was taken over (it
+    # stalled, or was thought dead) can write no further chunk.
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    planner_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    planner_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))

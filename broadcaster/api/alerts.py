@@ -370,11 +370,12 @@ def submit(alert_id: ObjectId, me: Writer, api: ApiDep) -> AlertOut:
 def approve(alert_id: ObjectId, me: Reviewer, api: ApiDep) -> AlertOut:
     """Four eyes: never by whoever wrote, edited or submitted the alert."""
     with api.transaction() as session:
-        return _out(
-            lifecycle.approve_alert(
-                session=session, settings=api.settings, approver=me, alert_id=alert_id
-            )
+        approved = lifecycle.approve_alert(
+            session=session, settings=api.settings, approver=me, alert_id=alert_id
         )
+        out = _out(approved)
+    api.start_planning(approved)
+    return out
 
 
 @router.post("/{alert_id}/reject", response_model=AlertOut)

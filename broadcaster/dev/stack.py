@@ -249,9 +249,9 @@ def running_stack(
         celery = make_app(settings)
         cleanup.callback(celery.close)
         declare_queues(celery)
-        publish, notify = worker_handoffs(celery)
+        publish, notify, plan_now = worker_handoffs(celery)
         base_url = cleanup.enter_context(
-            serve_api(create_app(settings, publish=publish, notify=notify), sock)
+            serve_api(create_app(settings, publish=publish, notify=notify, plan_now=plan_now), sock)
         )
         worker = cleanup.enter_context(
             run_process(

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Select, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from broadcaster.alerts.models import Alert, CapStatus, MsgType
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
@@ -61,14 +61,19 @@ AudienceQuery = Select[int, int, str, str, time | None, time | None]
 RECEIVED = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 
 
-def audience_query(alert: Alert) -> AudienceQuery:
-    """The SELECT of an alert's audience (also usable inside INSERT ... SELECT)."""
+def audience_query(
+    alert: Alert, *, channels: Sequence[str] | None = None, unplanned: bool = False
+) -> AudienceQuery:
+    """The SELECT of an alert's audience (also usable inside INSERT ... SELECT): on
+    `channels` only (default: all the alert's), and with `unplanned`, less the contact
+    points that already have a delivery of it (planning resumed after a crash)."""
     if alert.msg_type is MsgType.ALERT:
         query = _subscribers_of(alert)
     else:
         query = _recipients_of_original(alert)
+    wanted = list(alert.channels) if channels is None else list(channels)
     query = query.join(Subscriber, Subscriber.id == ContactPoint.subscriber_id).where(
-        ContactPoint.channel.in_(list(alert.channels)),
+        ContactPoint.channel.in_(wanted),
         ContactPoint.verified_at.is_not(None),
         ContactPoint.wanted.is_(True),
         ContactPoint.unsubscribed_at.is_(None),
@@ -78,6 +83,13 @@ def audience_query(alert: Alert) -> AudienceQuery:
     )
     if alert.cap_status is not CapStatus.ACTUAL:
         query = query.where(Subscriber.test_audience.is_(True))
+    if unplanned:
+        planned = aliased(Delivery)
+        query = query.where(
+            ~exists().where(
+                planned.contact_point_id == ContactPoint.id, planned.alert_id == alert.id
+            )
+        )
     return query
 
 
@@ -122,9 +134,18 @@ def _recipients_of_original(alert: Alert) -> AudienceQuery:
 
 
 def stream_audience(
-    *, session: Session, alert: Alert, batch_size: int = DEFAULT_BATCH
+    *,
+    session: Session,
+    alert: Alert,
+    batch_size: int = DEFAULT_BATCH,
+    first_batch: int | None = None,
+    channels: Sequence[str] | None = None,
+    unplanned: bool = False,
 ) -> Iterator[list[AudienceMember]]:
-    """The alert's audience in batches of at most `batch_size`, from a server-side cursor.
+    """The alert's audience in batches of at most `batch_size`, from a server-side cursor
+    (`channels` and `unplanned` as in `audience_query`). With `first_batch`, the batches
+    start at that size and double up to `batch_size`: the first rows are handed on as
+    soon as the server has them.
 
     On PostgreSQL the rows come straight from a cursor declared in the session's
     transaction, read through psycopg (SQLAlchemy's per-row result processing cost four
@@ -133,14 +154,14 @@ def stream_audience(
     the iterator early frees the cursor.
     """
     connection = session.connection()
+    query = audience_query(alert, channels=channels, unplanned=unplanned)
+    sizes = _sizes(first_batch or batch_size, batch_size)
     if connection.dialect.name == "postgresql":
-        yield from _stream_postgres(connection, alert, batch_size)
+        yield from _stream_postgres(connection, query, f"audience_{alert.id}", sizes)
         return
-    result = session.execute(
-        audience_query(alert).execution_options(stream_results=True, yield_per=batch_size)
-    )
+    result = session.execute(query.execution_options(stream_results=True, yield_per=batch_size))
     try:
-        for partition in result.partitions(batch_size):
+        while partition := result.fetchmany(next(sizes)):
             yield [
                 AudienceMember(point, subscriber, channel, language, quiet_from, quiet_until)
                 for point, subscriber, channel, language, quiet_from, quiet_until in partition
@@ -179,8 +200,16 @@ def _member_rows(_cursor: Any) -> Callable[[Sequence[Any]], AudienceMember]:
     return _member
 
 
+def _sizes(first: int, most: int) -> Iterator[int]:
+    """first, 2 x first, 4 x first, ... up to `most`, then `most` for ever."""
+    size = max(1, min(first, most))
+    while True:
+        yield size
+        size = min(most, size * 2)
+
+
 def _stream_postgres(
-    connection: Connection, alert: Alert, batch_size: int
+    connection: Connection, query: AudienceQuery, prefix: str, sizes: Iterator[int]
 ) -> Iterator[list[AudienceMember]]:
     """Batches from a cursor declared in the session's transaction, each fetched by a
     helper thread while the caller converts and handles the one before.
@@ -192,12 +221,10 @@ def _stream_postgres(
     query of the caller's between two batches would wait on itself; here it waits at most
     for one FETCH.
     """
-    statement = audience_query(alert).compile(
-        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-    )
+    statement = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     driver = connection.connection.driver_connection
     assert driver is not None
-    name = f"audience_{alert.id}_{next(_cursors)}"
+    name = f"{prefix}_{next(_cursors)}"
     driver.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {statement}")
     fetched: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
@@ -205,10 +232,11 @@ def _stream_postgres(
     def fetch() -> None:
         try:
             while not stop.is_set():
+                size = next(sizes)
                 cursor = driver.cursor(binary=True, row_factory=_member_rows)
-                cursor.execute(f"FETCH FORWARD {batch_size} FROM {name}")
+                cursor.execute(f"FETCH FORWARD {size} FROM {name}")
                 fetched.put(cursor)
-                if cursor.rowcount < batch_size:
+                if cursor.rowcount < size:
                     break
             fetched.put(None)
         except BaseException as error:  # handed to the caller's thread, raised there

@@ -1,35 +1,51 @@
-"""Planning an approved alert: freeze its audience into delivery rows and batches.
+"""Planning an approved alert: stream its audience into delivery rows and batches, chunk
+by chunk, each chunk committed and its batches published while the rest is planned.
 
-One transaction moves the alert to dispatching, writes one delivery per contact point of
-the audience, grouped into batches of one channel, writes the batch rows (the outbox), and
-sets the progress counters. The caller publishes the batch tasks only after the commit; the
-sweeper publishes whatever a crash left unpublished.
+    lease     one guarded UPDATE of the alert: approved and due -> dispatching, or (a
+              planner that stopped) dispatching, not yet planned, its planner silent for
+              longer than the lease; either way the planner's token is bumped, and every
+              later write of this planner is fenced by it
+    snapshot  the audience is read through one read-only transaction (REPEATABLE READ on
+              PostgreSQL; a read transaction of SQLite's WAL) that lives for the whole
+              plan: one consistent view, so no contact point is missed or repeated, even
+              while residents change their subscriptions
+    chunks    the most urgent channel first (`profiles.PLANNING_ORDER`), the first chunk
+              small and each next one larger: a chunk's transaction renews the lease
+              (fenced), appends its deliveries (COPY on PostgreSQL), writes its batches
+              (the outbox) and counts them; once it has committed its batches are
+              published, so the first messages leave while the rest is still planned
+    done      a last fenced write marks the alert planned and audits what was written;
+              only then may the sweeper finish it
 
-On PostgreSQL the deliveries are written by one `INSERT ... SELECT` over the audience query,
-so no row travels to Python and back (streaming a million rows out of a cursor and into
-COPY took 11 s of client CPU on top of the server's own work). Elsewhere (SQLite) the
-audience is streamed through Python and appended in chunks. Memory stays flat either way.
+A planner that dies (or stalls past its lease) leaves the chunks it committed; the sweeper
+hands the alert to a new planner, which takes the lease (the old one can write nothing
+more: its token is stale) and plans the contact points that have no delivery yet, through
+a snapshot of its own. A cancel or an expiry between two chunks ends the plan: the next
+chunk's fenced write finds the alert no longer dispatching, and what was planned is
+suppressed by the cancel itself (it waits for a chunk in progress: the chunk holds the
+alert's row until it commits).
 
 Quiet hours are settled here: an informational alert to a resident inside their quiet
 window waits in a batch of its own until the window ends, or is suppressed if the alert
 expires first. Severe and extreme alerts ignore quiet hours. The few distinct windows are
-read first and each is settled once, in Python (`quiet_until`), for both paths.
+read first and each is settled once, in Python (`quiet_until`).
 
 An Update or Cancel is planned like any alert: only its audience differs (those who
-received the original, see `targeting`), and its own severity settles quiet hours.
+received the original, see `audience`), and its own severity settles quiet hours.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import logging
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts.lifecycle import Move, transition
 from broadcaster.alerts.models import URGENT, Alert, AlertStatus
@@ -38,9 +54,10 @@ from broadcaster.clock import WARSAW
 from broadcaster.db.bulk import row_writer
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch import progress
-from broadcaster.dispatch.audience import audience_query, stream_audience
-from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.dispatch.audience import AudienceMember, stream_audience
+from broadcaster.dispatch.models import Delivery, DeliveryStatus, DispatchBatch
 from broadcaster.dispatch.outbox import BatchRef, Outbox
+from broadcaster.dispatch.profiles import PLANNING_ORDER
 from broadcaster.dispatch.states import SuppressReason
 from broadcaster.errors import Conflict
 from subscribers.models import Subscriber
@@ -59,8 +76,16 @@ DELIVERY_COLUMNS = (
     "next_attempt_at",
     "finished_at",
 )
+# Contact points in the first chunk, and in the largest: the first is committed and its
+# batches published within a few milliseconds of the first rows coming out of the cursor;
+# then chunks double, up to what keeps a chunk's transaction (and the alert row it holds)
+# short.
+FIRST_CHUNK = 1_000
+LARGEST_CHUNK = 50_000
 Window = tuple[time | None, time | None]  # a resident's quiet hours (local from, until)
-_counters = itertools.count(1)
+Publish = Callable[[list[BatchRef]], None]
+
+_log = logging.getLogger(__name__)
 
 
 def is_urgent(alert: Alert) -> bool:
@@ -82,24 +107,59 @@ def quiet_until(start: time | None, end: time | None, now: datetime) -> datetime
     return ends.astimezone(now.tzinfo)
 
 
+def quiet_windows(*, session: Session, now: datetime) -> dict[Window, datetime]:
+    """Each distinct quiet window that `now` falls in, with the moment it ends (UTC).
+
+    Residents choose their windows from a clock, so there are few distinct ones; settling
+    each once keeps `quiet_until` the single rule, for any number of residents.
+    """
+    rows = session.execute(
+        select(Subscriber.quiet_from, Subscriber.quiet_until)
+        .where(Subscriber.quiet_from.is_not(None), Subscriber.quiet_until.is_not(None))
+        .distinct()
+    ).all()
+    held = {(start, end): quiet_until(start, end, now) for start, end in rows}
+    return {window: ends for window, ends in held.items() if ends is not None}
+
+
 @dataclass
 class Plan:
+    """What one planner run wrote: its batches due now (already published through the
+    planner's `publish`), the deliveries it wrote by (channel, status), its chunks."""
+
     alert_id: int
     urgent: bool
+    resumed: bool = False
     due: list[BatchRef] = field(default_factory=list)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     batches: int = 0
+    chunks: int = 0
+    # False when the plan stopped early: the alert was cancelled or expired meanwhile,
+    # or another planner took the alert over.
+    complete: bool = False
+
+
+class _Fenced(Exception):
+    """This planner's lease is gone (taken over), or its alert no longer dispatching."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    token: int
+    resumed: bool
+    moment: datetime
 
 
 BatchRows = dict[int, dict[str, Any]]  # batch_no -> the dispatch_batches row (less alert, state)
 
 
 class _Batches:
-    """Hands out batch numbers: one open batch per (channel, time it may leave)."""
+    """Hands out batch numbers: one open batch per (channel, time it may leave), closed
+    at the end of every chunk, so that a batch published is never added to."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, next_no: int) -> None:
         self.size = size
-        self.next_no = 1
+        self.next_no = next_no
         self.open: dict[tuple[str, datetime], tuple[int, int]] = {}
         self.rows: BatchRows = {}
 
@@ -119,274 +179,288 @@ class _Batches:
         self.rows[number]["size"] += 1
         return number
 
-
-def quiet_windows(*, session: Session, now: datetime) -> dict[Window, datetime]:
-    """Each distinct quiet window that `now` falls in, with the moment it ends (UTC).
-
-    Residents choose their windows from a clock, so there are few distinct ones; settling
-    each once keeps `quiet_until` the single rule, for any number of residents. A window
-    that a resident sets between this read and the audience's is not in the map: that
-    resident is planned as if the change had come just after the alert.
-    """
-    rows = session.execute(
-        select(Subscriber.quiet_from, Subscriber.quiet_until)
-        .where(Subscriber.quiet_from.is_not(None), Subscriber.quiet_until.is_not(None))
-        .distinct()
-    ).all()
-    held = {(start, end): quiet_until(start, end, now) for start, end in rows}
-    return {window: ends for window, ends in held.items() if ends is not None}
+    def close(self) -> BatchRows:
+        """The batches of the chunk just planned; the next chunk starts new ones."""
+        rows, self.rows, self.open = self.rows, {}, {}
+        return rows
 
 
 def plan_alert(
-    *, session: Session, alert_id: int, batch_size: int = 500, now: datetime | None = None
+    *,
+    sessions: sessionmaker[Session],
+    alert_id: int,
+    batch_size: int = 500,
+    publish: Publish | None = None,
+    lease_seconds: float = 30.0,
+    now: datetime | None = None,
+    first_chunk: int = FIRST_CHUNK,
+    largest_chunk: int = LARGEST_CHUNK,
 ) -> Plan | None:
-    """Freeze the audience of an approved, due alert; None if there is nothing to plan
-    (not approved any more, already planned by someone else, or scheduled later)."""
-    moment = now or utcnow()
-    alert = session.get(Alert, alert_id)
-    if alert is None or alert.status is not AlertStatus.APPROVED:
+    """Plan an approved, due alert (or go on with one whose planner stopped), chunk by
+    chunk, each chunk's due batches handed to `publish` after its commit.
+
+    None if there is nothing to plan: not approved, scheduled later, already planned, or
+    planned right now by a planner whose lease still runs.
+    """
+    lease = _take_lease(sessions, alert_id, now or utcnow(), lease_seconds)
+    if lease is None:
         return None
-    if alert.send_at is not None and alert.send_at > moment:
-        return None
-    try:
-        transition(
-            session=session,
-            alert=alert,
-            move=Move.START_DISPATCH,
-            actor="system:planner",
-            values={"dispatched_at": moment},
+    with sessions.begin() as session:
+        alert = session.get_one(Alert, alert_id)
+        urgent = is_urgent(alert)
+        expires_at = alert.expires_at
+        windows = {} if urgent else quiet_windows(session=session, now=lease.moment)
+        next_no = 1 + (
+            session.scalar(
+                select(func.max(DispatchBatch.batch_no)).where(DispatchBatch.alert_id == alert_id)
+            )
+            or 0
         )
-    except Conflict:
-        return None
-    urgent = is_urgent(alert)
-    plan = Plan(alert_id=alert.id, urgent=urgent)
-    windows = {} if urgent else quiet_windows(session=session, now=moment)
-    write = (
-        _write_in_database
-        if session.connection().dialect.name == "postgresql"
-        else _write_through_python
-    )
-    batches = write(
-        session=session,
-        alert=alert,
-        moment=moment,
-        batch_size=batch_size,
+    plan = Plan(alert_id=alert_id, urgent=urgent, resumed=lease.resumed)
+    chunks = _Chunks(
+        alert_id=alert_id,
+        batches=_Batches(batch_size, next_no),
+        moment=lease.moment,
+        expires_at=expires_at,
         windows=windows,
-        counts=plan.counts,
+        urgent=urgent,
     )
-    Outbox(session).add(alert_id=alert.id, batches=batches.values())
-    # Rows born in their status, with no transition: counted here, once.
-    progress.count_planned(session, alert.id, plan.counts)
-    plan.batches = len(batches)
-    plan.due = [
-        BatchRef(alert.id, number, row["channel"], urgent)
-        for number, row in sorted(batches.items())
-        if row["next_run_at"] <= moment
-    ]
-    audit.record(
-        session=session,
-        actor="system:planner",
-        action="alert.planned",
-        object_type="alert",
-        object_id=alert.id,
-        payload={
-            "batches": plan.batches,
-            "deliveries": {f"{c}:{s}": n for (c, s), n in sorted(plan.counts.items())},
-        },
-    )
+    try:
+        with _snapshot(sessions) as reader:
+            alert = reader.get_one(Alert, alert_id)
+            channels = [c.value for c in PLANNING_ORDER if c.value in alert.channels]
+            for members in _chunked(
+                reader, alert, channels, lease.resumed, first_chunk, largest_chunk
+            ):
+                due = _write_chunk(sessions, lease, chunks, members, plan)
+                if publish is not None and due:
+                    # Noted first, so that the sweeper leaves them to this publish; a
+                    # crash between the two leaves them to it after `requeue_seconds`.
+                    with sessions.begin() as session:
+                        Outbox(session).mark_enqueued(refs=due)
+                    publish(due)
+        _finish(sessions, lease, plan)
+    except _Fenced:
+        _log.warning("alert %s: planning stopped, the alert moved on or was taken over", alert_id)
+        return plan
+    plan.complete = True
     return plan
 
 
-def _write_through_python(
-    *,
-    session: Session,
+def _take_lease(
+    sessions: sessionmaker[Session], alert_id: int, moment: datetime, lease_seconds: float
+) -> _Lease | None:
+    """Start the alert's dispatch, or take over a plan whose planner went silent."""
+    with sessions.begin() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            return None
+        token = alert.planner_token + 1
+        if alert.status is AlertStatus.APPROVED:
+            if alert.send_at is not None and alert.send_at > moment:
+                return None
+            try:
+                transition(
+                    session=session,
+                    alert=alert,
+                    move=Move.START_DISPATCH,
+                    actor="system:planner",
+                    values={
+                        "dispatched_at": moment,
+                        "planner_token": token,
+                        "planner_seen_at": moment,
+                    },
+                )
+            except Conflict:
+                return None
+            return _Lease(token, resumed=False, moment=moment)
+        silent_since = moment - timedelta(seconds=lease_seconds)
+        taken = session.execute(
+            update(Alert)
+            .where(
+                Alert.id == alert_id,
+                Alert.status == AlertStatus.DISPATCHING,
+                Alert.planned_at.is_(None),
+                Alert.planner_token == alert.planner_token,
+                Alert.planner_seen_at < silent_since,
+            )
+            .values(planner_token=token, planner_seen_at=moment)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        audit.record(
+            session=session,
+            actor="system:planner",
+            action="alert.planning_resumed",
+            object_type="alert",
+            object_id=alert_id,
+            payload={"planner_run": token},
+        )
+    return _Lease(token, resumed=True, moment=moment)
+
+
+@contextmanager
+def _snapshot(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that reads one consistent view of the database until it is closed."""
+    with sessions() as reader:
+        if reader.get_bind().dialect.name == "postgresql":
+            reader.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        try:
+            yield reader
+        finally:
+            reader.rollback()
+
+
+def _chunked(
+    reader: Session,
     alert: Alert,
-    moment: datetime,
-    batch_size: int,
-    windows: dict[Window, datetime],
-    counts: Counter[tuple[str, str]],
-) -> BatchRows:
-    """Stream the audience and append its deliveries in chunks (the portable path)."""
-    batches = _Batches(batch_size)
-    write = row_writer(session.connection(), cast(Table, Delivery.__table__), DELIVERY_COLUMNS)
-    alert_id, expires_at = alert.id, alert.expires_at
-    pending, suppressed = DeliveryStatus.PENDING.value, DeliveryStatus.SUPPRESSED.value
-    quiet = SuppressReason.QUIET_HOURS.value
-    for members in stream_audience(session=session, alert=alert, batch_size=5000):
+    channels: Sequence[str],
+    unplanned: bool,
+    first: int,
+    largest: int,
+) -> Iterator[list[AudienceMember]]:
+    """The audience, channel after channel, in chunks that start at `first` contact points
+    and double up to `largest`."""
+    size = first
+    for channel in channels:
+        chunk: list[AudienceMember] = []
+        for members in stream_audience(
+            session=reader,
+            alert=alert,
+            batch_size=largest,
+            first_batch=first,
+            channels=[channel],
+            unplanned=unplanned,
+        ):
+            chunk.extend(members)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+                size = min(largest, size * 2)
+        if chunk:
+            yield chunk
+
+
+@dataclass
+class _Chunks:
+    """What turns audience members into delivery rows, the same for every chunk."""
+
+    alert_id: int
+    batches: _Batches
+    moment: datetime
+    expires_at: datetime
+    windows: dict[Window, datetime]
+    urgent: bool
+
+    def rows(
+        self, members: list[AudienceMember], written_at: datetime, counts: Counter[tuple[str, str]]
+    ) -> list[tuple[Any, ...]]:
+        alert_id, moment, expires_at, windows = (
+            self.alert_id,
+            self.moment,
+            self.expires_at,
+            self.windows,
+        )
+        assign = self.batches.assign
+        pending, suppressed = DeliveryStatus.PENDING.value, DeliveryStatus.SUPPRESSED.value
+        quiet = SuppressReason.QUIET_HOURS.value
         rows: list[tuple[Any, ...]] = []
         for m in members:
             held = windows.get((m.quiet_from, m.quiet_until)) if windows else None
             if held is not None and held >= expires_at:
                 rows.append(
-                    (
-                        alert_id,
-                        0,
-                        m.subscriber_id,
-                        m.contact_point_id,
-                        m.channel,
-                        m.language,
-                        suppressed,
-                        0,
-                        quiet,
-                        moment,
-                        None,
-                        moment,
-                    )
-                )
+                    (alert_id, 0, m.subscriber_id, m.contact_point_id, m.channel, m.language,
+                     suppressed, 0, quiet, written_at, None, written_at)
+                )  # fmt: skip
                 counts[(m.channel, suppressed)] += 1
                 continue
-            number = batches.assign(m.channel, held or moment)
             rows.append(
-                (
-                    alert_id,
-                    number,
-                    m.subscriber_id,
-                    m.contact_point_id,
-                    m.channel,
-                    m.language,
-                    pending,
-                    0,
-                    None,
-                    moment,
-                    held,
-                    None,
-                )
-            )
+                (alert_id, assign(m.channel, held or moment), m.subscriber_id,
+                 m.contact_point_id, m.channel, m.language, pending, 0, None, written_at,
+                 held, None)
+            )  # fmt: skip
             counts[(m.channel, pending)] += 1
-        write(rows)
-    return batches.rows
+        return rows
 
 
-@dataclass(frozen=True, slots=True)
-class _Group:
-    """Deliveries of one channel that leave at one time (or are suppressed, number 0),
-    counted by a temporary sequence."""
-
-    channel: str
-    release: int  # -1 suppressed, 0 now, r > 0 held until `leaves_at`
-    number: int  # batch k of the group is numbered k * stride + number; 0: no batch
-    counter: str
-    leaves_at: datetime | None
-
-
-def _write_in_database(
-    *,
-    session: Session,
-    alert: Alert,
-    moment: datetime,
-    batch_size: int,
-    windows: dict[Window, datetime],
-    counts: Counter[tuple[str, str]],
-) -> BatchRows:
-    """One INSERT ... SELECT over the audience (PostgreSQL).
-
-    Each group of rows, a (channel, time it may leave), counts its rows with a temporary
-    sequence; its k-th batch of `batch_size` rows gets number k * stride + group number.
-    The numbers are unique but not contiguous (each group steps through its own residue):
-    contiguous ones need each group's size first, a second pass over the audience, and
-    `row_number()` needs a sort of it. The sequences' final values then give every batch's
-    size and the counters, with no second pass over the deliveries either.
-    """
-    connection = session.connection()
-    releases = sorted({ends for ends in windows.values() if ends < alert.expires_at})
-    release_of = {
-        window: releases.index(ends) + 1 if ends < alert.expires_at else -1
-        for window, ends in windows.items()
-    }
-    stride = len(alert.channels) * (len(releases) + 1)
-    run = next(_counters)
-    groups: list[_Group] = []
-    for c, channel in enumerate(alert.channels):
-        for release in range(-1 if release_of else 0, len(releases) + 1):
-            groups.append(
-                _Group(
-                    channel=channel,
-                    release=release,
-                    number=0 if release < 0 else c * (len(releases) + 1) + release + 1,
-                    counter=f"pg_temp.plan_{alert.id}_{run}_{len(groups)}",
-                    leaves_at=releases[release - 1] if release > 0 else None,
-                )
-            )
-    for group in groups:
-        connection.execute(text(f"CREATE TEMPORARY SEQUENCE {group.counter}"))
-
-    params: dict[str, Any] = {
-        "alert_id": alert.id,
-        "size": batch_size,
-        "stride": stride,
-        "now": moment,
-        "pending": DeliveryStatus.PENDING.value,
-        "suppressed": DeliveryStatus.SUPPRESSED.value,
-        "quiet": SuppressReason.QUIET_HOURS.value,
-    }
-    group_rows = []
-    for n, group in enumerate(groups):
-        group_rows.append(
-            f"(:channel_{n}, {group.release}, {group.number}, "
-            f"'{group.counter}'::regclass, CAST(:leaves_{n} AS timestamptz))"
+def _fence(session: Session, lease: _Lease, alert_id: int, now: datetime, **values: Any) -> None:
+    """Renew the lease (and write `values`) if it is still this planner's and the alert
+    still dispatching; _Fenced if not. Taken first in a chunk's transaction, the alert's
+    row stays held until the commit: a cancel waits for the chunk, then suppresses it."""
+    fenced = session.execute(
+        update(Alert)
+        .where(
+            Alert.id == alert_id,
+            Alert.status == AlertStatus.DISPATCHING,
+            Alert.planned_at.is_(None),
+            Alert.planner_token == lease.token,
         )
-        params[f"channel_{n}"] = group.channel
-        params[f"leaves_{n}"] = group.leaves_at
-    release_of_row = "0"
-    quiet_join = ""
-    if release_of:
-        window_rows = []
-        for n, ((start, end), number) in enumerate(release_of.items()):
-            window_rows.append(f"(CAST(:from_{n} AS time), CAST(:until_{n} AS time), {number})")
-            params[f"from_{n}"], params[f"until_{n}"] = start, end
-        quiet_join = (
-            f"LEFT JOIN (VALUES {', '.join(window_rows)}) AS w (quiet_from, quiet_until, release)"
-            " ON w.quiet_from = a.quiet_from AND w.quiet_until = a.quiet_until"
-        )
-        release_of_row = "coalesce(w.release, 0)"
-    audience = audience_query(alert).compile(
-        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+        .values(planner_seen_at=now, **values)
+        .execution_options(synchronize_session=False)
     )
-    audience_sql = str(audience).replace(":", "\\:")  # literal colons, not parameters
-    # One nextval per row: in each CASE branch, and CASE evaluates only the branch taken.
-    connection.execute(
-        text(
-            f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "  # noqa: S608 - our SQL
-            "SELECT :alert_id, "
-            "CASE WHEN g.number = 0 THEN 0 * nextval(g.counter) "
-            "ELSE (nextval(g.counter) - 1) / :size * :stride + g.number END, "
-            "a.subscriber_id, a.id, a.channel, a.language, "
-            "CASE WHEN g.number = 0 THEN :suppressed ELSE :pending END, 0, "
-            "CASE WHEN g.number = 0 THEN :quiet END, "
-            "CAST(:now AS timestamptz), g.leaves_at, "
-            "CASE WHEN g.number = 0 THEN CAST(:now AS timestamptz) END "
-            f"FROM ({audience_sql}) AS a {quiet_join} "
-            f"JOIN (VALUES {', '.join(group_rows)}) "
-            "AS g (channel, release, number, counter, leaves_at) "
-            f"ON g.channel = a.channel AND g.release = {release_of_row}"
-        ),
-        params,
-    )
-    sizes = connection.execute(
-        text(
-            " UNION ALL ".join(
-                f"SELECT {n}, CASE WHEN is_called THEN last_value ELSE 0 END FROM {g.counter}"  # noqa: S608
-                for n, g in enumerate(groups)
-            )
-        )
-    ).all()
-    connection.execute(text(f"DROP SEQUENCE {', '.join(g.counter for g in groups)}"))
+    if fenced.rowcount != 1:  # type: ignore[attr-defined]
+        raise _Fenced
 
-    batches: BatchRows = {}
-    for n, rows in sizes:
-        group = groups[n]
-        if not rows:
-            continue
-        if group.number == 0:
-            counts[(group.channel, DeliveryStatus.SUPPRESSED.value)] += rows
-            continue
-        counts[(group.channel, DeliveryStatus.PENDING.value)] += rows
-        for k in range(math.ceil(rows / batch_size)):
-            number = k * stride + group.number
-            batches[number] = {
-                "batch_no": number,
-                "channel": group.channel,
-                "size": min(batch_size, rows - k * batch_size),
-                "next_run_at": group.leaves_at or moment,
-            }
-    return batches
+
+def _write_chunk(
+    sessions: sessionmaker[Session],
+    lease: _Lease,
+    chunks: _Chunks,
+    members: list[AudienceMember],
+    plan: Plan,
+) -> list[BatchRef]:
+    """One chunk in one transaction: deliveries, batches, counters; its due batches."""
+    counts: Counter[tuple[str, str]] = Counter()
+    with sessions.begin() as session:
+        _fence(session, lease, chunks.alert_id, utcnow())
+        # Every row of a plan is dated by the plan's moment, whichever chunk wrote it.
+        rows = chunks.rows(members, chunks.moment, counts)
+        row_writer(session.connection(), cast(Table, Delivery.__table__), DELIVERY_COLUMNS)(rows)
+        batches = chunks.batches.close()
+        outbox = Outbox(session)
+        outbox.add(alert_id=chunks.alert_id, batches=batches.values())
+        # Rows born in their status, with no transition: counted here, once.
+        progress.count_planned(session, chunks.alert_id, counts)
+        due = [
+            BatchRef(chunks.alert_id, number, row["channel"], chunks.urgent)
+            for number, row in sorted(batches.items())
+            if row["next_run_at"] <= chunks.moment
+        ]
+    plan.counts.update(counts)
+    plan.batches += len(batches)
+    plan.chunks += 1
+    plan.due.extend(due)
+    return due
+
+
+def _finish(sessions: sessionmaker[Session], lease: _Lease, plan: Plan) -> None:
+    """The last fenced write: the alert is planned, and the trail says what this run
+    wrote (a resumed plan's earlier runs wrote the rest: see their chunks' batches)."""
+    with sessions.begin() as session:
+        moment = utcnow()
+        _fence(session, lease, plan.alert_id, moment, planned_at=moment)
+        batches = session.scalar(
+            select(func.count())
+            .select_from(DispatchBatch)
+            .where(DispatchBatch.alert_id == plan.alert_id)
+        )
+        audit.record(
+            session=session,
+            actor="system:planner",
+            action="alert.planned",
+            object_type="alert",
+            object_id=plan.alert_id,
+            payload={
+                "batches": batches,
+                "chunks": plan.chunks,
+                "resumed": plan.resumed,
+                # Written by this run, as "channel:status": how they were born.
+                "deliveries": {f"{c}:{s}": n for (c, s), n in sorted(plan.counts.items())},
+            },
+        )

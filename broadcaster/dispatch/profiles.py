@@ -158,3 +158,8 @@ EMAIL: ChannelProfile[EmailVariant] = ChannelProfile(
 
 # The registry, in the order of `Channel` (the order a preview lists them in).
 PROFILES: dict[Channel, ChannelProfile[Any]] = {p.channel: p for p in (SMS, PUSH, EMAIL)}
+
+# The order planning streams an alert's channels in, the most urgent first: an SMS reaches
+# any phone, switched on, with no app and no data; a push needs the app and a connection;
+# an e-mail is read last, and its provider is the slowest to take messages.
+PLANNING_ORDER: tuple[Channel, ...] = (Channel.SMS, Channel.PUSH, Channel.EMAIL)

@@ -4,13 +4,14 @@ seconds by beat. One `sweep` runs five steps, in this order:
 1. `expire_alerts`: live alerts past their expiry expire; what has not left is
    suppressed, and their batches are done.
 2. `alerts_to_plan`: approved alerts that are due (now, or at their scheduled time) go to
-   planning.
+   planning, and so do alerts whose planner went silent in the middle of their plan (it
+   died, or stalled past its lease): a new planner goes on from where it stopped.
 3. `release_lapsed_leases`: rows held by a worker that died (claimed longer ago than the
    lease) wait again, or are withdrawn if their alert has ended.
 4. `batches_to_publish`: batches due and not published lately are published again (the
    outbox: a crash between a commit and its publish, a retry time reached, a broker that
    lost a message), except where their channel's queue has not drained.
-5. `finish_alerts`: dispatching alerts with no batch left are done.
+5. `finish_alerts`: dispatching alerts that are planned and have no batch left are done.
 
 Expiry comes first, so that an alert past its time is neither planned nor published
 again; the release comes before publishing, so that a released batch is published in the
@@ -24,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from broadcaster.alerts.lifecycle import Move, expire_due_alerts, transition
-from broadcaster.alerts.models import Alert, AlertStatus
+from broadcaster.alerts.models import URGENT, Alert, AlertStatus
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch.models import BatchState, DispatchBatch
 from broadcaster.dispatch.outbox import BatchRef, Outbox
@@ -52,6 +53,7 @@ def sweep(
     *,
     session: Session,
     lease_seconds: float,
+    plan_lease_seconds: float = 30.0,
     requeue_seconds: float = 30.0,
     now: datetime | None = None,
     limit: int = 5000,
@@ -61,7 +63,9 @@ def sweep(
     moment = now or utcnow()
     found = Sweep()
     found.expired = expire_alerts(session=session, now=moment)
-    found.plans = alerts_to_plan(session=session, now=moment)
+    found.plans = alerts_to_plan(
+        session=session, now=moment, silent_since=moment - timedelta(seconds=plan_lease_seconds)
+    )
     found.released = release_lapsed_leases(
         session=session, claimed_before=moment - timedelta(seconds=lease_seconds), now=moment
     )
@@ -84,16 +88,24 @@ def expire_alerts(*, session: Session, now: datetime) -> list[int]:
     return expired
 
 
-def alerts_to_plan(*, session: Session, now: datetime) -> list[int]:
-    """Approved alerts whose time has come (no send time, or one reached), in id order."""
+def alerts_to_plan(*, session: Session, now: datetime, silent_since: datetime) -> list[int]:
+    """Approved alerts whose time has come (no send time, or one reached), and alerts
+    still being planned whose planner has written nothing since `silent_since`; the most
+    urgent first, then in id order."""
+    due = and_(
+        Alert.status == AlertStatus.APPROVED,
+        or_(Alert.send_at.is_(None), Alert.send_at <= now),
+    )
+    stalled = and_(
+        Alert.status == AlertStatus.DISPATCHING,
+        Alert.planned_at.is_(None),
+        Alert.planner_seen_at < silent_since,
+    )
     return list(
         session.scalars(
             select(Alert.id)
-            .where(
-                Alert.status == AlertStatus.APPROVED,
-                or_(Alert.send_at.is_(None), Alert.send_at <= now),
-            )
-            .order_by(Alert.id)
+            .where(or_(due, stalled))
+            .order_by(Alert.severity.in_(sorted(URGENT)).desc(), Alert.id)
         )
     )
 
@@ -149,10 +161,12 @@ def batches_to_publish(
 
 
 def finish_alerts(*, session: Session, now: datetime) -> list[int]:
-    """Dispatching alerts with no batch still queued are done; their ids."""
+    """Dispatching alerts that are planned and have no batch still queued are done; their
+    ids."""
     finished = session.scalars(
         select(Alert).where(
             Alert.status == AlertStatus.DISPATCHING,
+            Alert.planned_at.is_not(None),
             ~exists().where(
                 DispatchBatch.alert_id == Alert.id, DispatchBatch.state == BatchState.QUEUED
             ),

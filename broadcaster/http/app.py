@@ -2,8 +2,8 @@
 provider callbacks, with an OpenAPI description at /docs.
 
 `create_app()` builds everything from the settings; tests pass their own settings and the
-two hand-offs to the workers (delivery reports to the `receipts` queue, messages to a
-resident such as a one-time code).
+hand-offs to the workers (delivery reports to the `receipts` queue, messages to a
+resident such as a one-time code, alerts approved for now to the planner).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from celery import Celery
 
 Publish = Callable[[list[dict[str, str]]], None]
+# (alert id, urgent): an alert just approved and due, to be planned at once.
+PlanNow = Callable[[int, bool], None]
 
 
 class Problem(BaseModel):
@@ -60,11 +62,12 @@ PUBLIC_ERRORS = _errors(403, 404, 409, 410, 413, 429)
 Notify = Callable[[Queued], None]
 
 
-def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
+def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify, PlanNow]:
     """What the API hands to the workers: delivery reports to the `receipts` queue,
-    the ids of pending notices, reminders and sign-ups to `notices`, through `celery`
-    (default: the process-wide app). By task name, so that this process need not import
-    the tasks."""
+    the ids of pending notices, reminders and sign-ups to `notices`, and alerts approved
+    for now to the planner (`plan`: the sweeper would find them within a sweep, this
+    saves that wait), through `celery` (default: the process-wide app). By task name, so
+    that this process need not import the tasks."""
 
     def client() -> Celery:
         if celery is not None:
@@ -79,7 +82,17 @@ def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify]:
     def notify(handed: Queued) -> None:
         client().send_task(handed.task, args=[handed.id], queue="notices")
 
-    return publish, notify
+    def plan_now(alert_id: int, urgent: bool) -> None:
+        from tasks.app import NORMAL_PRIORITY, URGENT_PRIORITY
+
+        client().send_task(
+            "tasks.jobs.plan_alert",
+            args=[alert_id],
+            queue="plan",
+            priority=URGENT_PRIORITY if urgent else NORMAL_PRIORITY,
+        )
+
+    return publish, notify, plan_now
 
 
 def create_app(
@@ -87,9 +100,10 @@ def create_app(
     *,
     publish: Publish | None = None,
     notify: Notify | None = None,
+    plan_now: PlanNow | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    default_publish, default_notify = worker_handoffs()
+    default_publish, default_notify, default_plan_now = worker_handoffs()
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -116,6 +130,7 @@ def create_app(
         sessions=make_sessionmaker(engine, secret_key=settings.secret_key),
         publish=publish or default_publish,
         notify=notify or default_notify,
+        plan_now=plan_now or default_plan_now,
     )
     app.add_middleware(BodyLimit)
     install_error_handlers(app, no_route_page=web.no_route_page)

@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from broadcaster.alerts.models import URGENT, Alert, AlertStatus
+from broadcaster.db.engine import utcnow
 from broadcaster.errors import (
     BroadcasterError,
     Conflict,
@@ -69,11 +71,26 @@ class Api:
         sessions: sessionmaker[Session],
         publish: Callable[[list[dict[str, str]]], None],
         notify: Callable[[Any], None],
+        plan_now: Callable[[int, bool], None],
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.publish = publish
         self.notify = notify
+        self.plan_now = plan_now
+
+    def start_planning(self, alert: Alert) -> None:
+        """Hand an alert just approved, if it is due, to the planner, after the commit. A
+        broker that fails now must not fail the approval: the sweeper plans it anyway,
+        within a sweep."""
+        if alert.status is not AlertStatus.APPROVED:
+            return
+        if alert.send_at is not None and alert.send_at > utcnow():
+            return
+        try:
+            self.plan_now(alert.id, alert.severity in URGENT)
+        except Exception:
+            _log.exception("alert %s could not be handed to the planner", alert.id)
 
     def hand_off(self, notices: Iterable[Any]) -> None:
         """Queue messages to residents, after the commit. A broker that fails now must

@@ -206,19 +206,22 @@ def _act(page: Page, form: FormData, alert_id: int, act: str) -> Response:
 
 
 def _move(page: Page, me: Operator, act: str, alert_id: int, reason: str) -> None:
+    approved = None
     with page.api.transaction() as session:
         if act == "submit":
             lifecycle.submit_alert(
                 session=session, settings=page.settings, actor=me, alert_id=alert_id
             )
         elif act == "approve":
-            lifecycle.approve_alert(
+            approved = lifecycle.approve_alert(
                 session=session, settings=page.settings, approver=me, alert_id=alert_id
             )
         elif act == "reject":
             lifecycle.reject_alert(session=session, approver=me, alert_id=alert_id, reason=reason)
         else:
             lifecycle.cancel_alert(session=session, actor=me, alert_id=alert_id, reason=reason)
+    if approved is not None:
+        page.api.start_planning(approved)
 
 
 @router.post("/alerts/{alert_id}/submit")

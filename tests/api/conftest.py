@@ -36,6 +36,11 @@ class Outbox:
     notices: list[Notice] = field(default_factory=list)
     # Every id handed to a worker, in order.
     handed: list[Queued] = field(default_factory=list)
+    # Alerts handed to the planner as approved for now: (alert id, urgent).
+    planned: list[tuple[int, bool]] = field(default_factory=list)
+
+    def plan_now(self, alert_id: int, urgent: bool) -> None:
+        self.planned.append((alert_id, urgent))
 
     def publish(self, reports: list[dict[str, str]]) -> None:
         self.published.extend(reports)
@@ -70,7 +75,9 @@ def outbox(db: sessionmaker[Session], app_settings: Settings) -> Outbox:
 
 @pytest.fixture
 def client(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
-    app = create_app(app_settings, publish=outbox.publish, notify=outbox.notify)
+    app = create_app(
+        app_settings, publish=outbox.publish, notify=outbox.notify, plan_now=outbox.plan_now
+    )
     with TestClient(app) as test_client:
         yield test_client
 

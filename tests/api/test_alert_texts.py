@@ -27,7 +27,9 @@ def roomy(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
     """The same application and database with WSP_SMS_MAX_PARTS=4: as it was before the
     limit was lowered to today's 3."""
     settings = app_settings.model_copy(update={"sms_max_parts": 4})
-    app = create_app(settings, publish=outbox.publish, notify=outbox.notify)
+    app = create_app(
+        settings, publish=outbox.publish, notify=outbox.notify, plan_now=outbox.plan_now
+    )
     with TestClient(app) as test_client:
         yield test_client
 

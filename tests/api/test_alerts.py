@@ -15,8 +15,9 @@ from broadcaster.alerts.models import Alert
 from broadcaster.audit.models import AuditEvent
 from broadcaster.dispatch import planning
 from broadcaster.dispatch.models import Delivery, DeliveryStatus
+from broadcaster.http.app import create_app
 from broadcaster.settings import Settings
-from tests.api.conftest import Headers
+from tests.api.conftest import Headers, Outbox
 from tests.conftest import add_resident, send_alert
 
 
@@ -105,6 +106,43 @@ def test_an_alert_goes_from_draft_to_approved_through_two_people(
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "approved"
     assert approved.json()["approver_id"] != alert["author_id"]
+
+
+def test_an_approved_alert_is_handed_to_the_planner_at_once_unless_scheduled(
+    client: TestClient, auth: Headers, outbox: Outbox
+) -> None:
+    now_alert = create(client, auth.operator, severity="Extreme")
+    client.post(f"/alerts/{now_alert['id']}/submit", headers=auth.operator)
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    scheduled = create(client, auth.operator)
+    client.post(
+        f"/alerts/{scheduled['id']}/schedule", json={"send_at": later}, headers=auth.operator
+    )
+    client.post(f"/alerts/{scheduled['id']}/submit", headers=auth.operator)
+    assert outbox.planned == []  # submitting hands nothing on
+    for alert in (now_alert, scheduled):
+        approved = client.post(f"/alerts/{alert['id']}/approve", headers=auth.approver)
+        assert approved.status_code == 200, approved.text
+    # The one due now, urgent; the scheduled one is the sweeper's, at its time.
+    assert outbox.planned == [(now_alert["id"], True)]
+
+
+def test_an_approval_stands_when_the_planner_cannot_be_reached(
+    app_settings: Settings, outbox: Outbox, auth: Headers
+) -> None:
+    def broker_down(_alert_id: int, _urgent: bool) -> None:
+        raise ConnectionError("broker away")
+
+    app = create_app(
+        app_settings, publish=outbox.publish, notify=outbox.notify, plan_now=broker_down
+    )
+    with TestClient(app) as client:
+        alert = create(client, auth.operator)
+        client.post(f"/alerts/{alert['id']}/submit", headers=auth.operator)
+        approved = client.post(f"/alerts/{alert['id']}/approve", headers=auth.approver)
+        assert approved.status_code == 200 and approved.json()["status"] == "approved"
+        again = client.get(f"/alerts/{alert['id']}", headers=auth.auditor).json()
+    assert again["status"] == "approved"  # committed: the sweeper plans it within a sweep
 
 
 def test_nobody_who_wrote_an_alert_approves_it(client: TestClient, auth: Headers) -> None:
@@ -324,8 +362,7 @@ def test_progress_follows_the_deliveries_and_cancel_stops_what_has_not_left(
     alert = create(client, auth.operator)
     client.post(f"/alerts/{alert['id']}/submit", headers=auth.operator)
     client.post(f"/alerts/{alert['id']}/approve", headers=auth.approver)
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert["id"], batch_size=100)
+    plan = planning.plan_alert(sessions=db, alert_id=alert["id"], batch_size=100)
     assert plan is not None
     live = client.get(f"/alerts/{alert['id']}/progress", headers=auth.auditor).json()
     assert live["status"] == "dispatching" and live["finished"] is False

@@ -89,8 +89,7 @@ def approved_alert(
 
 
 def planned(db: sessionmaker[Session], alert_id: int, now: datetime) -> planning.Plan:
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, now=now)
+    plan = planning.plan_alert(sessions=db, alert_id=alert_id, now=now)
     assert plan is not None
     return plan
 

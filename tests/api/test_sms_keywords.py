@@ -28,7 +28,9 @@ PHONE = "+48601000700"
 @pytest.fixture
 def sms_client(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:
     settings = app_settings.model_copy(update={"smsapi_callback_secret": SECRET})
-    app = create_app(settings, publish=outbox.publish, notify=outbox.notify)
+    app = create_app(
+        settings, publish=outbox.publish, notify=outbox.notify, plan_now=outbox.plan_now
+    )
     with TestClient(app) as client:
         yield client
 

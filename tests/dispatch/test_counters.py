@@ -64,7 +64,7 @@ def first_batch(session: Session, alert_id: int, channel: str) -> int:
 def planned(db: sessionmaker[Session], settings: Settings, staff: Staff, **changes: object) -> int:
     alert_id = approved_alert(db, settings, staff, **changes)
     with db.begin() as session:
-        assert planning.plan_alert(session=session, alert_id=alert_id, batch_size=3) is not None
+        assert planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=3) is not None
         assert_counted(session, alert_id)
     return alert_id
 

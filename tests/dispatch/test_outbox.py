@@ -21,8 +21,7 @@ LEASE = 60.0
 
 def planned(db: sessionmaker[Session], settings: Settings, staff: Staff, **changes: object) -> int:
     alert_id = approved_alert(db, settings, staff, **changes)
-    with db.begin() as session:
-        assert planning.plan_alert(session=session, alert_id=alert_id, batch_size=3) is not None
+    assert planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=3) is not None
     return alert_id
 
 

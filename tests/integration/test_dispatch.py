@@ -71,12 +71,12 @@ def test_a_plan_whose_publish_was_lost_is_published_by_the_sweeper(
     with db.begin() as session:
         found = sweeper.sweep(session=session, lease_seconds=60)
         assert found.plans == [alert_id]
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=3)
+    plan = planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=3)
     assert plan is not None
     # sms 7 -> 3 batches of 3, 3, 1; e-mail likewise: 6 batches, all due now.
     assert plan.batches == 6 and len(plan.due) == 6
     with db.begin() as session:
-        assert planning.plan_alert(session=session, alert_id=alert_id) is None  # planned once
+        assert planning.plan_alert(sessions=db, alert_id=alert_id) is None  # planned once
         assert progress.read(session, alert_id) == {"sms": {"pending": 7}, "email": {"pending": 7}}
     # The worker died before publishing: the sweeper finds every batch in the outbox...
     with db.begin() as session:
@@ -94,7 +94,7 @@ def test_a_waiting_batch_is_published_again_only_once_its_queue_has_drained(
 ) -> None:
     alert_id = approved_alert(db, settings, staff)
     with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=3)
+        plan = planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=3)
         assert plan is not None
         Outbox(session).mark_enqueued(refs=plan.due)
     later = datetime.now(UTC) + timedelta(seconds=60)
@@ -118,8 +118,7 @@ def test_claims_outcomes_retries_and_the_end_of_an_alert(
     db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
 ) -> None:
     alert_id = approved_alert(db, settings, staff, channels=["sms"])
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=10)
+    plan = planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=10)
     assert plan is not None
     [batch] = plan.due
     variants = rendering.Variants()
@@ -199,7 +198,7 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
 ) -> None:
     alert_id = approved_alert(db, settings, staff, channels=["sms"])
     with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=10)
+        plan = planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=10)
         assert plan is not None
         claimed = sending.claim(
             session=session,
@@ -232,7 +231,7 @@ def test_receipts_over_http_are_applied_and_unknown_ones_counted(
         update={"database_url": database_url, "smsapi_callback_secret": secret}
     )
     reports = f"/callbacks/smsapi/reports/{secret}"
-    client = TestClient(create_app(app_settings, publish=apply))
+    client = TestClient(create_app(app_settings, publish=apply, plan_now=lambda *_: None))
     answer = client.get(
         reports,
         params={
@@ -303,7 +302,7 @@ def test_an_address_that_keeps_bouncing_is_disabled(
     for round_number in range(1, 4):
         alert_id = approved_alert(db, settings, staff, channels=["email"])
         with db.begin() as session:
-            plan = planning.plan_alert(session=session, alert_id=alert_id)
+            plan = planning.plan_alert(sessions=db, alert_id=alert_id)
             assert plan is not None
             claimed = sending.claim(
                 session=session,
@@ -394,8 +393,7 @@ def test_quiet_hours_hold_or_suppress_at_planning_and_urgent_alerts_ignore_them(
         urgency="Expected",
         expires_at=now + timedelta(hours=8),
     )
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=informational, batch_size=2, now=now)
+    plan = planning.plan_alert(sessions=db, alert_id=informational, batch_size=2, now=now)
     assert plan is not None
     with db() as session:
         rows = _planned(session, informational)
@@ -427,8 +425,7 @@ def test_quiet_hours_hold_or_suppress_at_planning_and_urgent_alerts_ignore_them(
         urgency="Expected",
         expires_at=now + timedelta(hours=2),
     )
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=short, batch_size=500, now=now)
+    plan = planning.plan_alert(sessions=db, alert_id=short, batch_size=500, now=now)
     assert plan is not None and plan.batches == 4 and len(plan.due) == 2
     with db() as session:
         rows = _planned(session, short)
@@ -448,8 +445,7 @@ def test_quiet_hours_hold_or_suppress_at_planning_and_urgent_alerts_ignore_them(
     severe = approved_alert(
         db, settings, staff, severity="Severe", expires_at=now + timedelta(hours=2)
     )
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=severe, batch_size=3, now=now)
+    plan = planning.plan_alert(sessions=db, alert_id=severe, batch_size=3, now=now)
     assert plan is not None and plan.urgent
     with db() as session:
         rows = _planned(session, severe)

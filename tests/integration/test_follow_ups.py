@@ -181,8 +181,7 @@ def town(db: sessionmaker[Session], settings: Settings, staff: Staff) -> Town:
             if name in windows:
                 person.quiet_from, person.quiet_until = windows[name]
     original_id = approved(db, settings, staff, expires_at=now + timedelta(hours=3))
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=original_id, now=now)
+    plan = planning.plan_alert(sessions=db, alert_id=original_id, now=now)
     assert plan is not None
     by_point = {point: pair for pair, point in points.items()}
     with db() as session:
@@ -343,14 +342,14 @@ def test_an_update_reaches_exactly_those_who_received_the_original(
         ).one()
         assert '"msg_type":"update"' in created and f'"references":{town.original_id}' in created
     with db.begin() as session:  # a draft is not planned
-        assert planning.plan_alert(session=session, alert_id=update_id) is None
+        assert planning.plan_alert(sessions=db, alert_id=update_id) is None
     approve(db, settings, staff, staff.admin, update_id)
     with db.begin() as session:
         assert count_audience(session=session, alert=session.get_one(Alert, update_id)) == {
             "sms": 5,
             "email": 4,
         }
-        plan = planning.plan_alert(session=session, alert_id=update_id, now=town.now)
+        plan = planning.plan_alert(sessions=db, alert_id=update_id, now=town.now)
     assert plan is not None and plan.urgent
     with db() as session:
         deliveries = planned(session, update_id)
@@ -399,8 +398,7 @@ def test_a_cancel_reaches_the_same_people_and_stops_the_original(
             session=session, settings=settings, approver=staff.second_author, alert_id=cancel_id
         )
     approve(db, settings, staff, staff.author, cancel_id)
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=cancel_id, now=town.now)
+    plan = planning.plan_alert(sessions=db, alert_id=cancel_id, now=town.now)
     assert plan is not None and not plan.urgent
     with db() as session:
         deliveries = planned(session, cancel_id)
@@ -542,7 +540,7 @@ def test_a_follow_up_of_an_exercise_reaches_only_the_test_audience(
         follow_up_id = follow_up.id
     approve(db, settings, staff, staff.author, follow_up_id)
     with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=follow_up_id)
+        plan = planning.plan_alert(sessions=db, alert_id=follow_up_id)
         assert plan is not None
         reached = session.scalars(
             select(Delivery.subscriber_id).where(Delivery.alert_id == follow_up_id)

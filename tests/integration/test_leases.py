@@ -36,8 +36,7 @@ LEASE = 60.0
 
 def plan_one_batch(db: sessionmaker[Session], settings: Settings, staff: Staff, **changes: object):
     alert_id = approved_alert(db, settings, staff, channels=["sms"], **changes)
-    with db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=10)
+    plan = planning.plan_alert(sessions=db, alert_id=alert_id, batch_size=10)
     assert plan is not None
     [batch] = plan.due
     return alert_id, batch.batch_no

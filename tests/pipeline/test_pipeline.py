@@ -85,8 +85,7 @@ def test_the_same_batch_delivered_twice_sends_once(stack: Stack) -> None:
     seed(stack, 1500)
     stack.worker.stop()  # plan by hand: nothing else may publish this batch
     alert_id = stack.alert(channels=["email"])
-    with stack.db.begin() as session:
-        plan = planning.plan_alert(session=session, alert_id=alert_id, batch_size=200)
+    plan = planning.plan_alert(sessions=stack.db, alert_id=alert_id, batch_size=200)
     assert plan is not None and plan.due
     first = plan.due[0]
     publisher = Celery("publisher", broker=stack.settings.broker_url)

@@ -66,7 +66,9 @@ class Browser:
 
 @pytest.fixture
 def web(app_settings: Settings, outbox: Outbox) -> Iterator[TestClient]:  # noqa: F811
-    app = create_app(app_settings, publish=outbox.publish, notify=outbox.notify)
+    app = create_app(
+        app_settings, publish=outbox.publish, notify=outbox.notify, plan_now=outbox.plan_now
+    )
     with TestClient(app, base_url=BASE) as client:
         yield client
 
@@ -94,7 +96,9 @@ def people(
     db: sessionmaker[Session],
     staff: Staff,
 ) -> Iterator[People]:
-    app = create_app(app_settings, publish=outbox.publish, notify=outbox.notify)
+    app = create_app(
+        app_settings, publish=outbox.publish, notify=outbox.notify, plan_now=outbox.plan_now
+    )
     made: dict[str, Browser] = {}
     clients: list[TestClient] = []
     for name, person in [

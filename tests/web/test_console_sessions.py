@@ -130,7 +130,9 @@ def published_over_https(
 ) -> Iterator[TestClient]:
     settings = app_settings.model_copy(update={"public_base_url": "https://alerty.um.warszawa.pl"})
     with TestClient(
-        create_app(settings, publish=outbox.publish, notify=outbox.notify),
+        create_app(
+            settings, publish=outbox.publish, notify=outbox.notify, plan_now=outbox.plan_now
+        ),
         base_url="https://testserver",
     ) as client:
         yield client
