@@ -92,6 +92,12 @@ def is_urgent(alert: Alert) -> bool:
     return alert.severity in URGENT
 
 
+def is_due(alert: Alert, now: datetime) -> bool:
+    """Whether an alert may go out at `now`: it has no send time, or has reached it (the
+    sweeper's `alerts_to_plan` asks the same of the alerts table)."""
+    return alert.send_at is None or alert.send_at <= now
+
+
 def quiet_until(start: time | None, end: time | None, now: datetime) -> datetime | None:
     """When the quiet window that `now` falls in ends (UTC), or None outside one."""
     if start is None or end is None:
@@ -257,7 +263,7 @@ def _take_lease(
             return None
         token = alert.planner_token + 1
         if alert.status is AlertStatus.APPROVED:
-            if alert.send_at is not None and alert.send_at > moment:
+            if not is_due(alert, moment):
                 return None
             try:
                 transition(

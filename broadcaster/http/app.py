@@ -65,7 +65,7 @@ Notify = Callable[[Queued], None]
 def worker_handoffs(celery: Celery | None = None) -> tuple[Publish, Notify, PlanNow]:
     """What the API hands to the workers: delivery reports to the `receipts` queue,
     the ids of pending notices, reminders and sign-ups to `notices`, and alerts approved
-    for now to the planner (`plan`: the sweeper would find them within a sweep, this
+    for now to the planner (`plan_now`: the sweeper would find them within a sweep, this
     saves that wait), through `celery` (default: the process-wide app). By task name, so
     that this process need not import the tasks."""
 

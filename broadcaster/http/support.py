@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broadcaster.alerts.models import URGENT, Alert, AlertStatus
+from broadcaster.alerts.models import Alert, AlertStatus
 from broadcaster.db.engine import utcnow
+from broadcaster.dispatch.planning import is_due, is_urgent
 from broadcaster.errors import (
     BroadcasterError,
     Conflict,
@@ -83,12 +84,10 @@ class Api:
         """Hand an alert just approved, if it is due, to the planner, after the commit. A
         broker that fails now must not fail the approval: the sweeper plans it anyway,
         within a sweep."""
-        if alert.status is not AlertStatus.APPROVED:
-            return
-        if alert.send_at is not None and alert.send_at > utcnow():
+        if alert.status is not AlertStatus.APPROVED or not is_due(alert, utcnow()):
             return
         try:
-            self.plan_now(alert.id, alert.severity in URGENT)
+            self.plan_now(alert.id, is_urgent(alert))
         except Exception:
             _log.exception("alert %s could not be handed to the planner", alert.id)
 
