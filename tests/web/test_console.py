@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts.models import Alert, AlertStatus
+from tests.api.conftest import Outbox
 from tests.conftest import add_sms_residents
 from tests.web.conftest import Browser, People, csrf_of, field_error, sent_alert
 
@@ -234,7 +235,7 @@ def test_an_incomplete_form_previews_with_the_reason(people: People) -> None:
 
 
 def test_an_operator_writes_submits_and_a_second_person_approves(
-    people: People, db: sessionmaker[Session]
+    people: People, db: sessionmaker[Session], outbox: Outbox
 ) -> None:
     alert_id = written(people.operator)
     page = f"/console/alerts/{alert_id}"
@@ -245,10 +246,12 @@ def test_an_operator_writes_submits_and_a_second_person_approves(
     assert "Zatwierdź i wyślij" not in own  # the author is never offered approval
     refused = people.operator.submit(page, f"{page}/approve", {})
     assert refused.status_code == 403
+    assert outbox.planned == []  # nothing approved, nothing handed to the planner
     queue = people.approver.get("/console/review").text
     assert f'href="/console/alerts/{alert_id}"' in queue
     approved = people.approver.submit(page, f"{page}/approve", {})
     assert approved.status_code == 303
+    assert [planned for planned, _ in outbox.planned] == [alert_id]  # planned at once
     with db() as session:
         alert = session.get_one(Alert, alert_id)
         assert alert.status is AlertStatus.APPROVED
