@@ -45,6 +45,7 @@ def test_settings_are_immutable() -> None:
         ({"WSP_SMS_MAX_PARTS": "eleven"}, "WSP_SMS_MAX_PARTS", "integer"),
         ({"WSP_SMS_MAX_PARTS": "11"}, "WSP_SMS_MAX_PARTS", "less than or equal to 10"),
         ({"WSP_SMTP_PORT": "70000"}, "WSP_SMTP_PORT", "65535"),
+        ({"WSP_PLAN_LEASE_SECONDS": "0"}, "WSP_PLAN_LEASE_SECONDS", "greater than or equal to 1"),
         ({"WSP_ENV": "staging"}, "WSP_ENV", "development"),
         ({"WSP_SMTP_SECURITY": "ssl"}, "WSP_SMTP_SECURITY", "starttls"),
         ({"WSP_SMSAPI_URL": "http://127.0.0.1:9000/api"}, "WSP_SMSAPI_URL", "ending with '/'"),
