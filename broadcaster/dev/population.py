@@ -81,9 +81,22 @@ class SeedReport:
 
 
 def generate(
-    *, count: int, first_subscriber_id: int, first_contact_id: int, seed: int, now: datetime
+    *,
+    count: int,
+    first_subscriber_id: int,
+    first_contact_id: int,
+    seed: int,
+    now: datetime,
+    phones_for: int | None = None,
 ) -> Iterator[Chunk]:
-    """Rows for `count` residents, in chunks of CHUNK subscribers."""
+    """Rows for `count` residents, in chunks of CHUNK subscribers. With `phones_for` (a
+    topic id), a cohort instead: each resident gives one verified phone, wanted and
+    subscribed, and follows that topic alone in their home district."""
+    if phones_for is not None:
+        yield from _phone_cohort(
+            count, first_subscriber_id, first_contact_id, seed, now, phones_for
+        )
+        return
     rng = random.Random(seed)  # noqa: S311 - synthetic data, repeatable by seed
     district_ids = [d.id for d in DISTRICTS]
     district_weights = list(itertools.accumulate(d.residents for d in DISTRICTS))
@@ -161,6 +174,46 @@ def generate(
         yield chunk
 
 
+def _phone_cohort(
+    count: int,
+    first_subscriber_id: int,
+    first_contact_id: int,
+    seed: int,
+    now: datetime,
+    topic: int,
+) -> Iterator[Chunk]:
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, repeatable by seed
+    district_ids = [d.id for d in DISTRICTS]
+    district_weights = list(itertools.accumulate(d.residents for d in DISTRICTS))
+    languages = [code for code, _ in LANGUAGES]
+    language_weights = [weight for _, weight in LANGUAGES]
+    for start in range(0, count, CHUNK):
+        ids = range(first_subscriber_id + start, first_subscriber_id + min(count, start + CHUNK))
+        chunk = Chunk()
+        for subscriber_id, language, home in zip(
+            ids,
+            rng.choices(languages, language_weights, k=len(ids)),
+            rng.choices(district_ids, cum_weights=district_weights, k=len(ids)),
+            strict=True,
+        ):
+            contact_id = first_contact_id + subscriber_id - first_subscriber_id
+            chunk.subscribers.append((subscriber_id, language, None, None, False, now))
+            chunk.contacts.append(
+                (
+                    contact_id,
+                    subscriber_id,
+                    "sms",
+                    f"+48{PHONE_BASE + subscriber_id}",
+                    True,
+                    now,
+                    None,
+                    now,
+                )
+            )
+            chunk.subscriptions.append((subscriber_id, topic, home))
+        yield chunk
+
+
 def _next_ids(connection: Connection) -> tuple[int, int]:
     next_subscriber = (connection.scalar(select(func.max(Subscriber.id))) or 0) + 1
     next_contact = (connection.scalar(select(func.max(ContactPoint.id))) or 0) + 1
@@ -173,9 +226,11 @@ def seed_population(
     count: int,
     seed: int = 2024,
     progress: Callable[[int], None] | None = None,
+    phones_for: str | None = None,
 ) -> SeedReport:
     """Write `count` synthetic residents in the caller's transaction (reference data is
-    seeded first if it is missing)."""
+    seeded first if it is missing); with `phones_for` (a topic's slug), the phone cohort
+    of `generate` instead, for a benchmark that needs a given number of SMS recipients."""
     if count < 1:
         raise ValueError("count must be at least 1")
     seed_reference_data(session=session)
@@ -201,6 +256,7 @@ def seed_population(
         first_contact_id=first_contact,
         seed=seed,
         now=utcnow(),
+        phones_for=None if phones_for is None else TOPIC_BY_SLUG[phones_for].id,
     ):
         write["subscribers"](chunk.subscribers)
         write["contact_points"](chunk.contacts)
@@ -232,6 +288,7 @@ def seed_population(
             "contact_points": report.contact_points,
             "subscriptions": report.subscriptions,
             "seed": seed,
+            "phones_for": phones_for,
         },
     )
     return report

@@ -65,6 +65,9 @@ class Recorder:
     def reset(self) -> None:
         with self.lock:
             self.requests = 0
+            # When the first request since the reset came (epoch seconds): a benchmark
+            # times an alert's first provider call from it.
+            self.first_request_at: float | None = None
             self.accepted = 0
             self.refused = 0
             self.errors = 0
@@ -82,6 +85,8 @@ class Recorder:
         """Count a request; return 'error' or 'throttle' when a fault hits it."""
         with self.lock:
             self.requests += 1
+            if self.first_request_at is None:
+                self.first_request_at = time.time()
             fault = None
             if self.faults.throttle_next >= 1:
                 self.faults.throttle_next -= 1
@@ -113,6 +118,7 @@ class Recorder:
         with self.lock:
             return {
                 "requests": self.requests,
+                "first_request_at": self.first_request_at,
                 "accepted": self.accepted,
                 "refused": self.refused,
                 "errors": self.errors,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,13 @@ def test_the_sandbox_environment_drives_every_channel(sandbox: Sandbox, tmp_path
             for sender in senders.values():
                 await sender.aclose()
 
+    assert all(sandbox.counts(p)["first_request_at"] is None for p in ("smsapi", "fcm", "smtp"))
+    before = time.time()
     assert asyncio.run(run()) == {channel: Outcome.SENT for channel in Channel}
     assert [sandbox.counts(p)["accepted"] for p in ("smsapi", "fcm", "smtp")] == [1, 1, 1]
+    # What a benchmark times an alert's first provider call by.
+    firsts = [sandbox.counts(p)["first_request_at"] for p in ("smsapi", "fcm", "smtp")]
+    assert all(before <= first <= time.time() for first in firsts)
 
 
 def test_a_missing_token_names_the_variable(sandbox: Sandbox) -> None:

@@ -6,11 +6,16 @@ import phonenumbers
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster.alerts import services as alerts
 from broadcaster.audit import verification
 from broadcaster.dev.population import seed_population
+from broadcaster.dispatch.audience import count_audience
 from broadcaster.reference.services import DISTRICTS
+from broadcaster.settings import Settings
 from subscribers.contacts import normalise_address
 from subscribers.models import ContactPoint, Subscriber, Subscription
+from tests.conftest import Staff
+from tests.integration.test_lifecycle import weather_draft
 
 
 def test_population_is_spread_and_valid(db: sessionmaker[Session], engine: Engine) -> None:
@@ -77,3 +82,31 @@ def test_same_seed_gives_the_same_population(db: sessionmaker[Session], engine: 
         ).all()
     assert later == languages
     assert later_channels == channels
+
+
+def test_phone_cohort_adds_exactly_its_size_in_sms_recipients(
+    db: sessionmaker[Session], settings: Settings, staff: Staff
+) -> None:
+    """The benchmark tops the population up to a million SMS recipients of one topic."""
+    with db.begin() as session:
+        seed_population(session=session, count=300, seed=3)
+        alert = alerts.create_alert(
+            session=session,
+            settings=settings,
+            author=staff.author,
+            draft=weather_draft(topic="city-services", districts=[], whole_city=True),
+        )
+        before = count_audience(session=session, alert=alert)
+        report = seed_population(session=session, count=250, seed=4, phones_for="city-services")
+        after = count_audience(session=session, alert=alert)
+    assert (report.subscribers, report.contact_points, report.subscriptions) == (250, 250, 250)
+    assert after.get("sms", 0) == before.get("sms", 0) + 250
+    assert {k: v for k, v in after.items() if k != "sms"} == {
+        k: v for k, v in before.items() if k != "sms"
+    }
+    with db() as session:
+        cohort = session.scalars(select(ContactPoint).where(ContactPoint.subscriber_id > 300)).all()
+        assert len(cohort) == 250
+        for point in cohort:
+            assert normalise_address("sms", point.address) == point.address
+            assert phonenumbers.is_valid_number(phonenumbers.parse(point.address))
