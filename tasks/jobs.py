@@ -60,12 +60,17 @@ def plan_alert(alert_id: int) -> dict[str, Any]:
     )
     if plan is None:
         return {"alert_id": alert_id, "planned": False}
+    if plan.stepped_aside:
+        # Behind the urgent alert's plan, which was published at a higher priority (or
+        # which the sweeper, taken first, hands on): then this plan goes on.
+        plan_alert.apply_async(args=[alert_id], queue="plan", priority=NORMAL_PRIORITY)
     return {
         "alert_id": alert_id,
         "planned": plan.complete,
         "resumed": plan.resumed,
         "batches": plan.batches,
         "chunks": plan.chunks,
+        "stepped_aside": plan.stepped_aside,
     }
 
 

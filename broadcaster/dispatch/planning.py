@@ -17,6 +17,13 @@ by chunk, each chunk committed and its batches published while the rest is plann
     done      a last fenced write marks the alert planned and audits what was written;
               only then may the sweeper finish it
 
+A plan that is not urgent steps aside for an urgent one: between two chunks it looks for
+a severe or extreme alert approved and due, and if there is one it lets go of its lease
+(fenced, audited `alert.planning_paused`) and ends, having written at least one chunk;
+the task layer hands it on again behind the urgent plan, and the new run goes on like a
+resumed one. An extreme alert approved during a whole-city plan waits for one chunk, not
+for the whole city.
+
 A planner that dies (or stalls past its lease) leaves the chunks it committed; the sweeper
 hands the alert to a new planner, which takes the lease (the old one can write nothing
 more: its token is stale) and plans the contact points that have no delivery yet, through
@@ -44,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alerts.lifecycle import Move, transition
@@ -93,9 +100,17 @@ def is_urgent(alert: Alert) -> bool:
 
 
 def is_due(alert: Alert, now: datetime) -> bool:
-    """Whether an alert may go out at `now`: it has no send time, or has reached it (the
-    sweeper's `alerts_to_plan` asks the same of the alerts table)."""
+    """Whether an alert may go out at `now`: it has no send time, or has reached it
+    (`approved_and_due` asks the same of the alerts table)."""
     return alert.send_at is None or alert.send_at <= now
+
+
+def approved_and_due(now: datetime) -> ColumnElement[bool]:
+    """Alerts approved whose time has come: waiting for a planner."""
+    return and_(
+        Alert.status == AlertStatus.APPROVED,
+        or_(Alert.send_at.is_(None), Alert.send_at <= now),
+    )
 
 
 def quiet_until(start: time | None, end: time | None, now: datetime) -> datetime | None:
@@ -141,8 +156,10 @@ class Plan:
     batches: int = 0
     chunks: int = 0
     # False when the plan stopped early: the alert was cancelled or expired meanwhile,
-    # or another planner took the alert over.
+    # another planner took the alert over, or it stepped aside for an urgent alert.
     complete: bool = False
+    # It stepped aside for an urgent alert: its lease is free and it must be handed on.
+    stepped_aside: bool = False
 
 
 class _Fenced(Exception):
@@ -245,6 +262,9 @@ def plan_alert(
                     with sessions.begin() as session:
                         Outbox(session).mark_enqueued(refs=due)
                     publish(due)
+                if not urgent and _urgent_waiting(sessions, alert_id):
+                    _step_aside(sessions, lease, plan)
+                    return plan
         _finish(sessions, lease, plan)
     except _Fenced:
         _log.warning("alert %s: planning stopped, the alert moved on or was taken over", alert_id)
@@ -288,7 +308,7 @@ def _take_lease(
                 Alert.status == AlertStatus.DISPATCHING,
                 Alert.planned_at.is_(None),
                 Alert.planner_token == alert.planner_token,
-                Alert.planner_seen_at < silent_since,
+                or_(Alert.planner_seen_at < silent_since, Alert.planner_seen_at.is_(None)),
             )
             .values(planner_token=token, planner_seen_at=moment)
             .execution_options(synchronize_session=False)
@@ -395,10 +415,13 @@ class _Chunks:
         return rows
 
 
-def _fence(session: Session, lease: _Lease, alert_id: int, now: datetime, **values: Any) -> None:
-    """Renew the lease (and write `values`) if it is still this planner's and the alert
-    still dispatching; _Fenced if not. Taken first in a chunk's transaction, the alert's
-    row stays held until the commit: a cancel waits for the chunk, then suppresses it."""
+def _fence(
+    session: Session, lease: _Lease, alert_id: int, seen_at: datetime | None, **values: Any
+) -> None:
+    """Renew the lease to `seen_at` (None lets go of it) and write `values`, if the lease
+    is still this planner's and the alert still dispatching; _Fenced if not. Taken first
+    in a chunk's transaction, the alert's row stays held until the commit: a cancel waits
+    for the chunk, then suppresses it."""
     fenced = session.execute(
         update(Alert)
         .where(
@@ -407,11 +430,44 @@ def _fence(session: Session, lease: _Lease, alert_id: int, now: datetime, **valu
             Alert.planned_at.is_(None),
             Alert.planner_token == lease.token,
         )
-        .values(planner_seen_at=now, **values)
+        .values(planner_seen_at=seen_at, **values)
         .execution_options(synchronize_session=False)
     )
     if fenced.rowcount != 1:  # type: ignore[attr-defined]
         raise _Fenced
+
+
+def _urgent_waiting(sessions: sessionmaker[Session], alert_id: int) -> list[int]:
+    """Severe and extreme alerts approved and due, waiting for a planner (the sweeper's
+    `alerts_to_plan` finds the same ones)."""
+    with sessions() as session:
+        moment = utcnow()
+        return list(
+            session.scalars(
+                select(Alert.id).where(
+                    Alert.id != alert_id,
+                    approved_and_due(moment),
+                    Alert.severity.in_(sorted(URGENT)),
+                )
+            )
+        )
+
+
+def _step_aside(sessions: sessionmaker[Session], lease: _Lease, plan: Plan) -> None:
+    """Let go of the lease for an urgent alert: no planner holds the alert now (its
+    `planner_seen_at` is cleared), so the next run takes it over at once."""
+    with sessions.begin() as session:
+        waiting = _urgent_waiting(sessions, plan.alert_id)
+        _fence(session, lease, plan.alert_id, None)
+        audit.record(
+            session=session,
+            actor="system:planner",
+            action="alert.planning_paused",
+            object_type="alert",
+            object_id=plan.alert_id,
+            payload={"planner_run": lease.token, "for_alerts": waiting},
+        )
+    plan.stepped_aside = True
 
 
 def _write_chunk(

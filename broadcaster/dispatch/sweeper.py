@@ -33,6 +33,7 @@ from broadcaster.alerts.models import URGENT, Alert, AlertStatus
 from broadcaster.db.engine import utcnow
 from broadcaster.dispatch.models import BatchState, DispatchBatch
 from broadcaster.dispatch.outbox import BatchRef, Outbox
+from broadcaster.dispatch.planning import approved_and_due
 from broadcaster.dispatch.states import DeliveryStateMachine, ended_reason
 from broadcaster.errors import Conflict
 
@@ -92,19 +93,16 @@ def alerts_to_plan(*, session: Session, now: datetime, silent_since: datetime) -
     """Approved alerts whose time has come (no send time, or one reached), and alerts
     still being planned whose planner has written nothing since `silent_since`; the most
     urgent first, then in id order."""
-    due = and_(
-        Alert.status == AlertStatus.APPROVED,
-        or_(Alert.send_at.is_(None), Alert.send_at <= now),
-    )
     stalled = and_(
         Alert.status == AlertStatus.DISPATCHING,
         Alert.planned_at.is_(None),
-        Alert.planner_seen_at < silent_since,
+        # No planner's lease at all: one stepped aside for an urgent alert.
+        or_(Alert.planner_seen_at < silent_since, Alert.planner_seen_at.is_(None)),
     )
     return list(
         session.scalars(
             select(Alert.id)
-            .where(or_(due, stalled))
+            .where(or_(approved_and_due(now), stalled))
             .order_by(Alert.severity.in_(sorted(URGENT)).desc(), Alert.id)
         )
     )

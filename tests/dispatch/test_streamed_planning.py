@@ -4,6 +4,7 @@ was taken over fenced off, a cancel in the middle; on both databases."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 
@@ -240,3 +241,54 @@ def test_a_cancel_between_two_chunks_ends_the_plan_and_nothing_stays_pending(
     with db.begin() as session:
         assert sweeper.alerts_to_plan(session=session, now=now, silent_since=now) == []
     assert plan(db, alert_id, now=now) is None
+
+
+def test_a_plan_steps_aside_for_an_urgent_alert_and_goes_on_after_it(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+) -> None:
+    routine = approved_alert(db, settings, staff, severity="Minor", urgency="Expected")
+    urgent: list[int] = []
+
+    def publish(_refs: list[BatchRef]) -> None:
+        if not urgent:  # an extreme alert is approved while the routine one is planned
+            urgent.append(approved_alert(db, settings, staff, severity="Extreme"))
+
+    paused = plan(db, routine, publish=publish)
+    assert paused is not None and paused.stepped_aside and not paused.complete
+    assert paused.chunks == 1
+    row = alert_row(db, routine)
+    assert row.status is AlertStatus.DISPATCHING and row.planned_at is None
+    assert row.planner_seen_at is None  # no planner holds it: the next run takes it at once
+    with db() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "alert.planning_paused")
+        ).one()
+        assert event.object_id == str(routine)
+        assert json.loads(event.payload)["for_alerts"] == urgent
+        now = utcnow()
+        # The sweeper hands on both, the urgent one first, should a hand-off be lost.
+        assert sweeper.alerts_to_plan(
+            session=session, now=now, silent_since=now - timedelta(seconds=LEASE)
+        ) == [urgent[0], routine]
+    first = plan(db, urgent[0])
+    assert first is not None and first.complete and not first.stepped_aside
+    rest = plan(db, routine)
+    assert rest is not None and rest.complete and rest.resumed and not rest.stepped_aside
+    assert sorted(Counter(deliveries(db, routine)).values()) == [1] * 14  # each once
+    with db() as session:
+        assert progress.read(session, routine) == {"sms": {"pending": 7}, "email": {"pending": 7}}
+
+
+def test_an_urgent_plan_does_not_step_aside(
+    db: sessionmaker[Session], settings: Settings, staff: Staff, residents: None
+) -> None:
+    first = approved_alert(db, settings, staff, severity="Extreme")
+    second: list[int] = []
+
+    def publish(_refs: list[BatchRef]) -> None:
+        if not second:
+            second.append(approved_alert(db, settings, staff, severity="Extreme"))
+
+    done = plan(db, first, publish=publish)
+    assert done is not None and done.complete and not done.stepped_aside
+    assert len(deliveries(db, first)) == 14
