@@ -56,6 +56,10 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
+        # A worker process reserves no task beyond the one it runs (Redis only): an urgent
+        # batch published meanwhile is the next task taken, not behind one reserved
+        # earlier per process (an extreme alert waited up to two routine batches more).
+        worker_disable_prefetch=settings.broker_is_redis,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -140,3 +140,19 @@ def test_variables_of_the_cli_and_tests_are_not_typos() -> None:
 def test_the_broker_kind_is_read_from_its_url(tmp_path: Path, broker: str, redis: bool) -> None:
     settings = load_settings({"WSP_DATA_DIR": str(tmp_path), "BROKER_URL": broker})
     assert settings.broker_is_redis is redis
+
+
+@pytest.mark.parametrize(
+    ("broker", "held_back"),
+    [("redis://127.0.0.1:6379/9", True), ("sqla+sqlite:///broker.db", False)],
+)
+def test_a_worker_on_redis_reserves_nothing_beyond_what_it_runs(
+    tmp_path: Path, broker: str, held_back: bool
+) -> None:
+    """Otherwise each process holds one routine batch more, and an urgent batch published
+    meanwhile waits behind it (Celery applies this on Redis only, and warns elsewhere)."""
+    from tasks.app import make_app
+
+    app = make_app(load_settings({"WSP_DATA_DIR": str(tmp_path), "BROKER_URL": broker}))
+    assert app.conf.worker_disable_prefetch is held_back
+    assert app.conf.worker_prefetch_multiplier == 1
